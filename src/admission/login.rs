@@ -1,0 +1,161 @@
+//! Login: a JWT signed HS256 with the login secret, carried as `Authorization: Bearer <jwt>` or
+//! in the `fg_session` cookie. Only HS256 is accepted — `none`, RS256 and every other algorithm
+//! are refused — `exp` and `sub` are required, and `sub` is the user id.
+
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::config::Secret;
+
+/// Name of the session cookie that may carry the login token.
+pub const SESSION_COOKIE: &str = "fg_session";
+/// Longest user id accepted, in bytes.
+pub const MAX_UID_BYTES: usize = 128;
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+/// Verifies login tokens.
+pub struct Login {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Login {
+    /// A verifier for tokens signed with `secret`.
+    pub fn new(secret: &Secret) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        Login {
+            key: DecodingKey::from_secret(secret.bytes()),
+            validation,
+        }
+    }
+
+    /// The user id of a valid token, or None for a missing, forged, expired, wrongly-signed or
+    /// malformed one, or one whose `sub` is not a usable id.
+    pub fn verify(&self, token: &str) -> Option<String> {
+        let data = decode::<Claims>(token, &self.key, &self.validation).ok()?;
+        valid_uid(&data.claims.sub).then_some(data.claims.sub)
+    }
+}
+
+/// A user id is 1 to [`MAX_UID_BYTES`] bytes with no control characters (so it can be written
+/// into headers and signed strings unambiguously).
+pub fn valid_uid(uid: &str) -> bool {
+    !uid.is_empty() && uid.len() <= MAX_UID_BYTES && !uid.chars().any(char::is_control)
+}
+
+/// The login token of a request: the Bearer token if there is one, else the session cookie.
+pub fn token_from<'a>(
+    authorization: Option<&'a [u8]>,
+    cookie: Option<&'a [u8]>,
+) -> Option<&'a str> {
+    if let Some(value) = authorization.and_then(|v| std::str::from_utf8(v).ok()) {
+        let value = value.trim();
+        if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") {
+            return Some(value[7..].trim());
+        }
+    }
+    let cookies = std::str::from_utf8(cookie?).ok()?;
+    cookies.split(';').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name.trim() == SESSION_COOKIE).then(|| value.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use serde_json::json;
+
+    const KEY: &[u8] = b"login-secret-login-secret-login-secret!!";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn mint(alg: Algorithm, key: &[u8], claims: serde_json::Value) -> String {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key)).unwrap()
+    }
+
+    #[test]
+    fn accepts_valid_hs256_and_returns_sub() {
+        let login = Login::new(&Secret::new(KEY.to_vec()));
+        let t = mint(
+            Algorithm::HS256,
+            KEY,
+            json!({"sub": "u42", "exp": now() + 60}),
+        );
+        assert_eq!(login.verify(&t).as_deref(), Some("u42"));
+    }
+
+    #[test]
+    fn refuses_forged_expired_other_alg_none_and_missing_claims() {
+        let login = Login::new(&Secret::new(KEY.to_vec()));
+        let forged = mint(
+            Algorithm::HS256,
+            b"another-key-another-key-another-key!",
+            json!({"sub": "u", "exp": now() + 60}),
+        );
+        let expired = mint(
+            Algorithm::HS256,
+            KEY,
+            json!({"sub": "u", "exp": now() - 3600}),
+        );
+        let hs512 = mint(
+            Algorithm::HS512,
+            KEY,
+            json!({"sub": "u", "exp": now() + 60}),
+        );
+        let no_exp = mint(Algorithm::HS256, KEY, json!({"sub": "u"}));
+        let no_sub = mint(Algorithm::HS256, KEY, json!({"exp": now() + 60}));
+        let control = mint(
+            Algorithm::HS256,
+            KEY,
+            json!({"sub": "a\nb", "exp": now() + 60}),
+        );
+        // alg:none: header {"alg":"none"}, payload, empty signature.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let none = format!(
+            "{}.{}.",
+            b64.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            b64.encode(format!(r#"{{"sub":"u","exp":{}}}"#, now() + 60))
+        );
+        for t in [
+            forged,
+            expired,
+            hs512,
+            no_exp,
+            no_sub,
+            control,
+            none,
+            "garbage".into(),
+        ] {
+            assert_eq!(login.verify(&t), None, "accepted {t}");
+        }
+    }
+
+    #[test]
+    fn token_comes_from_bearer_then_cookie() {
+        assert_eq!(token_from(Some(b"Bearer abc"), None), Some("abc"));
+        assert_eq!(token_from(Some(b"bearer  abc "), None), Some("abc"));
+        assert_eq!(token_from(None, Some(b"a=1; fg_session=xyz")), Some("xyz"));
+        assert_eq!(
+            token_from(Some(b"Basic zzz"), Some(b"fg_session=c")),
+            Some("c")
+        );
+        assert_eq!(token_from(None, Some(b"other=1")), None);
+    }
+}

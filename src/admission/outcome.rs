@@ -1,0 +1,151 @@
+//! The answers the edge gives by itself. Each outcome has one fixed HTTP status and one fixed
+//! JSON body (`{"outcome":"<name>"}`), both known at compile time so a reject allocates nothing.
+//! The table is the contract in DESIGN.md; dashboards count by these names.
+
+/// Every outcome of a request that the edge answers or forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Reserved a unit and forwarded to origin; origin's answer passes through.
+    Won,
+    /// Missing, forged or expired login token.
+    LoginRequired,
+    /// UID or IP on the blocklist.
+    Blacklisted,
+    /// The sale path token is wrong.
+    BadSalePath,
+    /// The sale requires a solved captcha.
+    CaptchaRequired,
+    /// The sale has not started.
+    NotStarted,
+    /// The sale is over.
+    Ended,
+    /// No such product, or no sale for it.
+    UnknownProduct,
+    /// This user already holds a unit.
+    Duplicate,
+    /// No units left.
+    SoldOut,
+    /// Over a rate limit.
+    RateLimited,
+    /// The stock store cannot be reached.
+    StoreUnavailable,
+    /// The origin cannot be reached.
+    OriginUnavailable,
+    /// Static page, button script or other non-buy answer served.
+    Served,
+    /// Conditional request answered 304.
+    NotModified,
+    /// No such route or file.
+    NotFound,
+    /// Route exists, method does not.
+    MethodNotAllowed,
+}
+
+impl Outcome {
+    /// Every outcome, for pre-registering metrics.
+    pub const ALL: [Outcome; 17] = [
+        Outcome::Won,
+        Outcome::LoginRequired,
+        Outcome::Blacklisted,
+        Outcome::BadSalePath,
+        Outcome::CaptchaRequired,
+        Outcome::NotStarted,
+        Outcome::Ended,
+        Outcome::UnknownProduct,
+        Outcome::Duplicate,
+        Outcome::SoldOut,
+        Outcome::RateLimited,
+        Outcome::StoreUnavailable,
+        Outcome::OriginUnavailable,
+        Outcome::Served,
+        Outcome::NotModified,
+        Outcome::NotFound,
+        Outcome::MethodNotAllowed,
+    ];
+
+    /// The name used in JSON bodies and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Outcome::Won => "won",
+            Outcome::LoginRequired => "login_required",
+            Outcome::Blacklisted => "blacklisted",
+            Outcome::BadSalePath => "bad_sale_path",
+            Outcome::CaptchaRequired => "captcha_required",
+            Outcome::NotStarted => "not_started",
+            Outcome::Ended => "ended",
+            Outcome::UnknownProduct => "unknown_product",
+            Outcome::Duplicate => "duplicate",
+            Outcome::SoldOut => "sold_out",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::StoreUnavailable => "store_unavailable",
+            Outcome::OriginUnavailable => "origin_unavailable",
+            Outcome::Served => "served",
+            Outcome::NotModified => "not_modified",
+            Outcome::NotFound => "not_found",
+            Outcome::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The HTTP status the edge answers with (for `Won`, the usual success status; the real
+    /// one is origin's).
+    pub const fn status(self) -> u16 {
+        match self {
+            Outcome::Won | Outcome::Served => 200,
+            Outcome::NotModified => 304,
+            Outcome::LoginRequired => 401,
+            Outcome::Blacklisted
+            | Outcome::BadSalePath
+            | Outcome::CaptchaRequired
+            | Outcome::NotStarted
+            | Outcome::Ended => 403,
+            Outcome::UnknownProduct | Outcome::NotFound => 404,
+            Outcome::MethodNotAllowed => 405,
+            Outcome::Duplicate => 409,
+            Outcome::SoldOut => 410,
+            Outcome::RateLimited => 429,
+            Outcome::StoreUnavailable | Outcome::OriginUnavailable => 503,
+        }
+    }
+
+    /// The JSON body of an edge-made answer.
+    pub const fn body(self) -> &'static [u8] {
+        match self {
+            Outcome::Won => br#"{"outcome":"won"}"#,
+            Outcome::LoginRequired => br#"{"outcome":"login_required"}"#,
+            Outcome::Blacklisted => br#"{"outcome":"blacklisted"}"#,
+            Outcome::BadSalePath => br#"{"outcome":"bad_sale_path"}"#,
+            Outcome::CaptchaRequired => br#"{"outcome":"captcha_required"}"#,
+            Outcome::NotStarted => br#"{"outcome":"not_started"}"#,
+            Outcome::Ended => br#"{"outcome":"ended"}"#,
+            Outcome::UnknownProduct => br#"{"outcome":"unknown_product"}"#,
+            Outcome::Duplicate => br#"{"outcome":"duplicate"}"#,
+            Outcome::SoldOut => br#"{"outcome":"sold_out"}"#,
+            Outcome::RateLimited => br#"{"outcome":"rate_limited"}"#,
+            Outcome::StoreUnavailable => br#"{"outcome":"store_unavailable"}"#,
+            Outcome::OriginUnavailable => br#"{"outcome":"origin_unavailable"}"#,
+            Outcome::Served => br#"{"outcome":"served"}"#,
+            Outcome::NotModified => br#"{"outcome":"not_modified"}"#,
+            Outcome::NotFound => br#"{"outcome":"not_found"}"#,
+            Outcome::MethodNotAllowed => br#"{"outcome":"method_not_allowed"}"#,
+        }
+    }
+
+    /// Index into [`Outcome::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_json_with_the_name() {
+        for o in Outcome::ALL {
+            let v: serde_json::Value = serde_json::from_slice(o.body()).unwrap();
+            assert_eq!(v["outcome"], o.name());
+            assert_eq!(Outcome::ALL[o.index()], o);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! One sale as the edge sees it: its window, its secret buy-path token, and the local sold-out
+//! hint. The hint lets every reject after sell-out skip the store: when the store answers
+//! sold out, the edge trusts that for `sold_out_hint` (default 1 s) and then asks again, so
+//! units that come back (an unpaid order released) sell again within about a second.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::{Captcha, Sale, Secret};
+use crate::signing::{constant_time_eq, sale_path_token};
+
+use super::Outcome;
+
+/// A configured sale with its precomputed token and hint.
+pub struct SaleGate {
+    /// The product on sale.
+    pub product: u64,
+    /// The sale as configured.
+    pub sale: Sale,
+    starts_ms: u64,
+    ends_ms: u64,
+    token: Box<str>,
+    hint_ms: u64,
+    sold_out_until_ms: AtomicU64,
+}
+
+impl SaleGate {
+    /// Prepare `sale`, deriving its buy-path token from the edge secret.
+    pub fn new(sale: &Sale, edge: &Secret, hint: std::time::Duration) -> Self {
+        let starts_ms = sale.starts_at.unix_millis();
+        SaleGate {
+            product: sale.product,
+            sale: sale.clone(),
+            starts_ms,
+            ends_ms: sale.ends_at.unix_millis(),
+            token: sale_path_token(edge, sale.product, starts_ms).into(),
+            hint_ms: hint.as_millis() as u64,
+            sold_out_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Open at `now_ms`? Otherwise not started or ended.
+    pub fn window(&self, now_ms: u64) -> Result<(), Outcome> {
+        if now_ms < self.starts_ms {
+            Err(Outcome::NotStarted)
+        } else if now_ms >= self.ends_ms {
+            Err(Outcome::Ended)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Start of the sale, ms since the epoch.
+    pub fn starts_ms(&self) -> u64 {
+        self.starts_ms
+    }
+
+    /// End of the sale, ms since the epoch.
+    pub fn ends_ms(&self) -> u64 {
+        self.ends_ms
+    }
+
+    /// Whether `token` is this sale's buy-path token (constant time).
+    pub fn token_matches(&self, token: &str) -> bool {
+        constant_time_eq(self.token.as_bytes(), token.as_bytes())
+    }
+
+    /// The buy path, to be revealed only once the sale is open.
+    pub fn buy_path(&self) -> String {
+        format!("/buy/{}/{}", self.product, self.token)
+    }
+
+    /// The captcha this sale asks for.
+    pub fn captcha(&self) -> Captcha {
+        self.sale.captcha
+    }
+
+    /// Whether a recent store answer said sold out.
+    pub fn sold_out_hint(&self, now_ms: u64) -> bool {
+        now_ms < self.sold_out_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Remember a sold-out answer from the store.
+    pub fn mark_sold_out(&self, now_ms: u64) {
+        self.sold_out_until_ms
+            .store(now_ms + self.hint_ms, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Timestamp;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn gate() -> SaleGate {
+        let sale = Sale {
+            product: 42,
+            stock: 1,
+            starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(100)),
+            ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(200)),
+            captcha: Captcha::None,
+        };
+        SaleGate::new(&sale, &Secret::new(vec![7u8; 32]), Duration::from_secs(1))
+    }
+
+    #[test]
+    fn window_edges() {
+        let g = gate();
+        assert_eq!(g.window(99_999), Err(Outcome::NotStarted));
+        assert_eq!(g.window(100_000), Ok(()));
+        assert_eq!(g.window(199_999), Ok(()));
+        assert_eq!(g.window(200_000), Err(Outcome::Ended));
+    }
+
+    #[test]
+    fn token_and_hint() {
+        let g = gate();
+        let path = g.buy_path();
+        let token = path.rsplit('/').next().unwrap();
+        assert!(g.token_matches(token));
+        assert!(!g.token_matches("0000"));
+        assert!(!g.sold_out_hint(150_000));
+        g.mark_sold_out(150_000);
+        assert!(g.sold_out_hint(150_999));
+        assert!(!g.sold_out_hint(151_000), "the hint lapses");
+    }
+}

@@ -1,0 +1,117 @@
+//! The one-screen summary `flashgate check` prints: what the configuration would run.
+
+use std::fmt::Write;
+
+use flashgate::admission::rate::sketch_bytes;
+use flashgate::config::{LimitKey, Store};
+use flashgate::edge::Gateway;
+
+fn mib(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KiB", bytes.div_ceil(1024))
+    }
+}
+
+/// Render the summary of `gw`.
+pub fn summary(gw: &Gateway) -> String {
+    let c = &gw.config;
+    let mut s = String::new();
+    let _ = writeln!(s, "{}: OK", c.file.display());
+    let _ = writeln!(
+        s,
+        "  listen      {} ({} thread{})",
+        c.listen,
+        c.threads,
+        if c.threads == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(
+        s,
+        "  admin       {} (/metrics /healthz /readyz)",
+        c.admin_listen
+    );
+    let _ = writeln!(
+        s,
+        "  origin      {} -> POST {}",
+        c.origin.url, c.origin.path
+    );
+    let store = match &c.store {
+        Store::Memory => "memory (embedded, one machine)".to_string(),
+        Store::Redis { url, .. } => format!("redis {url}"),
+        Store::Cluster { urls, .. } => format!("redis cluster {}", urls.join(", ")),
+    };
+    let _ = writeln!(s, "  store       {store}");
+    if c.secrets.development.is_empty() {
+        let _ = writeln!(s, "  secrets     from the environment");
+    } else {
+        let _ = writeln!(
+            s,
+            "  secrets     DEVELOPMENT ({}) - set FLASHGATE_LOGIN_SECRET / FLASHGATE_EDGE_SECRET",
+            c.secrets.development.join(", ")
+        );
+    }
+    let products = gw.admission.products();
+    let _ = writeln!(
+        s,
+        "  catalog     {} products, Bloom filter {} at {}% false positives",
+        products.items(),
+        mib(products.bytes() as usize),
+        c.catalog.false_positive_rate * 100.0
+    );
+    let _ = writeln!(
+        s,
+        "  static      {} files from {}",
+        gw.static_files.len(),
+        c.static_dir.display()
+    );
+    let (uids, ips, nets) = gw.admission.blocklist().counts();
+    match &c.blocklist_file {
+        Some(path) => {
+            let _ = writeln!(
+                s,
+                "  blocklist   {}: {uids} uids, {ips} ips, {nets} networks",
+                path.display()
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  blocklist   none");
+        }
+    }
+    let _ = writeln!(
+        s,
+        "  allowlist   {} uids never rate limited",
+        c.allowlist_uids.len()
+    );
+    let _ = writeln!(s, "  sales       {}", c.sales.len());
+    for sale in &c.sales {
+        let _ = writeln!(
+            s,
+            "    product {:<8} {:>8} units  {} -> {}  captcha {}",
+            sale.product,
+            sale.stock,
+            sale.starts_at,
+            sale.ends_at,
+            format!("{:?}", sale.captcha).to_lowercase()
+        );
+    }
+    let _ = writeln!(s, "  limits      {}", c.limits.len());
+    for l in &c.limits {
+        let key = match l.key {
+            LimitKey::Ip => "ip",
+            LimitKey::Uid => "uid",
+            LimitKey::Global => "global",
+        };
+        let _ = writeln!(
+            s,
+            "    {:<12} {} per {} by {key}{}  (sketch {} for {} keys)",
+            l.name,
+            l.requests,
+            humantime::format_duration(l.per),
+            if l.dry_run { ", dry run" } else { "" },
+            mib(sketch_bytes(l)),
+            l.expected_keys
+        );
+    }
+    s
+}

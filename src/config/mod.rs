@@ -1,0 +1,297 @@
+//! flashgate's configuration: one YAML file (see `conf/flashgate.yaml`, documented in place),
+//! read into the canonical [`Config`] that the rest of the program uses. The file format
+//! (`schema`) and the canonical form are kept apart: the file may offer shorthands and defaults,
+//! the canonical form is fully resolved — secrets read from the environment, URLs resolved to
+//! addresses, the catalog's extra ids loaded, every cross-field rule checked. Every error names
+//! the file, the line and the column.
+
+mod env;
+mod error;
+mod locate;
+mod schema;
+mod validate;
+mod values;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+pub use error::{ConfigError, Position};
+pub use schema::{Captcha, LimitKey, StoreKind};
+pub use values::{IdRange, Timestamp};
+
+/// The smallest secret accepted, in bytes: HMAC-SHA256 keys shorter than its output are weak.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// A fully resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from, for messages.
+    pub file: PathBuf,
+    /// Public listener for the sale page, button script and buy requests.
+    pub listen: SocketAddr,
+    /// Admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: SocketAddr,
+    /// Worker threads of the public listener.
+    pub threads: usize,
+    /// Keys for login tokens and for everything the edge signs.
+    pub secrets: Secrets,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where winners are forwarded.
+    pub origin: Origin,
+    /// Where stock lives.
+    pub store: Store,
+    /// Directory of the static sale page.
+    pub static_dir: PathBuf,
+    /// Every product id the shop knows.
+    pub catalog: Catalog,
+    /// The configured sales, one per product.
+    pub sales: Vec<Sale>,
+    /// Rate limits, all applied to every buy.
+    pub limits: Vec<Limit>,
+    /// Blocklist file (`uid:`, `ip:`, `cidr:` lines), if any.
+    pub blocklist_file: Option<PathBuf>,
+    /// Users never rate limited.
+    pub allowlist_uids: Vec<String>,
+    /// How long a sold-out answer from the store is trusted before asking again.
+    pub sold_out_hint: Duration,
+}
+
+/// A secret key. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    /// Wrap raw key bytes.
+    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
+        Secret(bytes.into())
+    }
+
+    /// The key bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
+/// `secrets:` resolved.
+#[derive(Debug, Clone)]
+pub struct Secrets {
+    /// HS256 key of login tokens.
+    pub login: Secret,
+    /// Key of sale paths, challenges and the headers sent to origin.
+    pub edge: Secret,
+    /// Names of the secrets that fell back to the built-in development values because their
+    /// environment variables were not set. Empty in any real deployment.
+    pub development: Vec<&'static str>,
+}
+
+/// `origin:` resolved.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The URL as written (after `${ENV}` substitution), for messages.
+    pub url: String,
+    /// The address connected to.
+    pub addr: SocketAddr,
+    /// The Host header sent.
+    pub host: String,
+    /// Path winners are POSTed to.
+    pub path: String,
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed for the whole answer.
+    pub timeout: Duration,
+}
+
+/// `store:` resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Store {
+    /// Stock in this process (one machine only).
+    Memory,
+    /// One Redis server.
+    Redis {
+        /// `redis://` URL.
+        url: String,
+        /// Per-call timeout.
+        timeout: Duration,
+    },
+    /// A Redis Cluster.
+    Cluster {
+        /// Seed node URLs.
+        urls: Vec<String>,
+        /// Per-call timeout.
+        timeout: Duration,
+    },
+}
+
+/// `catalog:` resolved.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// Ranges written in the file.
+    pub ranges: Vec<IdRange>,
+    /// Ids read from `products_file`.
+    pub listed: Vec<u64>,
+    /// Wanted false-positive rate of the Bloom filter.
+    pub false_positive_rate: f64,
+}
+
+impl Catalog {
+    /// How many ids the catalog holds (ids in both a range and the file count twice).
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(IdRange::len).sum::<u64>() + self.listed.len() as u64
+    }
+
+    /// Whether the catalog holds no id.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every id, ranges first.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.ranges
+            .iter()
+            .flat_map(|r| r.first..=r.last)
+            .chain(self.listed.iter().copied())
+    }
+
+    /// Exact membership (the Bloom filter at the edge is the fast approximation of this).
+    pub fn contains(&self, id: u64) -> bool {
+        self.ranges.iter().any(|r| r.contains(id)) || self.listed.contains(&id)
+    }
+}
+
+/// One sale.
+#[derive(Debug, Clone)]
+pub struct Sale {
+    /// The product on sale.
+    pub product: u64,
+    /// Units for sale.
+    pub stock: u64,
+    /// When buying opens.
+    pub starts_at: Timestamp,
+    /// When buying closes.
+    pub ends_at: Timestamp,
+    /// Captcha required of buyers.
+    pub captcha: Captcha,
+}
+
+/// One rate limit.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    /// Name shown in logs and `check`.
+    pub name: String,
+    /// What is counted.
+    pub key: LimitKey,
+    /// Requests allowed per window.
+    pub requests: u64,
+    /// Window length.
+    pub per: Duration,
+    /// Count, never reject.
+    pub dry_run: bool,
+    /// Distinct keys one window is sized for.
+    pub expected_keys: usize,
+}
+
+/// What to look up when resolving a configuration; the process environment in production, a
+/// fixed map in tests.
+pub trait Environment {
+    /// The value of variable `name`, if set.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl Config {
+    /// Read, parse and validate `path` against the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, &ProcessEnv)
+    }
+
+    /// Read, parse and validate `path` against `env`.
+    pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parse and validate `text`, reporting errors against `path`.
+    pub fn parse(path: &Path, text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
+        let locations = locate::Locations::index(text);
+        let deserializer = serde_yaml::Deserializer::from_str(text);
+        let file: schema::FileConfig =
+            serde_path_to_error::deserialize(deserializer).map_err(|e| {
+                // serde_yaml places errors raised by a value's own parser at the start of the
+                // enclosing mapping; the path of the failing value finds the value itself. Both
+                // are at or before the mistake, so the later of the two is the closer.
+                let field = e.path().to_string();
+                let inner = e.into_inner();
+                let message = clean_serde_message(&inner.to_string());
+                if message.contains("unknown field `") {
+                    return ConfigError::at(path, locations.find_key(&field), message);
+                }
+                let by_path = locations.find(&field);
+                let by_parser = inner
+                    .location()
+                    .map(|l| Position {
+                        line: l.line(),
+                        column: l.column(),
+                    })
+                    .unwrap_or(Position::START);
+                let at = std::cmp::max_by_key(by_parser, by_path, |p| (p.line, p.column));
+                ConfigError::at(path, at, message)
+            })?;
+        validate::resolve(path, file, &locations, env)
+    }
+
+    /// The sale of `product`, if one is configured.
+    pub fn sale(&self, product: u64) -> Option<&Sale> {
+        self.sales.iter().find(|s| s.product == product)
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// serde_yaml writes " at line X column Y" into its messages; the position is already in front.
+fn clean_serde_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(" at line ") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + " at line ".len()..];
+        // Skip "N column M".
+        let skipped = tail
+            .split_once(" column ")
+            .filter(|(line, _)| line.chars().all(|c| c.is_ascii_digit()))
+            .map(|(_, after)| after.trim_start_matches(|c: char| c.is_ascii_digit()));
+        match skipped {
+            Some(after) => rest = after,
+            None => {
+                out.push_str(" at line ");
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}

@@ -1,0 +1,196 @@
+//! The configuration file exactly as it is written: serde structs with `deny_unknown_fields`, so
+//! a misspelt key is an error with its line and column, never silently ignored. Nothing here is
+//! checked across fields or resolved from the environment; `config::validate` turns this into
+//! the canonical [`crate::config::Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::values::{HumanDuration, IdRange, Network, Timestamp, UidValue};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: SocketAddr,
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    pub secrets: FileSecrets,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Network>,
+    pub origin: FileOrigin,
+    #[serde(default)]
+    pub store: FileStore,
+    #[serde(default = "default_static_dir")]
+    pub static_dir: PathBuf,
+    pub catalog: FileCatalog,
+    #[serde(default)]
+    pub sales: Vec<FileSale>,
+    #[serde(default)]
+    pub limits: Vec<FileLimit>,
+    #[serde(default)]
+    pub blocklist: Option<FileBlocklist>,
+    #[serde(default)]
+    pub allowlist_uids: Vec<UidValue>,
+    /// How long a sold-out answer from the store is trusted locally before asking again.
+    #[serde(default = "default_sold_out_hint")]
+    pub sold_out_hint: HumanDuration,
+}
+
+/// `secrets:`; values may be `${ENV_VAR}` references.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSecrets {
+    pub login: String,
+    pub edge: String,
+}
+
+/// `origin:` — where winners are forwarded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOrigin {
+    pub url: String,
+    #[serde(default = "default_origin_path")]
+    pub path: String,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    #[serde(default = "default_origin_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// `store.kind`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// `store:` — where stock lives.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStore {
+    #[serde(default)]
+    pub kind: StoreKind,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub cluster: Option<Vec<String>>,
+    #[serde(default = "default_store_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl Default for FileStore {
+    fn default() -> Self {
+        FileStore {
+            kind: StoreKind::Memory,
+            url: None,
+            cluster: None,
+            timeout: default_store_timeout(),
+        }
+    }
+}
+
+/// `catalog:` — every product id the shop knows.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCatalog {
+    #[serde(default)]
+    pub products: Vec<IdRange>,
+    #[serde(default)]
+    pub products_file: Option<PathBuf>,
+    #[serde(default = "default_false_positive_rate")]
+    pub false_positive_rate: f64,
+}
+
+/// `captcha:` of a sale.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Captcha {
+    /// No captcha: any logged-in user may buy.
+    #[default]
+    None,
+    /// Proof of work solved by the page.
+    Pow,
+    /// A pass token from an external captcha service.
+    Token,
+}
+
+/// One entry of `sales:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSale {
+    pub product: u64,
+    pub stock: u64,
+    pub starts_at: Timestamp,
+    pub ends_at: Timestamp,
+    #[serde(default)]
+    pub captcha: Captcha,
+}
+
+/// `limits[].key`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitKey {
+    /// One counter per client IP.
+    Ip,
+    /// One counter per logged-in user.
+    Uid,
+    /// One counter for everyone.
+    Global,
+}
+
+/// One entry of `limits:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileLimit {
+    pub name: String,
+    pub key: LimitKey,
+    pub requests: u64,
+    pub per: HumanDuration,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// How many distinct keys one window may see; sizes the counting sketch.
+    #[serde(default)]
+    pub expected_keys: Option<usize>,
+}
+
+/// `blocklist:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBlocklist {
+    pub file: PathBuf,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+fn default_threads() -> usize {
+    1
+}
+fn default_static_dir() -> PathBuf {
+    PathBuf::from("static")
+}
+fn default_origin_path() -> String {
+    "/orders".to_string()
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_origin_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_store_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(50))
+}
+fn default_false_positive_rate() -> f64 {
+    0.001
+}
+fn default_sold_out_hint() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}

@@ -1,0 +1,357 @@
+//! Turns the file as written ([`FileConfig`]) into the canonical [`Config`]: environment
+//! substitution, development-secret fallback, origin address resolution, the catalog's id file,
+//! and every rule that spans fields. Each failure points at the value it is about.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use super::env::{expand, Expanded};
+use super::error::{ConfigError, Position};
+use super::locate::Locations;
+use super::schema::{Captcha, FileConfig, FileStore, LimitKey, StoreKind};
+use super::values::IdRange;
+use super::{
+    Catalog, Config, Environment, Limit, Origin, Sale, Secret, Secrets, Store, MIN_SECRET_BYTES,
+};
+
+/// Development login secret, used only when `secrets.login` names an unset variable.
+pub const DEV_LOGIN_SECRET: &[u8] = b"flashgate-DEVELOPMENT-login-secret-do-not-use-in-production";
+/// Development edge secret, used only when `secrets.edge` names an unset variable.
+pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-use-in-production";
+
+/// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
+const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
+
+struct Ctx<'a> {
+    file: &'a Path,
+    loc: &'a Locations,
+    env: &'a dyn Environment,
+}
+
+impl Ctx<'_> {
+    fn err(&self, path: &str, message: impl std::fmt::Display) -> ConfigError {
+        ConfigError::at(self.file, self.loc.find(path), message)
+    }
+
+    /// Expand `${VAR}` in a value that must be fully set.
+    fn required(&self, path: &str, text: &str) -> Result<String, ConfigError> {
+        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
+            Expanded::Value(v) => Ok(v),
+            Expanded::Missing(names) => Err(self.err(
+                path,
+                format!("environment variable {} is not set", names.join(", ")),
+            )),
+        }
+    }
+
+    /// Expand a secret; an unset variable falls back to the development secret.
+    fn secret(
+        &self,
+        path: &str,
+        text: &str,
+        dev: &'static [u8],
+        fell_back: &mut Vec<&'static str>,
+        name: &'static str,
+    ) -> Result<Secret, ConfigError> {
+        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
+            Expanded::Missing(_) => {
+                fell_back.push(name);
+                Ok(Secret::new(dev))
+            }
+            Expanded::Value(v) if v.len() < MIN_SECRET_BYTES => Err(self.err(
+                path,
+                format!(
+                    "{path} is {} bytes; a secret needs at least {MIN_SECRET_BYTES} \
+                     (try: openssl rand -hex 32)",
+                    v.len()
+                ),
+            )),
+            Expanded::Value(v) => Ok(Secret::new(v.into_bytes())),
+        }
+    }
+}
+
+/// Resolve and check everything.
+pub fn resolve(
+    file_path: &Path,
+    file: FileConfig,
+    loc: &Locations,
+    env: &dyn Environment,
+) -> Result<Config, ConfigError> {
+    let cx = Ctx {
+        file: file_path,
+        loc,
+        env,
+    };
+    if file.threads == 0 {
+        return Err(cx.err("threads", "threads must be at least 1"));
+    }
+    if file.listen == file.admin_listen {
+        return Err(cx.err("admin_listen", "admin_listen must differ from listen"));
+    }
+
+    let mut development = Vec::new();
+    let login = cx.secret(
+        "secrets.login",
+        &file.secrets.login,
+        DEV_LOGIN_SECRET,
+        &mut development,
+        "login",
+    )?;
+    let edge = cx.secret(
+        "secrets.edge",
+        &file.secrets.edge,
+        DEV_EDGE_SECRET,
+        &mut development,
+        "edge",
+    )?;
+    if login == edge {
+        return Err(cx.err(
+            "secrets.edge",
+            "secrets.edge must differ from secrets.login: whoever can mint logins must not sign for the edge",
+        ));
+    }
+
+    let origin = resolve_origin(&cx, &file)?;
+    let store = resolve_store(&cx, &file.store)?;
+    let catalog = resolve_catalog(&cx, &file)?;
+    let sales = resolve_sales(&cx, &file, &catalog)?;
+    let limits = resolve_limits(&cx, &file)?;
+
+    Ok(Config {
+        file: file_path.to_path_buf(),
+        listen: file.listen,
+        admin_listen: file.admin_listen,
+        threads: file.threads,
+        secrets: Secrets {
+            login,
+            edge,
+            development,
+        },
+        trusted_proxies: file.trusted_proxies.iter().map(|n| n.0).collect(),
+        origin,
+        store,
+        static_dir: file.static_dir,
+        catalog,
+        sales,
+        limits,
+        blocklist_file: file.blocklist.map(|b| b.file),
+        allowlist_uids: file.allowlist_uids.into_iter().map(|u| u.0).collect(),
+        sold_out_hint: file.sold_out_hint.0,
+    })
+}
+
+fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
+    let url = cx.required("origin.url", &file.origin.url)?;
+    let uri: http::Uri = url.parse().map_err(|e| {
+        cx.err(
+            "origin.url",
+            format!("expected a URL such as http://127.0.0.1:8081, found {url:?} ({e})"),
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => {
+            return Err(cx.err(
+                "origin.url",
+                format!("origin scheme {other:?} is not supported: use http:// (terminate TLS to origin in a sidecar)"),
+            ))
+        }
+        None => return Err(cx.err("origin.url", "origin.url needs a scheme: http://host:port")),
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| cx.err("origin.url", "origin.url has no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let addr: SocketAddr = (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| cx.err("origin.url", format!("cannot resolve origin host {host:?}")))?;
+    if !file.origin.path.starts_with('/') {
+        return Err(cx.err("origin.path", "origin.path must start with /"));
+    }
+    Ok(Origin {
+        host: uri
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| host.to_string()),
+        url,
+        addr,
+        path: file.origin.path.clone(),
+        connect_timeout: file.origin.connect_timeout.0,
+        timeout: file.origin.timeout.0,
+    })
+}
+
+fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
+    let timeout = store.timeout.0;
+    if timeout.is_zero() {
+        return Err(cx.err("store.timeout", "store.timeout must be above zero"));
+    }
+    Ok(match store.kind {
+        StoreKind::Memory => Store::Memory,
+        StoreKind::Redis => match (&store.url, &store.cluster) {
+            (_, Some(urls)) if !urls.is_empty() => Store::Cluster {
+                urls: urls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, u)| cx.required(&format!("store.cluster[{i}]"), u))
+                    .collect::<Result<_, _>>()?,
+                timeout,
+            },
+            (Some(url), _) => Store::Redis {
+                url: cx.required("store.url", url)?,
+                timeout,
+            },
+            _ => {
+                return Err(cx.err(
+                    "store.kind",
+                    "store kind redis needs url: redis://host:port or cluster: [urls]",
+                ))
+            }
+        },
+    })
+}
+
+fn resolve_catalog(cx: &Ctx, file: &FileConfig) -> Result<Catalog, ConfigError> {
+    let fpr = file.catalog.false_positive_rate;
+    if !(fpr > 0.0 && fpr < 0.5) {
+        return Err(cx.err(
+            "catalog.false_positive_rate",
+            format!("false_positive_rate must be between 0 and 0.5, found {fpr}"),
+        ));
+    }
+    let listed = match &file.catalog.products_file {
+        Some(path) => read_id_file(path)?,
+        None => Vec::new(),
+    };
+    let catalog = Catalog {
+        ranges: file.catalog.products.clone(),
+        listed,
+        false_positive_rate: fpr,
+    };
+    if catalog.is_empty() {
+        return Err(cx.err(
+            "catalog",
+            "the catalog is empty: list products (e.g. [1-1000]) and/or a products_file",
+        ));
+    }
+    Ok(catalog)
+}
+
+/// One product id a line; blank lines and `#` comments are skipped.
+fn read_id_file(path: &Path) -> Result<Vec<u64>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let mut ids = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let body = line.split('#').next().unwrap_or("");
+        let trimmed = body.trim();
+        if trimmed.is_empty() {
+            continue;
+        }
+        let range: IdRange = trimmed.parse().map_err(|msg: String| {
+            let column = body.len() - body.trim_start().len() + 1;
+            ConfigError::at(
+                path,
+                Position {
+                    line: n + 1,
+                    column,
+                },
+                msg,
+            )
+        })?;
+        ids.extend(range.first..=range.last);
+    }
+    Ok(ids)
+}
+
+fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<Sale>, ConfigError> {
+    let mut seen = HashSet::new();
+    let mut sales = Vec::with_capacity(file.sales.len());
+    for (i, s) in file.sales.iter().enumerate() {
+        let at = |key: &str| format!("sales[{i}].{key}");
+        if !catalog.contains(s.product) {
+            return Err(cx.err(
+                &at("product"),
+                format!("product {} is not in the catalog", s.product),
+            ));
+        }
+        if !seen.insert(s.product) {
+            return Err(cx.err(
+                &at("product"),
+                format!(
+                    "product {} has a second sale; one sale per product",
+                    s.product
+                ),
+            ));
+        }
+        if s.stock == 0 {
+            return Err(cx.err(&at("stock"), "stock must be at least 1"));
+        }
+        if s.ends_at <= s.starts_at {
+            return Err(cx.err(
+                &at("ends_at"),
+                format!(
+                    "ends_at {} is not after starts_at {}",
+                    s.ends_at, s.starts_at
+                ),
+            ));
+        }
+        if s.captcha != Captcha::None {
+            return Err(cx.err(
+                &at("captcha"),
+                "captcha pow and token are not available in this build yet; use captcha: none",
+            ));
+        }
+        sales.push(Sale {
+            product: s.product,
+            stock: s.stock,
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            captcha: s.captcha,
+        });
+    }
+    Ok(sales)
+}
+
+fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut limits = Vec::with_capacity(file.limits.len());
+    for (i, l) in file.limits.iter().enumerate() {
+        let at = |key: &str| format!("limits[{i}].{key}");
+        if !names.insert(l.name.as_str()) {
+            return Err(cx.err(&at("name"), format!("a second limit is named {:?}", l.name)));
+        }
+        if l.requests == 0 {
+            return Err(cx.err(&at("requests"), "requests must be at least 1"));
+        }
+        // pingora-limits counts in whole windows measured in milliseconds and assumes windows
+        // of a second or more when windows are flipped concurrently.
+        if l.per.0 < Duration::from_secs(1) {
+            return Err(cx.err(&at("per"), "per must be at least 1s"));
+        }
+        let expected_keys = match (l.key, l.expected_keys) {
+            (_, Some(0)) => {
+                return Err(cx.err(&at("expected_keys"), "expected_keys must be at least 1"))
+            }
+            (_, Some(n)) => n,
+            (LimitKey::Global, None) => 1,
+            (_, None) => DEFAULT_EXPECTED_KEYS,
+        };
+        limits.push(Limit {
+            name: l.name.clone(),
+            key: l.key,
+            requests: l.requests,
+            per: l.per.0,
+            dry_run: l.dry_run,
+            expected_keys,
+        });
+    }
+    Ok(limits)
+}

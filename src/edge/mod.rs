@@ -1,0 +1,174 @@
+//! The Pingora service: routing and the proxy phases. No business rule lives here — admission
+//! decides, the store reserves, this module only moves bytes between them and the sockets.
+//!
+//! - `routes`: which route a request is for.
+//! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
+//! - `static_files`, `button`: what the public listener serves besides buys.
+//! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
+//! - `respond`: writing edge-made answers.
+
+pub mod admin;
+pub mod button;
+mod proxy;
+pub mod respond;
+pub mod routes;
+pub mod static_files;
+
+use std::sync::Arc;
+
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::admission::blocklist::Blocklist;
+use crate::admission::catalog::ProductFilter;
+use crate::admission::login::Login;
+use crate::admission::rate::RateLimiter;
+use crate::admission::sale::SaleGate;
+use crate::admission::Admission;
+use crate::config::{Config, Store};
+use crate::metrics::Metrics;
+use crate::stock::memory::MemoryStore;
+use crate::stock::StockStore;
+
+pub use proxy::Edge;
+use static_files::StaticFiles;
+
+/// Why the gateway could not be assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The blocklist or another named file is wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The static directory could not be loaded.
+    #[error(transparent)]
+    Static(#[from] static_files::StaticError),
+    /// The catalog filter could not be built.
+    #[error(transparent)]
+    Catalog(#[from] crate::admission::catalog::CatalogError),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The configured store is not available in this build.
+    #[error("store kind {0} is not available in this build; use store: {{kind: memory}}")]
+    StoreUnavailable(&'static str),
+}
+
+/// Everything the listeners share: built once from the configuration, held in an `Arc`.
+pub struct Gateway {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// The admission chain.
+    pub admission: Admission,
+    /// Where stock lives.
+    pub store: Arc<dyn StockStore>,
+    /// Every metric.
+    pub metrics: Metrics,
+    /// The sale page.
+    pub static_files: StaticFiles,
+    /// The origin winners are forwarded to.
+    pub origin: HttpPeer,
+}
+
+impl Gateway {
+    /// Assemble the gateway from `config`, with the store the configuration names.
+    pub fn build(config: Config) -> Result<Self, BuildError> {
+        let store: Arc<dyn StockStore> = match &config.store {
+            Store::Memory => Arc::new(MemoryStore::new(
+                config.sales.iter().map(|s| (s.product, s.stock)),
+            )),
+            Store::Redis { .. } => return Err(BuildError::StoreUnavailable("redis")),
+            Store::Cluster { .. } => return Err(BuildError::StoreUnavailable("redis cluster")),
+        };
+        Self::with_store(config, store)
+    }
+
+    /// Assemble the gateway from `config` around an existing store.
+    pub fn with_store(config: Config, store: Arc<dyn StockStore>) -> Result<Self, BuildError> {
+        let metrics = Metrics::new()?;
+        let blocklist = match &config.blocklist_file {
+            Some(path) => Blocklist::load(path)?,
+            None => Blocklist::default(),
+        };
+        let rates = RateLimiter::new(&config.limits, &config.allowlist_uids, |name| {
+            metrics.dry_run_counter(name)
+        });
+        let sales = config
+            .sales
+            .iter()
+            .map(|s| SaleGate::new(s, &config.secrets.edge, config.sold_out_hint));
+        for sale in &config.sales {
+            metrics.set_remaining(sale.product, sale.stock);
+        }
+        let admission = Admission::new(
+            ProductFilter::build(&config.catalog)?,
+            sales,
+            Login::new(&config.secrets.login),
+            blocklist,
+            rates,
+        );
+        let static_files = StaticFiles::load(&config.static_dir)?;
+        let mut origin = HttpPeer::new(config.origin.addr, false, String::new());
+        origin.options.connection_timeout = Some(config.origin.connect_timeout);
+        origin.options.total_connection_timeout = Some(config.origin.connect_timeout);
+        origin.options.read_timeout = Some(config.origin.timeout);
+        origin.options.write_timeout = Some(config.origin.timeout);
+        origin.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        Ok(Gateway {
+            config,
+            admission,
+            store,
+            metrics,
+            static_files,
+            origin,
+        })
+    }
+}
+
+/// Run the gateway until the process is told to stop (SIGTERM: graceful; SIGINT: fast).
+pub fn run(gateway: Gateway) -> anyhow::Result<()> {
+    let gateway = Arc::new(gateway);
+    let config = &gateway.config;
+    let conf = ServerConf {
+        threads: config.threads,
+        // Short grace: a flash sale has no long-lived requests to wait for.
+        grace_period_seconds: Some(1),
+        graceful_shutdown_timeout_seconds: Some(5),
+        pid_file: std::env::temp_dir()
+            .join(format!("flashgate-{}.pid", config.listen.port()))
+            .to_string_lossy()
+            .into_owned(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("flashgate-{}-upgrade.sock", config.listen.port()))
+            .to_string_lossy()
+            .into_owned(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Edge::new(gateway.clone()),
+        "flashgate public",
+    );
+    public.add_tcp(&config.listen.to_string());
+
+    let mut admin = Service::new(
+        "flashgate admin".to_string(),
+        admin::Admin::new(gateway.clone()),
+    );
+    admin.add_tcp(&config.admin_listen.to_string());
+    admin.threads = Some(1);
+
+    server.add_service(public);
+    server.add_service(admin);
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        store = gateway.store.kind(),
+        "flashgate running"
+    );
+    server.run_forever()
+}

@@ -1,0 +1,67 @@
+//! Writing the edge's own answers onto a Pingora session: outcome JSON with its fixed status,
+//! static files, scripts. Fixed bodies are `Bytes::from_static`; nothing here allocates a body.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+
+use crate::admission::rate::RateLimited;
+use crate::admission::Outcome;
+
+/// Extra header pairs for an answer.
+pub type Extra<'a> = &'a [(&'static str, &'a str)];
+
+/// Write a complete response.
+pub async fn write(
+    session: &mut Session,
+    status: u16,
+    headers: Extra<'_>,
+    body: Bytes,
+) -> Result<()> {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + 3))?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    for (name, value) in headers {
+        resp.insert_header(*name, *value)?;
+    }
+    if head_only || body.is_empty() {
+        session.write_response_header(Box::new(resp), true).await
+    } else {
+        session.write_response_header(Box::new(resp), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+}
+
+/// Answer with an outcome's status and JSON body.
+pub async fn outcome(session: &mut Session, outcome: Outcome, extra: Extra<'_>) -> Result<()> {
+    let mut headers: Vec<(&'static str, &str)> = Vec::with_capacity(2 + extra.len());
+    headers.push(("content-type", "application/json"));
+    headers.push(("cache-control", "no-store"));
+    headers.extend_from_slice(extra);
+    write(
+        session,
+        outcome.status(),
+        &headers,
+        Bytes::from_static(outcome.body()),
+    )
+    .await
+}
+
+/// Answer `rate_limited` with `Retry-After` and the `RateLimit-*` headers.
+pub async fn rate_limited(session: &mut Session, limited: RateLimited) -> Result<()> {
+    let limit = limited.limit.to_string();
+    let remaining = limited.remaining.to_string();
+    let reset = limited.reset_secs.to_string();
+    outcome(
+        session,
+        Outcome::RateLimited,
+        &[
+            ("retry-after", &reset),
+            ("ratelimit-limit", &limit),
+            ("ratelimit-remaining", &remaining),
+            ("ratelimit-reset", &reset),
+        ],
+    )
+    .await
+}

@@ -1,0 +1,108 @@
+//! Which route a request is for, from its method and path alone. Parsing borrows from the path
+//! and allocates nothing.
+
+use http::Method;
+
+/// A classified request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `GET /`: the sale page.
+    Index,
+    /// `GET /static/<rest>`: a file of static_dir (`rest` still percent-encoded).
+    Static(&'a str),
+    /// `GET /sale/{product}/button.js`.
+    Button(u64),
+    /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
+    Buy {
+        /// The product id, if the segment is a number.
+        product: Option<u64>,
+        /// Everything after the product segment.
+        token: &'a str,
+    },
+    /// A known path with the wrong method; carries the `Allow` value.
+    WrongMethod(&'static str),
+    /// Nothing here.
+    NotFound,
+}
+
+/// Classify `method` and `path` (the path without the query).
+pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
+    let readable = method == Method::GET || method == Method::HEAD;
+    if path == "/" {
+        return if readable {
+            Route::Index
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/static/") {
+        return if readable {
+            Route::Static(rest)
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/sale/") {
+        let Some(product) = rest.strip_suffix("/button.js").and_then(|p| p.parse().ok()) else {
+            return Route::NotFound;
+        };
+        return if readable {
+            Route::Button(product)
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/buy/") {
+        if method != Method::POST {
+            return Route::WrongMethod("POST");
+        }
+        let (product, token) = rest.split_once('/').unwrap_or((rest, ""));
+        return Route::Buy {
+            product: product.parse().ok(),
+            token,
+        };
+    }
+    Route::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_route() {
+        assert_eq!(classify(&Method::GET, "/"), Route::Index);
+        assert_eq!(
+            classify(&Method::GET, "/static/a/b.css"),
+            Route::Static("a/b.css")
+        );
+        assert_eq!(
+            classify(&Method::GET, "/sale/42/button.js"),
+            Route::Button(42)
+        );
+        assert_eq!(classify(&Method::GET, "/sale/x/button.js"), Route::NotFound);
+        assert_eq!(
+            classify(&Method::POST, "/buy/42/abc"),
+            Route::Buy {
+                product: Some(42),
+                token: "abc"
+            }
+        );
+        assert_eq!(
+            classify(&Method::POST, "/buy/zz"),
+            Route::Buy {
+                product: None,
+                token: ""
+            }
+        );
+        assert_eq!(
+            classify(&Method::GET, "/buy/42/abc"),
+            Route::WrongMethod("POST")
+        );
+        assert_eq!(
+            classify(&Method::POST, "/"),
+            Route::WrongMethod("GET, HEAD")
+        );
+        assert_eq!(classify(&Method::GET, "/etc/passwd"), Route::NotFound);
+    }
+}

@@ -1,0 +1,21 @@
+//! flashgate: an edge gateway for flash sales (秒杀), built on Cloudflare's Pingora.
+//!
+//! It stands where nginx stood, in front of the shop's servers, serves the sale page, turns away
+//! at the edge everything that cannot win, pre-deducts stock atomically, and forwards only the
+//! winners, signed, to the order backend. The parts, and who may know whom:
+//!
+//! - [`config`]: the YAML file, validated into one canonical [`config::Config`].
+//! - [`admission`]: one small module per check, each a pure function; no HTTP.
+//! - [`stock`]: the [`stock::StockStore`] trait and its implementations; no HTTP.
+//! - [`signing`]: everything the edge signs (sale paths, headers to origin).
+//! - [`metrics`]: every exported metric.
+//! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
+//!
+//! Arrows go one way: `edge → admission, stock, metrics, config`.
+
+pub mod admission;
+pub mod config;
+pub mod edge;
+pub mod metrics;
+pub mod signing;
+pub mod stock;

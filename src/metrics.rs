@@ -1,0 +1,173 @@
+//! Every metric the gateway exports, in one registry. Label values are bounded: routes and
+//! outcomes are fixed names, sales are the configured product ids, limits the configured names;
+//! never a UID or an IP. The per-request counters are resolved once at start-up into a table, so
+//! counting a request is one atomic add with no label hashing.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::admission::Outcome;
+
+/// The routes requests are counted under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /` and `/static/*`.
+    Static,
+    /// `GET /sale/{product}/button.js`.
+    Button,
+    /// `POST /buy/{product}/{token}`.
+    Buy,
+    /// Anything else.
+    Other,
+}
+
+impl Route {
+    /// Every route.
+    pub const ALL: [Route; 4] = [Route::Static, Route::Button, Route::Buy, Route::Other];
+
+    /// The label value.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Route::Static => "static",
+            Route::Button => "button",
+            Route::Buy => "buy",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Vec<IntCounter>,
+    /// Time of one `reserve` call to the stock store.
+    pub store_reserve: Histogram,
+    /// Time of one `release` call to the stock store.
+    pub store_release: Histogram,
+    /// Time from forwarding a winner to origin's answer header.
+    pub upstream_seconds: Histogram,
+    /// Units left per sale, as last seen.
+    pub stock_remaining: IntGaugeVec,
+    dry_run: IntCounterVec,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+impl Metrics {
+    /// Register every metric.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests_vec = IntCounterVec::new(
+            Opts::new(
+                "flashgate_requests_total",
+                "Requests by route and outcome (see the outcome table in the README).",
+            ),
+            &["route", "outcome"],
+        )?;
+        registry.register(Box::new(requests_vec.clone()))?;
+        let mut requests = Vec::with_capacity(Route::ALL.len() * Outcome::ALL.len());
+        for route in Route::ALL {
+            for outcome in Outcome::ALL {
+                requests.push(requests_vec.with_label_values(&[route.name(), outcome.name()]));
+            }
+        }
+        let store_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "flashgate_store_seconds",
+                "Time of one stock-store call, by operation.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["op"],
+        )?;
+        registry.register(Box::new(store_seconds.clone()))?;
+        let upstream_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "flashgate_upstream_seconds",
+                "Time from forwarding a winner to the origin's response header.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(upstream_seconds.clone()))?;
+        let stock_remaining = IntGaugeVec::new(
+            Opts::new(
+                "flashgate_stock_remaining",
+                "Units left per sale, as the store last reported.",
+            ),
+            &["sale"],
+        )?;
+        registry.register(Box::new(stock_remaining.clone()))?;
+        let dry_run = IntCounterVec::new(
+            Opts::new(
+                "flashgate_rate_limit_dry_run_total",
+                "Requests a dry-run rate limit would have refused.",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(dry_run.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            store_reserve: store_seconds.with_label_values(&["reserve"]),
+            store_release: store_seconds.with_label_values(&["release"]),
+            upstream_seconds,
+            stock_remaining,
+            dry_run,
+        })
+    }
+
+    /// Count one finished request.
+    pub fn request(&self, route: Route, outcome: Outcome) {
+        self.requests[route as usize * Outcome::ALL.len() + outcome.index()].inc();
+    }
+
+    /// The counter of one request kind, for tests and reports.
+    pub fn requests(&self, route: Route, outcome: Outcome) -> u64 {
+        self.requests[route as usize * Outcome::ALL.len() + outcome.index()].get()
+    }
+
+    /// Record the units left of `product`'s sale.
+    pub fn set_remaining(&self, product: u64, remaining: u64) {
+        self.stock_remaining
+            .with_label_values(&[&product.to_string()])
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+    }
+
+    /// The dry-run counter of limit `name`.
+    pub fn dry_run_counter(&self, name: &str) -> IntCounter {
+        self.dry_run.with_label_values(&[name])
+    }
+
+    /// The text exposition format of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding into a Vec cannot fail for well-formed metrics.
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("encoding metrics failed: {e}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_under_their_labels() {
+        let m = Metrics::new().unwrap();
+        m.request(Route::Buy, Outcome::SoldOut);
+        m.request(Route::Buy, Outcome::SoldOut);
+        m.request(Route::Static, Outcome::Served);
+        assert_eq!(m.requests(Route::Buy, Outcome::SoldOut), 2);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"flashgate_requests_total{outcome="sold_out",route="buy"} 2"#));
+        assert!(text.contains(r#"flashgate_requests_total{outcome="served",route="static"} 1"#));
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(o.index(), i, "Outcome::ALL is in declaration order");
+        }
+    }
+}

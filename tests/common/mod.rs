@@ -1,0 +1,271 @@
+//! Test harness: a recording origin in-process, the real `flashgate` binary as a child process
+//! on free ports, login tokens, and a raw-socket client for paths an HTTP client would
+//! normalise.
+#![allow(dead_code)]
+
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::{HeaderMap, StatusCode};
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const LOGIN_SECRET: &str = "test-login-secret-0123456789abcdef-0123";
+pub const EDGE_SECRET: &str = "test-edge-secret-0123456789abcdef-01234";
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// RFC 3339 time `offset_secs` from now.
+pub fn at(offset_secs: i64) -> String {
+    let t = if offset_secs >= 0 {
+        SystemTime::now() + Duration::from_secs(offset_secs as u64)
+    } else {
+        SystemTime::now() - Duration::from_secs(offset_secs.unsigned_abs())
+    };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// An HS256 login token for `uid` signed with `key`, expiring `ttl` seconds from now.
+pub fn token_with(key: &str, uid: &str, ttl: i64) -> String {
+    let exp = now_secs() as i64 + ttl;
+    let claims = serde_json::json!({ "sub": uid, "exp": exp });
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// A valid login token for `uid`.
+pub fn token(uid: &str) -> String {
+    token_with(LOGIN_SECRET, uid, 3600)
+}
+
+/// One request the origin received.
+#[derive(Debug, Clone)]
+pub struct Forward {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+impl Forward {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// The test origin: answers 200 with the reservation and records every request.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Forward>>>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let seen: Arc<Mutex<Vec<Forward>>> = Arc::default();
+        let record = seen.clone();
+        let app = axum::Router::new().fallback(
+            move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap| {
+                let record = record.clone();
+                async move {
+                    let reservation = headers
+                        .get("x-flashgate-reservation")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_string();
+                    record.lock().unwrap().push(Forward {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        headers,
+                    });
+                    (
+                        StatusCode::OK,
+                        [("content-type", "application/json")],
+                        format!(r#"{{"outcome":"won","order":"{reservation}"}}"#),
+                    )
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Origin { addr, seen }
+    }
+
+    pub fn forwards(&self) -> Vec<Forward> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The path of the repository's static directory.
+pub fn static_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("static")
+}
+
+/// A running `flashgate run` child process.
+pub struct Edge {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub base: String,
+    pub admin: String,
+}
+
+impl Edge {
+    /// Write `yaml` (with `{listen}` and `{admin}` already filled by [`Edge::yaml`]) and start.
+    pub async fn start(yaml: &str, dir: tempfile::TempDir, listen: u16, admin: u16) -> Edge {
+        let config = dir.path().join("flashgate.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = std::fs::File::create(dir.path().join("edge.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
+            .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start flashgate");
+        let mut edge = Edge {
+            child,
+            dir,
+            base: format!("http://127.0.0.1:{listen}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+        };
+        edge.wait_ready().await;
+        edge
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            let admin = client.get(format!("{}/healthz", self.admin)).send().await;
+            let public = client
+                .get(format!("{}/static/none", self.base))
+                .send()
+                .await;
+            if admin.is_ok() && public.is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("flashgate exited with {status}; log:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                panic!("flashgate did not start; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of one metric sample line (`name{labels}`) in a Prometheus text page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l[series.len()..].trim().parse().ok())
+}
+
+/// A client that connects from `ip` (any 127.0.0.0/8 address works on Linux loopback).
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Send raw request bytes and return the status code of the answer.
+pub async fn raw_status(base: &str, request_line_path: &str) -> u16 {
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req =
+        format!("GET {request_line_path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
+/// The parts of a configuration a test varies.
+pub struct Setup<'a> {
+    pub origin: SocketAddr,
+    pub sales: &'a str,
+    pub limits: &'a str,
+    pub trusted: &'a str,
+    pub blocklist: &'a str,
+}
+
+/// Start an edge for `setup` on fresh ports.
+pub async fn edge(setup: Setup<'_>) -> Edge {
+    let dir = tempfile::tempdir().unwrap();
+    let blocklist = dir.path().join("blocklist.txt");
+    std::fs::write(&blocklist, setup.blocklist).unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "listen: 127.0.0.1:{listen}\n\
+         admin_listen: 127.0.0.1:{admin}\n\
+         threads: 2\n\
+         secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
+         trusted_proxies: {trusted}\n\
+         origin: {{ url: http://{origin}, path: /orders, connect_timeout: 500ms }}\n\
+         store: {{ kind: memory }}\n\
+         static_dir: {static_dir}\n\
+         catalog: {{ products: [1-1000] }}\n\
+         sales:\n{sales}\n\
+         limits:\n{limits}\n\
+         blocklist: {{ file: {blocklist} }}\n",
+        trusted = setup.trusted,
+        origin = setup.origin,
+        static_dir = static_dir().display(),
+        sales = setup.sales,
+        limits = setup.limits,
+        blocklist = blocklist.display(),
+    );
+    Edge::start(&yaml, dir, listen, admin).await
+}

@@ -1,0 +1,240 @@
+//! Configuration: the shipped file is valid, and every kind of mistake is reported with the
+//! file, line and column — through the library and through `flashgate check`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use flashgate::config::{Config, ConfigError, Environment, Position};
+
+struct Env(HashMap<&'static str, &'static str>);
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| v.to_string())
+    }
+}
+
+fn env() -> Env {
+    Env(HashMap::from([
+        ("LOGIN", "login-secret-login-secret-login-secret-0001"),
+        ("EDGE", "edge-secret-edge-secret-edge-secret-edge-0002"),
+        ("SHORT", "too-short"),
+    ]))
+}
+
+const GOOD: &str = "\
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:9090
+secrets:
+  login: ${LOGIN}
+  edge: ${EDGE}
+origin:
+  url: http://127.0.0.1:8081
+catalog:
+  products: [1-1000, 5000]
+sales:
+  - product: 42
+    stock: 500
+    starts_at: 2026-11-22T12:00:00Z
+    ends_at: 2026-11-22T13:00:00Z
+limits:
+  - { name: per-uid, key: uid, requests: 5, per: 10s }
+";
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(Path::new("f.yaml"), text, &env())
+}
+
+fn error_at(text: &str) -> (Position, String) {
+    match parse(text) {
+        Err(e @ ConfigError::At { .. }) => (e.position().unwrap(), e.to_string()),
+        other => panic!("expected a positioned error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_good_file_resolves_everything() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.listen.port(), 8080);
+    assert!(c.secrets.development.is_empty());
+    assert_eq!(c.secrets.login.bytes(), env().0["LOGIN"].as_bytes());
+    assert_eq!(c.catalog.len(), 1001);
+    assert_eq!(c.sales[0].stock, 500);
+    assert_eq!(c.limits[0].per.as_secs(), 10);
+    assert_eq!(c.limits[0].expected_keys, 1_000_000);
+    assert_eq!(c.origin.path, "/orders");
+}
+
+#[test]
+fn unset_secrets_fall_back_to_marked_development_secrets() {
+    let text = GOOD
+        .replace("${LOGIN}", "${NOPE_LOGIN}")
+        .replace("${EDGE}", "${NOPE_EDGE}");
+    let c = parse(&text).unwrap();
+    assert_eq!(c.secrets.development, ["login", "edge"]);
+    assert!(String::from_utf8_lossy(c.secrets.login.bytes()).contains("DEVELOPMENT"));
+}
+
+#[test]
+fn mistakes_name_line_and_column() {
+    // (what, text replaced, replacement, where the error must point, what it must say)
+    let cases = [
+        (
+            "an unknown key",
+            "admin_listen",
+            "listen2: 1\nadmin_listen",
+            (2, 1),
+            "unknown field `listen2`",
+        ),
+        (
+            "a misspelt key",
+            "  url:",
+            "  urll:",
+            (7, 3),
+            "unknown field `urll`",
+        ),
+        (
+            "a short secret",
+            "${LOGIN}",
+            "${SHORT}",
+            (4, 10),
+            "at least 32",
+        ),
+        (
+            "a bad duration",
+            "per: 10s",
+            "per: 10 parsecs",
+            (16, 50),
+            "expected a duration",
+        ),
+        (
+            "a sale outside the catalog",
+            "product: 42",
+            "product: 4242",
+            (11, 14),
+            "not in the catalog",
+        ),
+        (
+            "ends before it starts",
+            "ends_at: 2026-11-22T13",
+            "ends_at: 2026-11-22T11",
+            (14, 14),
+            "is not after",
+        ),
+        (
+            "a backwards range",
+            "[1-1000,",
+            "[1000-1,",
+            (9, 14),
+            "ends before it starts",
+        ),
+        (
+            "a bad address",
+            "127.0.0.1:9090",
+            "127.0.0.1:99999",
+            (2, 15),
+            "invalid socket address",
+        ),
+    ];
+    for (what, from, to, (line, column), says) in cases {
+        let text = GOOD.replacen(from, to, 1);
+        assert_ne!(text, GOOD, "{what}: the replacement applies");
+        let (at, message) = error_at(&text);
+        assert_eq!((at.line, at.column), (line, column), "{what}: {message}");
+        assert!(
+            message.starts_with(&format!("f.yaml:{line}:{column}: ")),
+            "{message}"
+        );
+        assert!(message.contains(says), "{what}: {message}");
+    }
+}
+
+#[test]
+fn short_secret_from_the_environment_names_the_value() {
+    let (at, message) = error_at(&GOOD.replace("${EDGE}", "${SHORT}"));
+    assert_eq!(at.line, 5);
+    assert!(message.contains("secrets.edge is 9 bytes"), "{message}");
+}
+
+#[test]
+fn shipped_config_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = Config::load(&root.join("conf/flashgate.yaml")).unwrap();
+    assert!(!c.sales.is_empty());
+}
+
+#[test]
+fn check_command_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, GOOD.replace("stock: 500", "stock: lots")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .env("LOGIN", "login-secret-login-secret-login-secret-0001")
+        .env("EDGE", "edge-secret-edge-secret-edge-secret-edge-0002")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:12:12:", bad.display())),
+        "stderr: {stderr}"
+    );
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ok = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .current_dir(root)
+        .args(["check", "--config", "conf/flashgate.yaml"])
+        .env_remove("FLASHGATE_LOGIN_SECRET")
+        .env_remove("FLASHGATE_EDGE_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let summary = String::from_utf8_lossy(&ok.stdout);
+    for part in [
+        "listen",
+        "sales",
+        "product 42",
+        "per-uid",
+        "DEVELOPMENT",
+        "catalog     1000 products",
+    ] {
+        assert!(summary.contains(part), "summary lacks {part}:\n{summary}");
+    }
+}
+
+#[test]
+fn bad_blocklist_line_stops_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.txt");
+    std::fs::write(&list, "uid:1\ncidr:300.0.0.0/8\n").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{GOOD}static_dir: {}\nblocklist: {{ file: {} }}\n",
+            dir.path().display(),
+            list.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("LOGIN", "login-secret-login-secret-login-secret-0001")
+        .env("EDGE", "edge-secret-edge-secret-edge-secret-edge-0002")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:1:", list.display())),
+        "{stderr}"
+    );
+}
