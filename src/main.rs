@@ -1,6 +1,7 @@
 //! The `flashgate` command: `run` the gateway, `check` a configuration, mint a login `token`
 //! for development and load tests.
 
+mod cli_stock;
 mod cli_summary;
 
 use std::path::PathBuf;
@@ -40,6 +41,11 @@ enum Command {
         #[arg(long, short, default_value = "conf/flashgate.yaml")]
         config: PathBuf,
     },
+    /// Seed or inspect the stock of the configured sales in the Redis store.
+    Stock {
+        #[command(subcommand)]
+        action: StockAction,
+    },
     /// Mint login tokens (HS256 JWTs, `sub` = UID) with the configured login secret, one a line.
     Token {
         /// Configuration file (for the login secret).
@@ -54,6 +60,25 @@ enum Command {
         /// Lifetime of the tokens.
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum StockAction {
+    /// Seed each configured sale's stock (refuses a sale that has buyers unless --force).
+    Load {
+        /// Configuration file.
+        #[arg(long, short, default_value = "conf/flashgate.yaml")]
+        config: PathBuf,
+        /// Start sales with buyers over: drops their buyers and ledger.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print remaining units, buyers and ledger length per sale.
+    Show {
+        /// Configuration file.
+        #[arg(long, short, default_value = "conf/flashgate.yaml")]
+        config: PathBuf,
     },
 }
 
@@ -98,6 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", cli_summary::summary(&gateway));
             Ok(())
         }
+        Command::Stock { action } => match action {
+            StockAction::Load { config, force } => cli_stock::load(&Config::load(&config)?, force),
+            StockAction::Show { config } => cli_stock::show(&Config::load(&config)?),
+        },
         Command::Token {
             config,
             uid,

@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
+use common::redis_server::RedisServer;
 use common::*;
 use flashgate::config::Secret;
 use futures::StreamExt;
@@ -27,6 +28,8 @@ fn sales() -> String {
         .replace("PAST", &format!("'{}'", at(-3600)))
         .replace("END", &format!("'{}'", at(7200)))
 }
+
+const RESERVES: &str = "flashgate_store_seconds_count{op=\"reserve\"}";
 
 fn edge_secret() -> Secret {
     Secret::new(EDGE_SECRET.as_bytes().to_vec())
@@ -80,8 +83,44 @@ fn expect(a: &Answer, status: u16, outcome: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sale_of_100_among_1000_users_with_every_reject() {
+    sale_of_100_among_1000_users("{ kind: memory }", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sale_of_100_among_1000_users_on_redis() {
+    let redis = RedisServer::start();
+    // A generous timeout: this test is about counts, not about a loaded test machine's latency.
+    let store = format!("{{ kind: redis, url: '{}', timeout: 2s }}", redis.url());
+    sale_of_100_among_1000_users(&store, Some(&redis)).await;
+    // Redis agrees with what the origin saw.
+    assert_eq!(redis.cli(&["GET", "flashgate:{42}:stock"]).trim(), "0");
+    assert_eq!(redis.cli(&["HLEN", "flashgate:{42}:buyers"]).trim(), "100");
+    assert_eq!(redis.cli(&["XLEN", "flashgate:{42}:ledger"]).trim(), "100");
+}
+
+/// Calls per command since the server started.
+fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) {
     let origin = Origin::start().await;
     let edge = edge(Setup {
+        store,
         origin: origin.addr,
         sales: &sales(),
         limits: LIMITS,
@@ -257,6 +296,8 @@ async fn sale_of_100_among_1000_users_with_every_reject() {
     assert_eq!(bot_statuses, [200, 409, 409, 409, 409, 429, 429, 429]);
 
     // The crowd: 1,000 users (u666 blocklisted) race for what is left.
+    let calls_before = redis.map(command_calls);
+    let reserves_before = sample(&edge.metrics().await, RESERVES).unwrap();
     let c2 = c.clone();
     let url = url42.clone();
     let answers: Vec<(String, Answer)> = futures::stream::iter(1..=1000)
@@ -293,6 +334,41 @@ async fn sale_of_100_among_1000_users_with_every_reject() {
         "blacklisted",
         "blocklisted user in the crowd",
     );
+    if let (Some(redis), Some(before)) = (redis, calls_before) {
+        // Round trips: one EVALSHA per store call and no other command; a winner is exactly
+        // one store call, a reject after the sell-out is none.
+        let reserves = sample(&edge.metrics().await, RESERVES).unwrap() - reserves_before;
+        let after = command_calls(redis);
+        let mut delta: Vec<(String, u64)> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+            .filter(|(k, d)| *d > 0 && k != "info")
+            .collect();
+        delta.sort();
+        let rejects = 1000 - crowd_wins;
+        eprintln!(
+            "redis during the crowd: {delta:?}; {reserves} store calls for 1000 buys: \
+             1 round trip per winner ({crowd_wins}), {} of {rejects} rejects reached Redis",
+            reserves as usize - crowd_wins,
+        );
+        // INFO counts the commands scripts run too: each reserve.lua runs exactly one GET, so
+        // GET == EVALSHA shows the edge sent no GET of its own, and nothing outside the
+        // script's own commands was called.
+        let calls: HashMap<String, u64> = delta.iter().cloned().collect();
+        assert_eq!(calls.get("evalsha").copied(), Some(reserves as u64));
+        assert_eq!(calls.get("get").copied(), Some(reserves as u64));
+        let script_commands = [
+            "evalsha", "get", "hexists", "incr", "time", "decr", "hset", "xadd",
+        ];
+        assert!(
+            calls.keys().all(|k| script_commands.contains(&k.as_str())),
+            "unexpected commands: {delta:?}"
+        );
+        assert!(
+            reserves < (crowd_wins + 70) as f64,
+            "{reserves} store calls"
+        );
+    }
 
     // Exactly 100 forwards for sale 42, each signed, no user twice, no blocklisted winner.
     let forwards: Vec<_> = origin
@@ -387,6 +463,7 @@ async fn unreachable_origin_releases_the_unit() {
         at(3600)
     );
     let edge = edge(Setup {
+        store: "{ kind: memory }",
         origin: dead,
         sales: &sales,
         limits: "  []",
@@ -425,6 +502,7 @@ async fn static_page_caching_and_no_traversal() {
         at(3600)
     );
     let edge = edge(Setup {
+        store: "{ kind: memory }",
         origin: origin.addr,
         sales: &sales,
         limits: "  []",

@@ -30,6 +30,7 @@ use crate::admission::Admission;
 use crate::config::{Config, Store};
 use crate::metrics::Metrics;
 use crate::stock::memory::MemoryStore;
+use crate::stock::redis::{RedisStore, Target};
 use crate::stock::StockStore;
 
 pub use proxy::Edge;
@@ -50,9 +51,6 @@ pub enum BuildError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
-    /// The configured store is not available in this build.
-    #[error("store kind {0} is not available in this build; use store: {{kind: memory}}")]
-    StoreUnavailable(&'static str),
 }
 
 /// Everything the listeners share: built once from the configuration, held in an `Arc`.
@@ -78,8 +76,12 @@ impl Gateway {
             Store::Memory => Arc::new(MemoryStore::new(
                 config.sales.iter().map(|s| (s.product, s.stock)),
             )),
-            Store::Redis { .. } => return Err(BuildError::StoreUnavailable("redis")),
-            Store::Cluster { .. } => return Err(BuildError::StoreUnavailable("redis cluster")),
+            Store::Redis { url, timeout } => {
+                Arc::new(RedisStore::new(Target::Single(url.clone()), *timeout))
+            }
+            Store::Cluster { urls, timeout } => {
+                Arc::new(RedisStore::new(Target::Cluster(urls.clone()), *timeout))
+            }
         };
         Self::with_store(config, store)
     }

@@ -382,6 +382,9 @@ impl ProxyHttp for Edge {
             }
         }
         ctx.outcome = Outcome::OriginUnavailable;
+        // Pingora does not reuse a connection after a failed proxy; turning keepalive off makes
+        // it say `Connection: close`, so no client sends its next request into a closing socket.
+        session.set_keepalive(None);
         let written =
             respond::outcome(session, Outcome::OriginUnavailable, &[("retry-after", "1")]).await;
         FailToProxy {

@@ -145,7 +145,7 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn store(stock: u64) -> Arc<dyn StockStore> {
+    async fn store(stock: u64) -> Arc<dyn StockStore> {
         Arc::new(MemoryStore::new([(super::super::suite::PRODUCT, stock)]))
     }
 

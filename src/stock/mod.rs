@@ -4,10 +4,13 @@
 //! Checks come before the decrement, never after, so stock never goes below zero even for an
 //! instant. [`StockStore::release`] gives a unit back exactly once however often it is called.
 //!
-//! Implementations: [`memory::MemoryStore`] (embedded, one machine). Every implementation must
-//! pass [`suite`], the one behaviour suite.
+//! Implementations: [`memory::MemoryStore`] (embedded, one machine) and [`redis::RedisStore`]
+//! (Redis or Redis Cluster, shared by many edges). Every implementation must pass [`suite`], the
+//! one behaviour suite.
 
+pub mod breaker;
 pub mod memory;
+pub mod redis;
 pub mod suite;
 
 use async_trait::async_trait;

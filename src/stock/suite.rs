@@ -1,39 +1,49 @@
 //! The behaviour every [`StockStore`] must show, written once and run against each
-//! implementation (the memory store's unit tests; the Redis store's integration tests). Each
-//! case takes a factory that makes a fresh store holding one sale of [`PRODUCT`] with the
-//! given stock. Failures panic with what was seen, as tests expect.
+//! implementation (the memory store's unit tests; the Redis and Redis Cluster integration
+//! tests). Each case takes a factory that makes a fresh store holding one sale of [`PRODUCT`]
+//! with the given stock. Failures panic with what was seen, as tests expect.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use super::{Reserve, StockStore};
+
+/// Makes a fresh store holding one sale of [`PRODUCT`] with the given stock.
+pub trait Factory: Fn(u64) -> Self::Fut {
+    /// The future the factory returns.
+    type Fut: Future<Output = Arc<dyn StockStore>>;
+}
+
+impl<F, Fut> Factory for F
+where
+    F: Fn(u64) -> Fut,
+    Fut: Future<Output = Arc<dyn StockStore>>,
+{
+    type Fut = Fut;
+}
 
 /// The product every case sells.
 pub const PRODUCT: u64 = 42;
 
 /// Run every case.
-pub async fn run_all<F>(make: F)
-where
-    F: Fn(u64) -> Arc<dyn StockStore>,
-{
+pub async fn run_all<F: Factory>(make: F) {
     sells_exactly_the_stock_under_concurrency(&make).await;
     one_unit_per_user(&make).await;
     unknown_sale_is_reported(&make).await;
     release_is_idempotent_and_lets_the_user_buy_again(&make).await;
 }
 
-/// 2,000 users race for 300 units from 64 tasks: exactly 300 win, each once, stock ends at 0.
-pub async fn sells_exactly_the_stock_under_concurrency<F>(make: &F)
-where
-    F: Fn(u64) -> Arc<dyn StockStore>,
-{
-    let store = make(300);
+/// 5,000 users race for 300 units from 200 tasks: exactly 300 win, each once, 300 buyers and
+/// 300 ledger entries, stock ends at 0.
+pub async fn sells_exactly_the_stock_under_concurrency<F: Factory>(make: &F) {
+    let store = make(300).await;
     let mut tasks = Vec::new();
-    for t in 0..64u64 {
+    for t in 0..200u64 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut won = Vec::new();
-            for u in (t..2000).step_by(64) {
+            for u in (t..5000).step_by(200) {
                 if let Reserve::Won { reservation, .. } = store
                     .reserve(PRODUCT, &format!("u{u}"))
                     .await
@@ -67,11 +77,8 @@ where
 }
 
 /// The same user asking twice (even concurrently) gets one unit.
-pub async fn one_unit_per_user<F>(make: &F)
-where
-    F: Fn(u64) -> Arc<dyn StockStore>,
-{
-    let store = make(10);
+pub async fn one_unit_per_user<F: Factory>(make: &F) {
+    let store = make(10).await;
     let attempts = (0..16).map(|_| {
         let store = store.clone();
         tokio::spawn(async move { store.reserve(PRODUCT, "same").await })
@@ -89,11 +96,8 @@ where
 }
 
 /// A product with no sale is reported, and takes nothing.
-pub async fn unknown_sale_is_reported<F>(make: &F)
-where
-    F: Fn(u64) -> Arc<dyn StockStore>,
-{
-    let store = make(1);
+pub async fn unknown_sale_is_reported<F: Factory>(make: &F) {
+    let store = make(1).await;
     assert_eq!(
         store.reserve(PRODUCT + 1, "u").await.expect("answers"),
         Reserve::UnknownSale
@@ -104,11 +108,8 @@ where
 
 /// Releasing twice returns one unit; the user may then buy again and another user can win the
 /// returned unit.
-pub async fn release_is_idempotent_and_lets_the_user_buy_again<F>(make: &F)
-where
-    F: Fn(u64) -> Arc<dyn StockStore>,
-{
-    let store = make(1);
+pub async fn release_is_idempotent_and_lets_the_user_buy_again<F: Factory>(make: &F) {
+    let store = make(1).await;
     let Reserve::Won {
         reservation,
         remaining,

@@ -3,6 +3,8 @@
 //! normalise.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -235,6 +237,9 @@ pub async fn raw_status(base: &str, request_line_path: &str) -> u16 {
 /// The parts of a configuration a test varies.
 pub struct Setup<'a> {
     pub origin: SocketAddr,
+    /// The `store:` value, e.g. `{ kind: memory }`; a Redis store is seeded with
+    /// `flashgate stock load` before the edge starts.
+    pub store: &'a str,
     pub sales: &'a str,
     pub limits: &'a str,
     pub trusted: &'a str,
@@ -254,18 +259,39 @@ pub async fn edge(setup: Setup<'_>) -> Edge {
          secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
          trusted_proxies: {trusted}\n\
          origin: {{ url: http://{origin}, path: /orders, connect_timeout: 500ms }}\n\
-         store: {{ kind: memory }}\n\
+         store: {store}\n\
          static_dir: {static_dir}\n\
          catalog: {{ products: [1-1000] }}\n\
          sales:\n{sales}\n\
          limits:\n{limits}\n\
          blocklist: {{ file: {blocklist} }}\n",
         trusted = setup.trusted,
+        store = setup.store,
         origin = setup.origin,
         static_dir = static_dir().display(),
         sales = setup.sales,
         limits = setup.limits,
         blocklist = blocklist.display(),
     );
+    if setup.store.contains("redis") {
+        let config = dir.path().join("flashgate.yaml");
+        std::fs::write(&config, &yaml).unwrap();
+        let out = flashgate(&["stock", "load", "--config", &config.to_string_lossy()]);
+        assert!(
+            out.status.success(),
+            "stock load: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     Edge::start(&yaml, dir, listen, admin).await
+}
+
+/// Run the flashgate binary with the test secrets.
+pub fn flashgate(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .args(args)
+        .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
+        .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+        .output()
+        .expect("run flashgate")
 }

@@ -1,0 +1,310 @@
+//! The Redis store against real redis-server processes started on free ports: the shared
+//! behaviour suite on a server and on a three-master Cluster, and through the edge a Redis
+//! killed mid-sale and a SCRIPT FLUSH mid-sale.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis_server::{RedisCluster, RedisServer};
+use common::*;
+use flashgate::stock::redis::{Load, RedisStore, Target};
+use flashgate::stock::suite::{self, PRODUCT};
+use flashgate::stock::StockStore;
+use futures::StreamExt;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behaviour_suite_on_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    suite::run_all(|stock| {
+        let (url, redis) = (url.clone(), &redis);
+        async move {
+            redis.cli(&["FLUSHALL"]);
+            let store = RedisStore::new(Target::Single(url), TIMEOUT);
+            assert_eq!(
+                store.load(PRODUCT, stock, false).await.unwrap(),
+                Load::Loaded { dropped: 0 }
+            );
+            Arc::new(store) as Arc<dyn StockStore>
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behaviour_suite_on_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    suite::run_all(|stock| {
+        let (urls, cluster) = (urls.clone(), &cluster);
+        async move {
+            cluster.flush();
+            let store = RedisStore::new(Target::Cluster(urls), TIMEOUT);
+            store.load(PRODUCT, stock, false).await.unwrap();
+            Arc::new(store) as Arc<dyn StockStore>
+        }
+    })
+    .await;
+    // The sale's keys live on one node: the one that owns slot of hash tag {42}.
+    let holders = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["DBSIZE"]).trim() != "0")
+        .count();
+    assert_eq!(holders, 1, "every key of the sale is on one slot");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_refuses_a_sale_with_buyers_unless_forced() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(Target::Single(redis.url()), TIMEOUT);
+    store.load(7, 3, false).await.unwrap();
+    assert!(matches!(
+        store.reserve(7, "a").await.unwrap(),
+        flashgate::stock::Reserve::Won { .. }
+    ));
+    assert_eq!(store.load(7, 3, false).await.unwrap(), Load::HasBuyers(1));
+    assert_eq!(
+        store.remaining(7).await.unwrap(),
+        Some(2),
+        "refused load changed nothing"
+    );
+    assert_eq!(
+        store.load(7, 3, true).await.unwrap(),
+        Load::Loaded { dropped: 1 }
+    );
+    let s = store.stock(7).await.unwrap().unwrap();
+    assert_eq!((s.remaining, s.buyers, s.ledger), (3, 0, 0));
+    // Reservation ids keep counting after a forced reload.
+    let flashgate::stock::Reserve::Won { reservation, .. } = store.reserve(7, "a").await.unwrap()
+    else {
+        panic!("a buys again")
+    };
+    assert_eq!(reservation.id, "7-2");
+}
+
+fn sale(product: u64, stock: u64) -> String {
+    format!(
+        "  - {{ product: {product}, stock: {stock}, starts_at: '{}', ends_at: '{}' }}",
+        at(-60),
+        at(3600)
+    )
+}
+
+async fn buy(c: &reqwest::Client, url: &str, uid: &str) -> (u16, String, Duration) {
+    let started = Instant::now();
+    let resp = c
+        .post(url)
+        .bearer_auth(token(uid))
+        .send()
+        .await
+        .expect("edge answers");
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    (
+        status,
+        body["outcome"].as_str().unwrap_or("").to_string(),
+        started.elapsed(),
+    )
+}
+
+async fn buy_url(edge: &Edge, product: u64) -> String {
+    let script = reqwest::get(format!("{}/sale/{product}/button.js", edge.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let path = script
+        .split("\"buy_path\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    format!("{}{path}", edge.base)
+}
+
+fn ledger_reservations(redis: &RedisServer, product: u64) -> Vec<String> {
+    redis
+        .cli(&[
+            "XRANGE",
+            &format!("flashgate:{{{product}}}:ledger"),
+            "-",
+            "+",
+        ])
+        .lines()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .filter(|w| w[0] == "reservation")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_mid_sale_fails_fast_and_loses_nothing() {
+    let mut redis = RedisServer::start();
+    let origin = Origin::start().await;
+    let store = format!("{{ kind: redis, url: '{}', timeout: 200ms }}", redis.url());
+    let edge = edge(Setup {
+        store: &store,
+        origin: origin.addr,
+        sales: &sale(9, 50),
+        limits: "  []",
+        trusted: "[]",
+        blocklist: "",
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let url = buy_url(&edge, 9).await;
+    for n in 1..=20 {
+        assert_eq!(buy(&c, &url, &format!("k{n}")).await.0, 200);
+    }
+
+    redis.kill();
+    for n in 21..=30 {
+        let (status, outcome, took) = buy(&c, &url, &format!("k{n}")).await;
+        assert_eq!((status, outcome.as_str()), (503, "store_unavailable"));
+        assert!(
+            took < Duration::from_secs(1),
+            "a buy during the outage took {took:?}"
+        );
+    }
+    let ready = reqwest::get(format!("{}/readyz", edge.admin))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "not ready while Redis is down");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while reqwest::get(format!("{}/readyz", edge.admin))
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the edge did not recover by itself"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut statuses = Vec::new();
+    for n in 21..=100 {
+        statuses.push(buy(&c, &url, &format!("k{n}")).await.0);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        30,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 410),
+        "{statuses:?}"
+    );
+
+    // Nothing lost, nothing doubled: 50 forwards, 50 buyers, 50 ledger entries, the same ones.
+    let forwards = origin.forwards();
+    let forwarded: HashSet<String> = forwards
+        .iter()
+        .map(|f| f.header("x-flashgate-reservation"))
+        .collect();
+    let users: HashSet<String> = forwards
+        .iter()
+        .map(|f| f.header("x-flashgate-uid"))
+        .collect();
+    assert_eq!((forwards.len(), forwarded.len(), users.len()), (50, 50, 50));
+    let ledger: HashSet<String> = ledger_reservations(&redis, 9).into_iter().collect();
+    assert_eq!(ledger, forwarded);
+    assert_eq!(redis.cli(&["GET", "flashgate:{9}:stock"]).trim(), "0");
+    assert_eq!(redis.cli(&["HLEN", "flashgate:{9}:buyers"]).trim(), "50");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn script_flush_mid_sale_reaches_no_client() {
+    let redis = RedisServer::start();
+    let origin = Origin::start().await;
+    let store = format!("{{ kind: redis, url: '{}', timeout: 2s }}", redis.url());
+    let edge = edge(Setup {
+        store: &store,
+        origin: origin.addr,
+        sales: &sale(11, 120),
+        limits: "  []",
+        trusted: "[]",
+        blocklist: "",
+    })
+    .await;
+    let c = reqwest::Client::new();
+    let url = buy_url(&edge, 11).await;
+    let mut outcomes = Vec::new();
+    for batch in 0..4 {
+        redis.cli(&["SCRIPT", "FLUSH"]);
+        let answers: Vec<_> = futures::stream::iter(0..50)
+            .map(|n| {
+                let (c, url) = (c.clone(), url.clone());
+                async move { buy(&c, &url, &format!("f{batch}-{n}")).await.0 }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        outcomes.extend(answers);
+    }
+    assert!(
+        outcomes.iter().all(|s| *s == 200 || *s == 410),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes.iter().filter(|s| **s == 200).count(), 120);
+    assert_eq!(origin.forwards().len(), 120);
+}
+
+#[test]
+fn stock_show_prints_each_sale() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{}\nsecrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
+             origin: {{ url: 'http://127.0.0.1:1' }}\nstore: {{ kind: redis, url: '{}' }}\n\
+             catalog: {{ products: [1-100] }}\nsales:\n{}\n{}\n",
+            free_port(),
+            redis.url(),
+            sale(5, 10),
+            sale(6, 20)
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().to_string();
+    let before = flashgate(&["stock", "show", "--config", &config]);
+    assert!(String::from_utf8_lossy(&before.stdout).contains("not loaded"));
+    let load = flashgate(&["stock", "load", "--config", &config]);
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    redis.cli(&["HSET", "flashgate:{5}:buyers", "someone", "5-1"]);
+    let again = flashgate(&["stock", "load", "--config", &config]);
+    assert!(
+        !again.status.success(),
+        "a sale with buyers is not overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    let show = flashgate(&["stock", "show", "--config", &config]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    let row = |p: &str| {
+        text.lines()
+            .find(|l| l.starts_with(p))
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("5 "), ["5", "10", "10", "1", "0"], "{text}");
+    assert_eq!(row("6 "), ["6", "20", "20", "0", "0"], "{text}");
+}
