@@ -4,8 +4,10 @@
 #
 #   bash benches/storm.sh                      # defaults below
 #   USERS=200000 DURATION=30s bash benches/storm.sh
+#   STORE=redis bash benches/storm.sh          # on a redis-server started here (free port)
 #
-# Needs wrk (apt-get install wrk) and python3 (the stand-in origin).
+# Needs wrk (apt-get install wrk), python3 (the stand-in origin) and, for STORE=redis,
+# redis-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,7 @@ DURATION=${DURATION:-15s}       # wrk run time
 CONNECTIONS=${CONNECTIONS:-256} # wrk connections
 WRK_THREADS=${WRK_THREADS:-1}   # wrk threads
 EDGE_THREADS=${EDGE_THREADS:-1} # flashgate worker threads
+STORE=${STORE:-memory}          # memory | redis
 
 command -v wrk >/dev/null || { echo "storm: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet
@@ -27,6 +30,14 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listen=$(free_port); admin=$(free_port); origin=$(free_port)
+store="{ kind: memory }"
+if [ "$STORE" = redis ]; then
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
+    --appendfsync everysec --dir "$tmp" > "$tmp/redis.log" 2>&1 & pids+=($!)
+  for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  store="{ kind: redis, url: 'redis://127.0.0.1:$redis_port' }"
+fi
 now=$(date -u +%s)
 cat > "$tmp/storm.yaml" <<YAML
 listen: 127.0.0.1:$listen
@@ -34,7 +45,7 @@ admin_listen: 127.0.0.1:$admin
 threads: $EDGE_THREADS
 secrets: { login: storm-login-secret-0123456789abcdef-0123, edge: storm-edge-secret-0123456789abcdef-01234 }
 origin: { url: "http://127.0.0.1:$origin", path: /orders }
-store: { kind: memory }
+store: $store
 static_dir: static
 catalog: { products: [1-1000] }
 sales:
@@ -45,6 +56,7 @@ limits:
   - { name: global, key: global, requests: 100000000, per: 1s }
 YAML
 
+[ "$STORE" = redis ] && "$bin" stock load --config "$tmp/storm.yaml"
 python3 scripts/echo-origin.py "$origin" > "$tmp/origin.log" 2>&1 & pids+=($!)
 RUST_LOG=warn "$bin" run --config "$tmp/storm.yaml" 2> "$tmp/edge.log" & pids+=($!)
 for _ in $(seq 1 100); do
@@ -57,13 +69,19 @@ echo "storm: minting $USERS login tokens"
 "$bin" token --config "$tmp/storm.yaml" --uid "1-$USERS" --prefix u > "$tmp/tokens"
 path=$(curl -fs "http://127.0.0.1:$listen/sale/42/button.js" | grep -o '/buy/42/[0-9a-f]*')
 
-echo "storm: $CONNECTIONS connections, $DURATION, $USERS users, stock $STOCK, edge threads $EDGE_THREADS"
+echo "storm: $CONNECTIONS connections, $DURATION, $USERS users, stock $STOCK, store $STORE, edge threads $EDGE_THREADS"
+[ "$STORE" = redis ] && redis-cli -p "$redis_port" config resetstat >/dev/null
 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s benches/storm.lua \
   "http://127.0.0.1:$listen$path" -- "$tmp/tokens"
 
 echo "storm: edge counters"
 curl -fs "http://127.0.0.1:$admin/metrics" \
   | grep -E '^flashgate_(requests_total\{.*route="buy"|stock_remaining|store_seconds_count)' | grep -v ' 0$'
+if [ "$STORE" = redis ]; then
+  echo "storm: redis commands during the storm (scripts' inner commands included)"
+  redis-cli -p "$redis_port" info commandstats | grep -E '^cmdstat_(evalsha|eval|get|script)' || true
+  "$bin" stock show --config "$tmp/storm.yaml"
+fi
 wins=$(grep -c x-flashgate-reservation "$tmp/origin.log" || true)
 echo "storm: origin received $wins orders (stock $STOCK)"
 [ "$wins" -le "$STOCK" ] || { echo "storm: OVERSOLD" >&2; exit 1; }
