@@ -95,6 +95,17 @@ pub fn summary(gw: &Gateway) -> String {
             format!("{:?}", sale.captcha).to_lowercase()
         );
     }
+    let cap = &c.captcha;
+    let _ = writeln!(
+        s,
+        "  captcha     pow {}..{} bits (a bit more each second above {} buys/s), challenges live {}, \
+         token secret {}",
+        cap.difficulty,
+        cap.max_difficulty,
+        cap.raise_above,
+        humantime::format_duration(cap.challenge_ttl),
+        if cap.token_secret.is_some() { "set" } else { "not set" }
+    );
     let _ = writeln!(s, "  limits      {}", c.limits.len());
     for l in &c.limits {
         let key = match l.key {

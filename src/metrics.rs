@@ -19,13 +19,21 @@ pub enum Route {
     Button,
     /// `POST /buy/{product}/{token}`.
     Buy,
+    /// `GET /api/challenge`.
+    Challenge,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 4] = [Route::Static, Route::Button, Route::Buy, Route::Other];
+    pub const ALL: [Route; 5] = [
+        Route::Static,
+        Route::Button,
+        Route::Buy,
+        Route::Challenge,
+        Route::Other,
+    ];
 
     /// The label value.
     pub const fn name(self) -> &'static str {
@@ -33,6 +41,7 @@ impl Route {
             Route::Static => "static",
             Route::Button => "button",
             Route::Buy => "buy",
+            Route::Challenge => "challenge",
             Route::Other => "other",
         }
     }
@@ -46,11 +55,14 @@ pub struct Metrics {
     pub store_reserve: Histogram,
     /// Time of one `release` call to the stock store.
     pub store_release: Histogram,
+    /// Time of one claim of a captcha in the single-use store.
+    pub store_captcha: Histogram,
     /// Time from forwarding a winner to origin's answer header.
     pub upstream_seconds: Histogram,
     /// Units left per sale, as last seen.
     pub stock_remaining: IntGaugeVec,
     dry_run: IntCounterVec,
+    captcha_difficulty: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -108,14 +120,24 @@ impl Metrics {
             &["limit"],
         )?;
         registry.register(Box::new(dry_run.clone()))?;
+        let captcha_difficulty = IntGaugeVec::new(
+            Opts::new(
+                "flashgate_captcha_difficulty",
+                "Leading zero bits of new proof-of-work challenges, per sale with captcha: pow.",
+            ),
+            &["sale"],
+        )?;
+        registry.register(Box::new(captcha_difficulty.clone()))?;
         Ok(Metrics {
             registry,
             requests,
             store_reserve: store_seconds.with_label_values(&["reserve"]),
             store_release: store_seconds.with_label_values(&["release"]),
+            store_captcha: store_seconds.with_label_values(&["captcha"]),
             upstream_seconds,
             stock_remaining,
             dry_run,
+            captcha_difficulty,
         })
     }
 
@@ -134,6 +156,13 @@ impl Metrics {
         self.stock_remaining
             .with_label_values(&[&product.to_string()])
             .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+    }
+
+    /// Record the current proof-of-work difficulty of `product`'s sale.
+    pub fn set_difficulty(&self, product: u64, bits: u8) {
+        self.captcha_difficulty
+            .with_label_values(&[&product.to_string()])
+            .set(i64::from(bits));
     }
 
     /// The dry-run counter of limit `name`.

@@ -5,7 +5,16 @@
 //!   the same on every edge node and unguessable before the sale opens;
 //! - the origin signature: `hex(HMAC-SHA256(edge, "{uid}\n{product}\n{reservation}\n{timestamp}"))`
 //!   sent as `X-Flashgate-Signature` beside the four headers it covers. UIDs never contain
-//!   control characters (login refuses them), so the newline-joined form is unambiguous.
+//!   control characters (login refuses them), so the newline-joined form is unambiguous;
+//! - the captcha challenge MAC: `HMAC-SHA256(edge, "flashgate-challenge\n{uid}\n{product}\n
+//!   {expires_ms}\n{difficulty}\n{id}")[..16]`, binding a proof-of-work challenge to one user, one
+//!   product, one expiry and one difficulty;
+//! - the pass-token MAC, made by an external captcha service with its own key:
+//!   `hex(HMAC-SHA256(token_secret, "flashgate-pass\n{uid}\n{product}\n{expires_ms}\n{id}"))`.
+//!
+//! Each signed string has a different number of fields, so no signature of one kind can stand in
+//! for another. The captcha MACs are fed field by field, without formatting a string, because
+//! they are checked on the reject path.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -58,6 +67,82 @@ pub fn verify_origin_signature(
     constant_time_eq(expected.as_bytes(), signature.as_bytes())
 }
 
+/// Bytes of the challenge MAC carried in a challenge (128 bits, 32 hex characters).
+pub const CHALLENGE_MAC_BYTES: usize = 16;
+
+/// Decimal digits of `n` in `buf`, without allocating.
+fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
+}
+
+fn update_fields(m: &mut HmacSha256, domain: &[u8], uid: &str, numbers: &[u64], id: &str) {
+    let mut buf = [0u8; 20];
+    m.update(domain);
+    m.update(b"\n");
+    m.update(uid.as_bytes());
+    for n in numbers {
+        m.update(b"\n");
+        m.update(decimal(*n, &mut buf));
+    }
+    m.update(b"\n");
+    m.update(id.as_bytes());
+}
+
+/// The MAC of a proof-of-work challenge (see the module docs), truncated to
+/// [`CHALLENGE_MAC_BYTES`].
+pub fn challenge_mac(
+    edge: &Secret,
+    uid: &str,
+    product: u64,
+    expires_ms: u64,
+    difficulty: u8,
+    id: &str,
+) -> [u8; CHALLENGE_MAC_BYTES] {
+    let mut m = mac(edge);
+    let numbers = [product, expires_ms, u64::from(difficulty)];
+    update_fields(&mut m, b"flashgate-challenge", uid, &numbers, id);
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; CHALLENGE_MAC_BYTES];
+    out.copy_from_slice(&full[..CHALLENGE_MAC_BYTES]);
+    out
+}
+
+/// The MAC of a pass token from an external captcha service (see the module docs).
+pub fn pass_mac(
+    token_secret: &Secret,
+    uid: &str,
+    product: u64,
+    expires_ms: u64,
+    id: &str,
+) -> [u8; 32] {
+    let mut m = mac(token_secret);
+    update_fields(&mut m, b"flashgate-pass", uid, &[product, expires_ms], id);
+    m.finalize().into_bytes().into()
+}
+
+/// A complete pass token, `{expires_ms}-{id}-{hex mac}`, as an external captcha service mints
+/// it after a person solved its puzzle. `id` must be unique per pass: it is what makes the pass
+/// single use.
+pub fn pass_token(
+    token_secret: &Secret,
+    uid: &str,
+    product: u64,
+    expires_ms: u64,
+    id: &str,
+) -> String {
+    let mac = pass_mac(token_secret, uid, product, expires_ms, id);
+    format!("{expires_ms}-{id}-{}", hex::encode(mac))
+}
+
 /// Compare two byte strings without leaking where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -78,6 +163,50 @@ mod tests {
         assert_eq!(a, sale_path_token(&key(), 42, 1000));
         assert_ne!(a, sale_path_token(&key(), 43, 1000));
         assert_ne!(a, sale_path_token(&key(), 42, 1001));
+    }
+
+    #[test]
+    fn decimal_writes_every_digit() {
+        let mut buf = [0u8; 20];
+        assert_eq!(decimal(0, &mut buf), b"0");
+        assert_eq!(decimal(42, &mut buf), b"42");
+        assert_eq!(decimal(u64::MAX, &mut buf), u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn challenge_mac_binds_every_field() {
+        let base = challenge_mac(&key(), "u1", 42, 1000, 16, "ab");
+        // The streamed MAC equals the MAC of the documented string.
+        let mut m = mac(&key());
+        m.update(b"flashgate-challenge\nu1\n42\n1000\n16\nab");
+        assert_eq!(base[..], m.finalize().into_bytes()[..CHALLENGE_MAC_BYTES]);
+        for other in [
+            challenge_mac(&key(), "u2", 42, 1000, 16, "ab"),
+            challenge_mac(&key(), "u1", 43, 1000, 16, "ab"),
+            challenge_mac(&key(), "u1", 42, 1001, 16, "ab"),
+            challenge_mac(&key(), "u1", 42, 1000, 15, "ab"),
+            challenge_mac(&key(), "u1", 42, 1000, 16, "ac"),
+        ] {
+            assert_ne!(base, other);
+        }
+    }
+
+    #[test]
+    fn pass_token_carries_its_mac() {
+        let t = pass_token(&key(), "u1", 42, 5000, "p1");
+        assert_eq!(
+            t,
+            format!(
+                "5000-p1-{}",
+                hex::encode(pass_mac(&key(), "u1", 42, 5000, "p1"))
+            )
+        );
+        let mut m = mac(&key());
+        m.update(b"flashgate-pass\nu1\n42\n5000\np1");
+        assert_eq!(
+            pass_mac(&key(), "u1", 42, 5000, "p1")[..],
+            m.finalize().into_bytes()[..]
+        );
     }
 
     #[test]

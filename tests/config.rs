@@ -238,3 +238,53 @@ fn bad_blocklist_line_stops_the_check() {
         "{stderr}"
     );
 }
+
+#[test]
+fn captcha_sales_resolve_and_token_needs_a_secret() {
+    let pow = GOOD.replace(
+        "    ends_at: 2026-11-22T13:00:00Z\n",
+        "    ends_at: 2026-11-22T13:00:00Z\n    captcha: pow\n",
+    );
+    let c = parse(&pow).unwrap();
+    assert_eq!(c.sales[0].captcha, flashgate::config::Captcha::Pow);
+    assert_eq!(c.captcha.difficulty, 16, "the documented default");
+
+    // A token sale without a secret: the error points at the sale's captcha.
+    let token = pow.replace("captcha: pow", "captcha: token");
+    let (at, message) = error_at(&token);
+    assert_eq!((at.line, at.column), (15, 14), "{message}");
+    assert!(message.starts_with("f.yaml:15:14: "), "{message}");
+    assert!(
+        message.contains("captcha.token_secret is not set"),
+        "{message}"
+    );
+
+    // Naming an unset variable says which.
+    let unset = format!("{token}captcha: {{ token_secret: '${{NOPE_CAPTCHA}}' }}\n");
+    let (at, message) = error_at(&unset);
+    assert_eq!(at.line, 15, "{message}");
+    assert!(message.contains("NOPE_CAPTCHA"), "{message}");
+
+    // With a secret of 32 bytes or more it resolves.
+    let with_secret = format!(
+        "{token}captcha:\n  token_secret: captcha-secret-captcha-secret-captcha-0003\n  difficulty: 12\n"
+    );
+    let c = parse(&with_secret).unwrap();
+    assert_eq!(c.captcha.difficulty, 12);
+    assert!(c.captcha.token_secret.is_some());
+
+    // A short one, one equal to another secret, and impossible difficulties are refused where
+    // they stand.
+    let short = format!("{token}captcha:\n  token_secret: ${{SHORT}}\n");
+    let (at, message) = error_at(&short);
+    assert_eq!((at.line, at.column), (19, 17), "{message}");
+    assert!(message.contains("at least 32"), "{message}");
+    let reused = format!("{token}captcha:\n  token_secret: ${{EDGE}}\n");
+    assert!(error_at(&reused).1.contains("must differ"));
+    let hard = format!("{pow}captcha: {{ difficulty: 20, max_difficulty: 10 }}\n");
+    let (at, message) = error_at(&hard);
+    assert_eq!(at.line, 18, "{message}");
+    assert!(message.contains("max_difficulty"), "{message}");
+    let typo = format!("{pow}captcha: {{ dificulty: 20 }}\n");
+    assert!(error_at(&typo).1.contains("unknown field `dificulty`"));
+}

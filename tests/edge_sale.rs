@@ -419,7 +419,8 @@ async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) 
     );
 
     // The dashboards see it.
-    let page = edge.metrics().await;
+    let won = r#"flashgate_requests_total{outcome="won",route="buy"}"#;
+    let page = metrics_when(&edge, won, 101.0).await;
     assert_eq!(
         sample(
             &page,
@@ -479,7 +480,12 @@ async fn unreachable_origin_releases_the_unit() {
         assert_eq!(a.headers["retry-after"], "1");
     }
     // Every attempt found the one unit in stock: each release gave it back.
-    let page = edge.metrics().await;
+    let page = metrics_when(
+        &edge,
+        r#"flashgate_requests_total{outcome="origin_unavailable",route="buy"}"#,
+        3.0,
+    )
+    .await;
     assert_eq!(
         sample(&page, r#"flashgate_stock_remaining{sale="7"}"#),
         Some(1.0)

@@ -308,3 +308,17 @@ fn stock_show_prints_each_sale() {
     assert_eq!(row("5 "), ["5", "10", "10", "1", "0"], "{text}");
     assert_eq!(row("6 "), ["6", "20", "20", "0", "0"], "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_suite_on_redis() {
+    let redis = RedisServer::start();
+    let store = RedisStore::new(Target::Single(redis.url()), TIMEOUT);
+    let now = now_secs() * 1000;
+    flashgate::stock::single_use::suite(Arc::new(store), now).await;
+    let ttl: i64 = redis
+        .cli(&["PTTL", "flashgate:{42}:pass:p:a"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!((1..=60_000).contains(&ttl), "{ttl}");
+}

@@ -11,11 +11,18 @@
 //! 6. captcha (`captcha_required`; sales with `captcha: none` skip it)
 //! 7. local sold-out hint (`sold_out`)
 //!
+//! A captcha that checks out still has to be used only once. That needs state shared by every
+//! edge, so it is the caller's first store call: [`Admitted::pass`] is claimed in the single-use
+//! store (`stock::single_use`) just before the reservation. Claiming it after the sold-out hint
+//! keeps the rule that a reject costs no store round trip; a captcha sale costs a winner two
+//! (claim, reserve) instead of one.
+//!
 //! The product check comes first, not after the window as in the first sketch of the design,
 //! because the window belongs to a product's sale: there is no window to check until the
 //! product is known. Both are a handful of nanoseconds.
 
 pub mod blocklist;
+pub mod captcha;
 pub mod catalog;
 pub mod client_ip;
 pub mod login;
@@ -29,6 +36,7 @@ use std::net::IpAddr;
 pub use outcome::Outcome;
 
 use blocklist::Blocklist;
+use captcha::CaptchaCheck;
 use catalog::ProductFilter;
 use login::Login;
 use rate::{RateLimited, RateLimiter};
@@ -47,6 +55,8 @@ pub struct BuyRequest<'a> {
     pub client_ip: IpAddr,
     /// Now, in ms since the epoch.
     pub now_ms: u64,
+    /// The `X-Captcha` header, if any.
+    pub captcha: Option<&'a str>,
 }
 
 /// A request that passed every check.
@@ -55,6 +65,8 @@ pub struct Admitted<'a> {
     pub sale: &'a SaleGate,
     /// The logged-in user.
     pub uid: String,
+    /// The captcha to claim as used before reserving (sales with `captcha: pow | token`).
+    pub pass: Option<captcha::Pass>,
 }
 
 /// A request turned away, and why.
@@ -82,6 +94,7 @@ pub struct Admission {
     login: Login,
     blocklist: Blocklist,
     rates: RateLimiter,
+    captcha: CaptchaCheck,
 }
 
 impl Admission {
@@ -92,6 +105,7 @@ impl Admission {
         login: Login,
         blocklist: Blocklist,
         rates: RateLimiter,
+        captcha: CaptchaCheck,
     ) -> Self {
         Admission {
             products,
@@ -99,6 +113,7 @@ impl Admission {
             login,
             blocklist,
             rates,
+            captcha,
         }
     }
 
@@ -123,6 +138,11 @@ impl Admission {
     /// The login verifier.
     pub fn login(&self) -> &Login {
         &self.login
+    }
+
+    /// The captcha check: issues challenges, knows each sale's difficulty.
+    pub fn captcha(&self) -> &CaptchaCheck {
+        &self.captcha
     }
 
     /// The blocklist.
@@ -150,11 +170,13 @@ impl Admission {
                 rate: Some(limited),
             });
         }
-        // Captcha: configuration refuses `pow` and `token` until they are built, so every sale
-        // that gets here asks for none.
+        let pass = self
+            .captcha
+            .check(&uid, req.product, req.captcha, req.now_ms)
+            .map_err(|_| Outcome::CaptchaRequired)?;
         if sale.sold_out_hint(req.now_ms) {
             return Err(Outcome::SoldOut.into());
         }
-        Ok(Admitted { sale, uid })
+        Ok(Admitted { sale, uid, pass })
     }
 }

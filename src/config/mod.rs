@@ -5,6 +5,7 @@
 //! addresses, the catalog's extra ids loaded, every cross-field rule checked. Every error names
 //! the file, the line and the column.
 
+mod captcha;
 mod env;
 mod error;
 mod locate;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, StoreKind};
 pub use values::{IdRange, Timestamp};
@@ -59,6 +61,8 @@ pub struct Config {
     pub allowlist_uids: Vec<String>,
     /// How long a sold-out answer from the store is trusted before asking again.
     pub sold_out_hint: Duration,
+    /// How captchas are checked for sales that ask for one.
+    pub captcha: CaptchaSettings,
 }
 
 /// A secret key. Its `Debug` never shows the bytes.

@@ -39,6 +39,46 @@ pub struct FileConfig {
     /// How long a sold-out answer from the store is trusted locally before asking again.
     #[serde(default = "default_sold_out_hint")]
     pub sold_out_hint: HumanDuration,
+    /// Settings of the captchas that sales ask for with `captcha: pow | token`.
+    #[serde(default)]
+    pub captcha: FileCaptchaSettings,
+}
+
+/// `captcha:` — how proof-of-work challenges and external pass tokens are checked.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCaptchaSettings {
+    /// Leading zero bits a proof of work needs while the sale is calm.
+    #[serde(default = "default_pow_difficulty")]
+    pub difficulty: u8,
+    /// The most leading zero bits the difficulty rises to under load.
+    #[serde(default = "default_pow_max_difficulty")]
+    pub max_difficulty: u8,
+    /// Buys per second of one sale above which the difficulty rises by a bit each second.
+    #[serde(default = "default_raise_above")]
+    pub raise_above: u64,
+    /// Lifetime of a challenge; also the longest lifetime accepted for a pass token.
+    #[serde(default = "default_challenge_ttl")]
+    pub challenge_ttl: HumanDuration,
+    /// HMAC key shared with the external captcha service (`${ENV}` like other secrets).
+    #[serde(default)]
+    pub token_secret: Option<String>,
+    /// Embedded store: how many used challenges and passes are remembered at once.
+    #[serde(default = "default_single_use_capacity")]
+    pub single_use_capacity: usize,
+}
+
+impl Default for FileCaptchaSettings {
+    fn default() -> Self {
+        FileCaptchaSettings {
+            difficulty: default_pow_difficulty(),
+            max_difficulty: default_pow_max_difficulty(),
+            raise_above: default_raise_above(),
+            challenge_ttl: default_challenge_ttl(),
+            token_secret: None,
+            single_use_capacity: default_single_use_capacity(),
+        }
+    }
 }
 
 /// `secrets:`; values may be `${ENV_VAR}` references.
@@ -193,4 +233,19 @@ fn default_false_positive_rate() -> f64 {
 }
 fn default_sold_out_hint() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_pow_difficulty() -> u8 {
+    16
+}
+fn default_pow_max_difficulty() -> u8 {
+    22
+}
+fn default_raise_above() -> u64 {
+    1000
+}
+fn default_challenge_ttl() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_single_use_capacity() -> usize {
+    1_000_000
 }

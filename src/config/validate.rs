@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::env::{expand, Expanded};
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
-use super::schema::{Captcha, FileConfig, FileStore, LimitKey, StoreKind};
+use super::schema::{FileConfig, FileStore, LimitKey, StoreKind};
 use super::values::IdRange;
 use super::{
     Catalog, Config, Environment, Limit, Origin, Sale, Secret, Secrets, Store, MIN_SECRET_BYTES,
@@ -24,14 +24,14 @@ pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-us
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
 const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a Path,
     loc: &'a Locations,
     env: &'a dyn Environment,
 }
 
 impl Ctx<'_> {
-    fn err(&self, path: &str, message: impl std::fmt::Display) -> ConfigError {
+    pub(super) fn err(&self, path: &str, message: impl std::fmt::Display) -> ConfigError {
         ConfigError::at(self.file, self.loc.find(path), message)
     }
 
@@ -43,6 +43,18 @@ impl Ctx<'_> {
                 path,
                 format!("environment variable {} is not set", names.join(", ")),
             )),
+        }
+    }
+
+    /// Expand a value that may name unset variables: `Err(names)` lists them.
+    pub(super) fn optional(
+        &self,
+        path: &str,
+        text: &str,
+    ) -> Result<Result<String, String>, ConfigError> {
+        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
+            Expanded::Value(v) => Ok(Ok(v)),
+            Expanded::Missing(names) => Ok(Err(names.join(", "))),
         }
     }
 
@@ -119,6 +131,7 @@ pub fn resolve(
     let catalog = resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
     let limits = resolve_limits(&cx, &file)?;
+    let captcha = super::captcha::resolve(&cx, &file, [&login, &edge])?;
 
     Ok(Config {
         file: file_path.to_path_buf(),
@@ -140,6 +153,7 @@ pub fn resolve(
         blocklist_file: file.blocklist.map(|b| b.file),
         allowlist_uids: file.allowlist_uids.into_iter().map(|u| u.0).collect(),
         sold_out_hint: file.sold_out_hint.0,
+        captcha,
     })
 }
 
@@ -301,12 +315,6 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
                     "ends_at {} is not after starts_at {}",
                     s.ends_at, s.starts_at
                 ),
-            ));
-        }
-        if s.captcha != Captcha::None {
-            return Err(cx.err(
-                &at("captcha"),
-                "captcha pow and token are not available in this build yet; use captcha: none",
             ));
         }
         sales.push(Sale {

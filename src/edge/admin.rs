@@ -36,11 +36,14 @@ fn text(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 impl ServeHttp for Admin {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         match session.req_header().uri.path() {
-            "/metrics" => text(
-                200,
-                "text/plain; version=0.0.4",
-                self.gateway.metrics.render(),
-            ),
+            "/metrics" => {
+                // The difficulty gauge is read when scraped; the buy path never touches it.
+                let gw = &self.gateway;
+                for (product, bits) in gw.admission.captcha().difficulties(super::now_ms()) {
+                    gw.metrics.set_difficulty(product, bits);
+                }
+                text(200, "text/plain; version=0.0.4", gw.metrics.render())
+            }
             "/healthz" => text(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
                 if self.gateway.store.ready().await {

@@ -3,18 +3,20 @@
 //!
 //! - `routes`: which route a request is for.
 //! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
-//! - `static_files`, `button`: what the public listener serves besides buys.
+//! - `static_files`, `button`, `challenge`: what the public listener serves besides buys.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
 //! - `respond`: writing edge-made answers.
 
 pub mod admin;
 pub mod button;
+pub mod challenge;
 mod proxy;
 pub mod respond;
 pub mod routes;
 pub mod static_files;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -22,6 +24,7 @@ use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 
 use crate::admission::blocklist::Blocklist;
+use crate::admission::captcha::CaptchaCheck;
 use crate::admission::catalog::ProductFilter;
 use crate::admission::login::Login;
 use crate::admission::rate::RateLimiter;
@@ -31,6 +34,7 @@ use crate::config::{Config, Store};
 use crate::metrics::Metrics;
 use crate::stock::memory::MemoryStore;
 use crate::stock::redis::{RedisStore, Target};
+use crate::stock::single_use::{MemorySingleUse, SingleUse};
 use crate::stock::StockStore;
 
 pub use proxy::Edge;
@@ -61,6 +65,8 @@ pub struct Gateway {
     pub admission: Admission,
     /// Where stock lives.
     pub store: Arc<dyn StockStore>,
+    /// Where used captchas are remembered (the same Redis as the stock, or this process).
+    pub single_use: Arc<dyn SingleUse>,
     /// Every metric.
     pub metrics: Metrics,
     /// The sale page.
@@ -72,22 +78,41 @@ pub struct Gateway {
 impl Gateway {
     /// Assemble the gateway from `config`, with the store the configuration names.
     pub fn build(config: Config) -> Result<Self, BuildError> {
-        let store: Arc<dyn StockStore> = match &config.store {
-            Store::Memory => Arc::new(MemoryStore::new(
-                config.sales.iter().map(|s| (s.product, s.stock)),
-            )),
-            Store::Redis { url, timeout } => {
-                Arc::new(RedisStore::new(Target::Single(url.clone()), *timeout))
-            }
-            Store::Cluster { urls, timeout } => {
-                Arc::new(RedisStore::new(Target::Cluster(urls.clone()), *timeout))
-            }
+        let redis = |target, timeout| {
+            let store = Arc::new(RedisStore::new(target, timeout));
+            (
+                store.clone() as Arc<dyn StockStore>,
+                store as Arc<dyn SingleUse>,
+            )
         };
-        Self::with_store(config, store)
+        let (store, single_use) = match &config.store {
+            Store::Memory => {
+                let store = MemoryStore::new(config.sales.iter().map(|s| (s.product, s.stock)));
+                let used = MemorySingleUse::new(config.captcha.single_use_capacity);
+                (
+                    Arc::new(store) as Arc<dyn StockStore>,
+                    Arc::new(used) as Arc<dyn SingleUse>,
+                )
+            }
+            Store::Redis { url, timeout } => redis(Target::Single(url.clone()), *timeout),
+            Store::Cluster { urls, timeout } => redis(Target::Cluster(urls.clone()), *timeout),
+        };
+        Self::with_stores(config, store, single_use)
     }
 
-    /// Assemble the gateway from `config` around an existing store.
+    /// Assemble the gateway from `config` around an existing store, remembering used captchas
+    /// in this process.
     pub fn with_store(config: Config, store: Arc<dyn StockStore>) -> Result<Self, BuildError> {
+        let used = MemorySingleUse::new(config.captcha.single_use_capacity);
+        Self::with_stores(config, store, Arc::new(used))
+    }
+
+    /// Assemble the gateway from `config` around existing stock and single-use stores.
+    pub fn with_stores(
+        config: Config,
+        store: Arc<dyn StockStore>,
+        single_use: Arc<dyn SingleUse>,
+    ) -> Result<Self, BuildError> {
         let metrics = Metrics::new()?;
         let blocklist = match &config.blocklist_file {
             Some(path) => Blocklist::load(path)?,
@@ -109,6 +134,7 @@ impl Gateway {
             Login::new(&config.secrets.login),
             blocklist,
             rates,
+            CaptchaCheck::new(&config.captcha, &config.secrets.edge, &config.sales),
         );
         let static_files = StaticFiles::load(&config.static_dir)?;
         let mut origin = HttpPeer::new(config.origin.addr, false, String::new());
@@ -121,11 +147,20 @@ impl Gateway {
             config,
             admission,
             store,
+            single_use,
             metrics,
             static_files,
             origin,
         })
     }
+}
+
+/// Now, in ms since the epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Run the gateway until the process is told to stop (SIGTERM: graceful; SIGINT: fast).

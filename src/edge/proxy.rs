@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,7 +25,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::routes::{classify, Route as Path};
-use super::{button, respond, static_files, Gateway};
+use super::{button, challenge, now_ms, respond, static_files, Gateway};
 use crate::admission::{client_ip, login, BuyRequest, Outcome};
 use crate::metrics::Route;
 use crate::signing::origin_signature;
@@ -107,6 +107,44 @@ impl Edge {
         Ok(true)
     }
 
+    /// `GET /api/challenge?product=ID` (see `challenge`).
+    async fn serve_challenge(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        query: Option<&str>,
+    ) -> Result<bool> {
+        ctx.route = Route::Challenge;
+        let now = now_ms();
+        let Some(sale) = challenge::product_param(query).and_then(|p| self.gw.admission.sale(p))
+        else {
+            return self.answer(session, ctx, Outcome::UnknownProduct).await;
+        };
+        if now >= sale.ends_ms() {
+            return self.answer(session, ctx, Outcome::Ended).await;
+        }
+        let headers = &session.req_header().headers;
+        let uid = login::token_from(
+            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+            headers.get(COOKIE).map(|v| v.as_bytes()),
+        )
+        .and_then(|t| self.gw.admission.login().verify(t));
+        let Some(uid) = uid else {
+            return self.answer(session, ctx, Outcome::LoginRequired).await;
+        };
+        let Some(issued) = self.gw.admission.captcha().issue(&uid, sale.product, now) else {
+            return self.answer(session, ctx, Outcome::NotFound).await;
+        };
+        ctx.outcome = Outcome::Served;
+        let headers = [
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ];
+        let body = challenge::body(&issued, sale.product);
+        respond::write(session, 200, &headers, Bytes::from(body)).await?;
+        Ok(true)
+    }
+
     /// The buy path: admission, then one store call. Ok(false) means "forward to origin".
     async fn buy(
         &self,
@@ -143,6 +181,9 @@ impl Edge {
             ),
             client_ip: ctx.client_ip,
             now_ms: now,
+            captcha: headers
+                .get("x-captcha")
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         };
         let admitted = match self.gw.admission.check(&request) {
             Ok(admitted) => admitted,
@@ -155,6 +196,25 @@ impl Edge {
                 return self.answer(session, ctx, reject.outcome).await;
             }
         };
+        if let Some(pass) = &admitted.pass {
+            // The captcha's single use: a store call, made only once every local check passed.
+            let started = Instant::now();
+            let claimed = (self.gw.single_use)
+                .claim(pass.product, &pass.key, pass.expires_ms, now)
+                .await;
+            self.gw
+                .metrics
+                .store_captcha
+                .observe(started.elapsed().as_secs_f64());
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => return self.answer(session, ctx, Outcome::CaptchaRequired).await,
+                Err(e) => {
+                    tracing::warn!("captcha claim failed: {e}");
+                    return self.answer(session, ctx, Outcome::StoreUnavailable).await;
+                }
+            }
+        }
         let started = Instant::now();
         let reserved = self.gw.store.reserve(product, &admitted.uid).await;
         self.gw
@@ -209,13 +269,6 @@ impl Edge {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn header_err(e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(
         ErrorType::InternalError,
@@ -246,6 +299,7 @@ impl ProxyHttp for Edge {
             Path::Index => self.serve_static(session, ctx, "index.html").await,
             Path::Static(rest) => self.serve_static(session, ctx, rest).await,
             Path::Button(product) => self.serve_button(session, ctx, product).await,
+            Path::Challenge => self.serve_challenge(session, ctx, uri.query()).await,
             Path::Buy { product, token } => self.buy(session, ctx, product, token).await,
             Path::WrongMethod(allow) => {
                 ctx.outcome = Outcome::MethodNotAllowed;

@@ -12,6 +12,8 @@ pub enum Route<'a> {
     Static(&'a str),
     /// `GET /sale/{product}/button.js`.
     Button(u64),
+    /// `GET /api/challenge?product=ID`: a proof-of-work challenge.
+    Challenge,
     /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
     Buy {
         /// The product id, if the segment is a number.
@@ -48,6 +50,13 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
         };
         return if readable {
             Route::Button(product)
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if path == "/api/challenge" {
+        return if readable {
+            Route::Challenge
         } else {
             Route::WrongMethod("GET, HEAD")
         };
@@ -104,5 +113,10 @@ mod tests {
             Route::WrongMethod("GET, HEAD")
         );
         assert_eq!(classify(&Method::GET, "/etc/passwd"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/api/challenge"), Route::Challenge);
+        assert_eq!(
+            classify(&Method::POST, "/api/challenge"),
+            Route::WrongMethod("GET, HEAD")
+        );
     }
 }

@@ -7,10 +7,14 @@
 //! Implementations: [`memory::MemoryStore`] (embedded, one machine) and [`redis::RedisStore`]
 //! (Redis or Redis Cluster, shared by many edges). Every implementation must pass [`suite`], the
 //! one behaviour suite.
+//!
+//! [`single_use::SingleUse`], a small trait of its own, remembers which captchas were used; the
+//! memory set and the Redis store implement it.
 
 pub mod breaker;
 pub mod memory;
 pub mod redis;
+pub mod single_use;
 pub mod suite;
 
 use async_trait::async_trait;

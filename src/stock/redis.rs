@@ -27,6 +27,7 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 use tokio::sync::OnceCell;
 
 use super::breaker::Breaker;
+use super::single_use::SingleUse;
 use super::{Reservation, Reserve, SaleStock, StockStore, StoreError};
 
 /// Failures in a row that open the circuit.
@@ -299,6 +300,30 @@ impl StockStore for RedisStore {
         let mut ping = redis::pipe();
         ping.cmd("PING");
         self.query::<(String,)>(ping).await.is_ok()
+    }
+}
+
+/// Used captchas: `SET flashgate:{product}:pass:{key} 1 NX PX <ms to expiry>`, one round trip.
+/// The key shares the sale's hash tag, so on a Cluster it lives beside the sale's stock.
+#[async_trait]
+impl SingleUse for RedisStore {
+    async fn claim(
+        &self,
+        product: u64,
+        key: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = expires_ms.saturating_sub(now_ms).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("flashgate:{{{product}}}:pass:{key}"))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl);
+        let (set,): (Option<String>,) = self.query(pipe).await?;
+        Ok(set.is_some())
     }
 }
 

@@ -203,6 +203,20 @@ impl Drop for Edge {
     }
 }
 
+/// The metrics page once `series` reads `value`. A request is counted in Pingora's logging
+/// phase, after its answer is sent, so a client can see the answer a moment before the counter
+/// moves; this waits (at most 5 s) instead of racing it.
+pub async fn metrics_when(edge: &Edge, series: &str, value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let page = edge.metrics().await;
+        if sample(&page, series) == Some(value) || Instant::now() > deadline {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The value of one metric sample line (`name{labels}`) in a Prometheus text page.
 pub fn sample(page: &str, series: &str) -> Option<f64> {
     page.lines()
@@ -248,6 +262,11 @@ pub struct Setup<'a> {
 
 /// Start an edge for `setup` on fresh ports.
 pub async fn edge(setup: Setup<'_>) -> Edge {
+    edge_with(setup, "").await
+}
+
+/// Start an edge for `setup` with `extra` top-level YAML (e.g. a `captcha:` section).
+pub async fn edge_with(setup: Setup<'_>, extra: &str) -> Edge {
     let dir = tempfile::tempdir().unwrap();
     let blocklist = dir.path().join("blocklist.txt");
     std::fs::write(&blocklist, setup.blocklist).unwrap();
@@ -264,7 +283,8 @@ pub async fn edge(setup: Setup<'_>) -> Edge {
          catalog: {{ products: [1-1000] }}\n\
          sales:\n{sales}\n\
          limits:\n{limits}\n\
-         blocklist: {{ file: {blocklist} }}\n",
+         blocklist: {{ file: {blocklist} }}\n\
+         {extra}\n",
         trusted = setup.trusted,
         store = setup.store,
         origin = setup.origin,

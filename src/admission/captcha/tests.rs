@@ -1,0 +1,205 @@
+use super::*;
+use crate::config::Timestamp;
+use crate::signing::pass_token;
+use std::time::{Duration, UNIX_EPOCH};
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn sale(product: u64, captcha: Captcha) -> Sale {
+    Sale {
+        product,
+        stock: 10,
+        starts_at: Timestamp(UNIX_EPOCH),
+        ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(4_000_000_000)),
+        captcha,
+    }
+}
+
+fn token_key() -> Secret {
+    Secret::new(b"token-secret-token-secret-token-secret!!".to_vec())
+}
+
+fn check() -> CaptchaCheck {
+    let settings = CaptchaSettings {
+        difficulty: 8,
+        max_difficulty: 12,
+        raise_above: 50,
+        challenge_ttl: Duration::from_secs(60),
+        token_secret: Some(token_key()),
+        single_use_capacity: 100,
+    };
+    let sales = [
+        sale(1, Captcha::None),
+        sale(2, Captcha::Pow),
+        sale(3, Captcha::Token),
+        sale(4, Captcha::Pow),
+    ];
+    CaptchaCheck::new(&settings, &Secret::new(vec![9u8; 32]), &sales)
+}
+
+fn solved(c: &Challenge) -> String {
+    let nonce = pow::solve(&c.challenge, c.difficulty, 1 << 24).expect("solvable");
+    format!("{}.{nonce}", c.challenge)
+}
+
+#[test]
+fn sales_without_captcha_pass_untouched() {
+    assert_eq!(check().check("u", 1, None, NOW), Ok(None));
+    assert_eq!(
+        check().issue("u", 1, NOW),
+        None,
+        "no challenge for a none sale"
+    );
+}
+
+#[test]
+fn a_solved_challenge_passes_once_claimed_by_its_id() {
+    let c = check();
+    let ch = c.issue("alice", 2, NOW).unwrap();
+    assert_eq!(ch.difficulty, 8);
+    assert_eq!(ch.expires_ms, NOW + 60_000);
+    assert!(!ch.challenge.contains('.') && !ch.challenge.contains(':'));
+    let pass = c
+        .check("alice", 2, Some(&solved(&ch)), NOW + 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!(pass.product, 2);
+    assert_eq!(pass.expires_ms, ch.expires_ms);
+    assert!(pass.key.starts_with("p:"));
+    let other = c.issue("alice", 2, NOW).unwrap();
+    assert_ne!(other.challenge, ch.challenge, "each challenge is new");
+    let pass2 = c
+        .check("alice", 2, Some(&solved(&other)), NOW)
+        .unwrap()
+        .unwrap();
+    assert_ne!(pass.key, pass2.key, "keys are unique per challenge");
+}
+
+#[test]
+fn refuses_missing_forged_foreign_expired_and_unworked() {
+    let c = check();
+    let ch = c.issue("alice", 2, NOW).unwrap();
+    let good = solved(&ch);
+    assert!(c.check("alice", 2, Some(&good), NOW).is_ok());
+    // Find a nonce that does NOT do the work.
+    let lazy = (0u64..)
+        .find(|n| !pow::work_ok(&ch.challenge, &n.to_string(), ch.difficulty))
+        .unwrap();
+    let other_product = solved(&c.issue("alice", 4, NOW).unwrap());
+    let mut tampered_bits = ch.challenge.clone();
+    let first_dash = tampered_bits.find('-').unwrap();
+    tampered_bits.replace_range(first_dash + 1..first_dash + 2, "1"); // "8" -> "1"
+    let cheap = pow::solve(&tampered_bits, 1, 1000).unwrap();
+    let cases: [(&str, Option<String>, u64, u64); 8] = [
+        ("no header", None, 2, NOW),
+        ("another user", Some(good.clone()), 2, NOW),
+        ("another product", Some(other_product), 2, NOW),
+        ("expired", Some(good.clone()), 2, ch.expires_ms),
+        ("no work", Some(format!("{}.{lazy}", ch.challenge)), 2, NOW),
+        (
+            "lowered difficulty",
+            Some(format!("{tampered_bits}.{cheap}")),
+            2,
+            NOW,
+        ),
+        ("garbage", Some("1-2-3-4.5".into()), 2, NOW),
+        ("no nonce", Some(ch.challenge.clone()), 2, NOW),
+    ];
+    for (what, header, product, now) in cases {
+        let uid = if what == "another user" {
+            "mallory"
+        } else {
+            "alice"
+        };
+        assert_eq!(
+            c.check(uid, product, header.as_deref(), now),
+            Err(Refused),
+            "{what} must be refused"
+        );
+    }
+    let huge = format!("{}.{}", "1".repeat(300), 1);
+    assert_eq!(c.check("alice", 2, Some(&huge), NOW), Err(Refused));
+}
+
+#[test]
+fn a_challenge_from_another_edge_secret_is_refused() {
+    let c = check();
+    let settings = CaptchaSettings {
+        difficulty: 8,
+        ..CaptchaSettings::default()
+    };
+    let foreign = CaptchaCheck::new(
+        &settings,
+        &Secret::new(vec![1u8; 32]),
+        &[sale(2, Captcha::Pow)],
+    );
+    let ch = foreign.issue("alice", 2, NOW).unwrap();
+    assert_eq!(c.check("alice", 2, Some(&solved(&ch)), NOW), Err(Refused));
+}
+
+#[test]
+fn pass_tokens_are_checked_like_challenges() {
+    let c = check();
+    let exp = NOW + 30_000;
+    let good = pass_token(&token_key(), "bob", 3, exp, "svc_123");
+    let pass = c.check("bob", 3, Some(&good), NOW).unwrap().unwrap();
+    assert_eq!(pass.key, "t:svc_123");
+    assert_eq!(pass.expires_ms, exp);
+    let wrong_key = Secret::new(b"not-the-token-secret-not-the-token-secret".to_vec());
+    for (what, uid, product, header, now) in [
+        ("missing", "bob", 3, None, NOW),
+        ("another user", "eve", 3, Some(good.clone()), NOW),
+        ("another product", "bob", 2, Some(good.clone()), NOW),
+        ("expired", "bob", 3, Some(good.clone()), exp),
+        (
+            "signed by someone else",
+            "bob",
+            3,
+            Some(pass_token(&wrong_key, "bob", 3, exp, "x")),
+            NOW,
+        ),
+        (
+            "lives too long",
+            "bob",
+            3,
+            Some(pass_token(&token_key(), "bob", 3, NOW + 3_600_000, "y")),
+            NOW,
+        ),
+        (
+            "bad id",
+            "bob",
+            3,
+            Some(pass_token(&token_key(), "bob", 3, exp, "a-b")),
+            NOW,
+        ),
+    ] {
+        assert_eq!(
+            c.check(uid, product, header.as_deref(), now),
+            Err(Refused),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn busy_sales_get_harder_challenges() {
+    let c = check();
+    assert_eq!(c.difficulty(2, NOW), Some(8));
+    for i in 0..200 {
+        let _ = c.check("bot", 2, None, NOW + i);
+    }
+    assert_eq!(
+        c.difficulty(2, NOW + 1_000),
+        Some(9),
+        "200 buys/s is above 50"
+    );
+    assert_eq!(c.issue("alice", 2, NOW + 1_000).unwrap().difficulty, 9);
+    assert_eq!(
+        c.difficulty(4, NOW + 1_000),
+        Some(8),
+        "the other sale is calm"
+    );
+    assert_eq!(c.difficulty(1, NOW), None);
+    let gauges: HashMap<u64, u8> = c.difficulties(NOW + 1_000).collect();
+    assert_eq!(gauges, HashMap::from([(2, 9), (4, 8)]));
+}
