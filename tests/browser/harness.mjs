@@ -1,0 +1,115 @@
+// What the browser tests need around the page: the real flashgate binary on free ports with a
+// generated config, a tiny recording origin, and HS256 login tokens. Everything on 127.0.0.1.
+import { spawn } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const LOGIN_SECRET = "browser-login-secret-0123456789abcdef-01";
+export const EDGE_SECRET = "browser-edge-secret-0123456789abcdef-0123";
+export const SHOTS = path.join(ROOT, "target", "browser");
+
+/** A port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** The flashgate binary: $FLASHGATE_BIN, else the newer of target/debug and target/release. */
+export function binary() {
+  if (process.env.FLASHGATE_BIN) return process.env.FLASHGATE_BIN;
+  const built = ["debug", "release"]
+    .map((p) => path.join(ROOT, "target", p, "flashgate"))
+    .filter((p) => fs.existsSync(p))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (!built.length) throw new Error("build flashgate first (cargo build)");
+  return built[0];
+}
+
+const b64url = (data) => Buffer.from(data).toString("base64url");
+
+/** An HS256 login token for `uid`, as the shop's login service would mint it. */
+export function loginToken(uid, ttlSecs = 3600) {
+  const head = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const body = b64url(JSON.stringify({ sub: uid, exp: Math.floor(Date.now() / 1000) + ttlSecs }));
+  const mac = crypto.createHmac("sha256", LOGIN_SECRET).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${mac}`;
+}
+
+/** The origin: answers every POST like an order backend and records what it received. */
+export async function startOrigin() {
+  const orders = [];
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      const reservation = req.headers["x-flashgate-reservation"] || "";
+      orders.push({ method: req.method, url: req.url, uid: req.headers["x-flashgate-uid"], reservation });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ outcome: "won", order: reservation }));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { port: server.address().port, orders, close: () => new Promise((r) => server.close(r)) };
+}
+
+const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+
+/** Start `flashgate run` with one sale; resolves once both listeners answer. */
+export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12 }) {
+  const [listen, admin] = [await freePort(), await freePort()];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
+  const config = path.join(dir, "flashgate.yaml");
+  fs.writeFileSync(config, [
+    `listen: 127.0.0.1:${listen}`,
+    `admin_listen: 127.0.0.1:${admin}`,
+    "threads: 1",
+    "secrets: { login: '${FLASHGATE_LOGIN_SECRET}', edge: '${FLASHGATE_EDGE_SECRET}' }",
+    `origin: { url: 'http://127.0.0.1:${originPort}', path: /orders }`,
+    "store: { kind: memory }",
+    `static_dir: '${path.join(ROOT, "static")}'`,
+    "catalog: { products: [1-100] }",
+    "sales:",
+    `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + 3600_000)}', captcha: ${captcha} }`,
+    "limits:",
+    "  - { name: per-uid, key: uid, requests: 50, per: 10s, expected_keys: 1000 }",
+    `captcha: { difficulty: ${difficulty}, max_difficulty: ${difficulty + 4} }`,
+    "",
+  ].join("\n"));
+  const log = fs.openSync(path.join(dir, "edge.log"), "w");
+  const child = spawn(binary(), ["run", "--config", config], {
+    env: { ...process.env, FLASHGATE_LOGIN_SECRET: LOGIN_SECRET, FLASHGATE_EDGE_SECRET: EDGE_SECRET, RUST_LOG: "warn" },
+    stdio: ["ignore", "ignore", log],
+  });
+  const base = `http://127.0.0.1:${listen}`;
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error("flashgate exited: " + fs.readFileSync(path.join(dir, "edge.log"), "utf8"));
+    try {
+      const [a, b] = await Promise.all([fetch(`http://127.0.0.1:${admin}/healthz`), fetch(`${base}/static/app.css`)]);
+      if (a.ok && b.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error("flashgate did not start");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    base,
+    metrics: `http://127.0.0.1:${admin}/metrics`,
+    stop() {
+      child.kill("SIGKILL");
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+// The sale page in headless Debian Chromium against the real flashgate binary: the countdown
+// and the disabled button before the start, the button enabling at the start (as button.js
+// says), a click that solves the proof of work and wins, the 5 s pause after a click, a second
+// click that shows the duplicate message, and a signed-out visitor told to sign in.
+// Screenshots go to target/browser/.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import test from "node:test";
+import { chromium } from "playwright-core";
+import { SHOTS, loginToken, startEdge, startOrigin } from "./harness.mjs";
+
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+};
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
+test("a shopper waits for the start, solves the check, wins once and is told of the duplicate", { timeout: 120_000 }, async (t) => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const origin = await startOrigin();
+  // Whole seconds, as the config writes them; far enough ahead to see the countdown.
+  const startsAtMs = Math.ceil((Date.now() + 7000) / 1000) * 1000;
+  const edge = await startEdge({ originPort: origin.port, startsAtMs, difficulty: 14 });
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+  });
+
+  const context = await browser.newContext(PHONE);
+  await context.addCookies([{ name: "fg_session", value: loginToken("shopper"), url: edge.base }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${edge.base}/?product=42`);
+  const button = page.locator("#buy");
+  const message = page.locator("#message");
+
+  // Before the start: a countdown to the server's clock and a disabled button.
+  await page.waitForFunction(() => /Opens in \d+:\d\d/.test(document.getElementById("countdown").textContent));
+  assert.ok(Date.now() < startsAtMs - 1000, "the page was ready well before the start");
+  assert.equal(await button.isDisabled(), true);
+  await page.screenshot({ path: path.join(SHOTS, "01-countdown.png") });
+
+  // The button enables when button.js says active: not before the start, soon after it.
+  await page.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 20_000, polling: 50 });
+  const enabledAt = Date.now();
+  assert.ok(enabledAt >= startsAtMs, `enabled ${startsAtMs - enabledAt} ms before the start`);
+  assert.ok(enabledAt <= startsAtMs + 3000, `enabled ${enabledAt - startsAtMs} ms after the start`);
+  assert.match(await page.locator("#countdown").textContent(), /On sale now/);
+  await page.screenshot({ path: path.join(SHOTS, "02-open.png") });
+
+  // One click: disabled at once, the check runs in the worker, the buy wins.
+  const clickedAt = Date.now();
+  await button.click();
+  assert.equal(await button.isDisabled(), true, "disabled right after the click");
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "won", null, { timeout: 60_000 });
+  assert.match(await message.textContent(), /You got one!.*Order 42-1\./);
+  assert.match(await page.locator("#check").textContent(), /Checked \([\d,.]+ tries/);
+  await page.screenshot({ path: path.join(SHOTS, "03-won.png") });
+  assert.equal(origin.orders.length, 1, "one order reached the origin");
+  assert.equal(origin.orders[0].uid, "shopper");
+
+  // Disabled for 5 s after the click, then usable again.
+  if (Date.now() - clickedAt < 4000) assert.equal(await button.isDisabled(), true, "still pausing");
+  await page.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 15_000, polling: 50 });
+  assert.ok(Date.now() - clickedAt >= 4900, `re-enabled after ${Date.now() - clickedAt} ms`);
+
+  // A second click: a new challenge, solved, and the store says this user already holds one.
+  await button.click();
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "duplicate", null, { timeout: 60_000 });
+  assert.match(await message.textContent(), /already have one/);
+  await page.screenshot({ path: path.join(SHOTS, "04-duplicate.png") });
+  assert.equal(origin.orders.length, 1, "the duplicate never reached the origin");
+
+  // Someone not signed in is asked to sign in (the challenge needs a login).
+  const anonymous = await (await browser.newContext(PHONE)).newPage();
+  await anonymous.goto(`${edge.base}/?product=42`);
+  await anonymous.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 10_000 });
+  await anonymous.locator("#buy").click();
+  await anonymous.waitForFunction(() => document.getElementById("message").dataset.outcome === "login_required");
+  assert.match(await anonymous.locator("#message").textContent(), /sign in/);
+  await anonymous.screenshot({ path: path.join(SHOTS, "05-sign-in.png") });
+
+  const metrics = await (await fetch(edge.metrics)).text();
+  assert.match(metrics, /flashgate_requests_total\{outcome="won",route="buy"\} 1\n/);
+  assert.match(metrics, /flashgate_requests_total\{outcome="served",route="challenge"\} 2\n/);
+  assert.deepEqual(errors, [], "no script errors on the page");
+});
