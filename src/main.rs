@@ -1,8 +1,10 @@
 //! The `flashgate` command: `run` the gateway, `check` a configuration, mint a login `token`
-//! for development and load tests.
+//! for development and load tests, rehearse a sale with `storm`, and show everything at once
+//! with `demo`.
 
 mod cli_stock;
 mod cli_summary;
+mod storm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +63,85 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: Duration,
     },
+    /// Rehearse a sale: send a crowd of buyers (and some bots) at an edge, then print what
+    /// happened. Only ever talks to --target.
+    Storm(StormArgs),
+}
+
+/// `flashgate storm`'s flags.
+#[derive(clap::Args)]
+struct StormArgs {
+    /// The edge's public URL, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    target: String,
+    /// The login secret (HS256 key) to mint the users' tokens with.
+    #[arg(long)]
+    login_secret: String,
+    /// Distinct users in the crowd.
+    #[arg(long, default_value_t = 10_000)]
+    users: usize,
+    /// Longest time the crowd is sent for.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Most buy requests sent.
+    #[arg(long, default_value_t = 1_000_000)]
+    requests: u64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Share of requests from bots (a few accounts that solve no captcha), 0 to 1.
+    #[arg(long, default_value_t = 0.05)]
+    bots: f64,
+    /// Share of requests for products that do not exist, 0 to 1.
+    #[arg(long, default_value_t = 0.02)]
+    unknown: f64,
+    /// The product on sale.
+    #[arg(long, default_value_t = 42)]
+    product: u64,
+    /// For a `captcha: token` sale: the captcha service's key, to mint passes with.
+    #[arg(long)]
+    captcha_secret: Option<String>,
+    /// Longest wait for the sale to open.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+    /// Also write the report as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl StormArgs {
+    fn plan(self) -> (storm::Plan, Option<PathBuf>) {
+        use std::io::IsTerminal;
+        let StormArgs {
+            target,
+            login_secret,
+            users,
+            duration,
+            requests,
+            connections,
+            bots,
+            unknown,
+            product,
+            captcha_secret,
+            wait,
+            json,
+        } = self;
+        let plan = storm::Plan {
+            target,
+            login_secret,
+            users,
+            duration,
+            requests,
+            connections,
+            bots,
+            unknown,
+            product,
+            captcha_secret,
+            wait,
+            progress: std::io::stderr().is_terminal(),
+        };
+        (plan, json)
+    }
 }
 
 #[derive(Subcommand)]
@@ -136,7 +217,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             mint_tokens(&config, &uid, &prefix, ttl)
         }
+        Command::Storm(args) => {
+            let (plan, json) = args.plan();
+            let report = runtime()?.block_on(storm::run(plan))?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if report.won_twice > 0 {
+                anyhow::bail!("{} users won twice", report.won_twice);
+            }
+            Ok(())
+        }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting a runtime")
 }
 
 fn warn_development_secrets(config: &Config) {
