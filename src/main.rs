@@ -4,6 +4,7 @@
 
 mod cli_stock;
 mod cli_summary;
+mod demo;
 mod storm;
 
 use std::path::PathBuf;
@@ -66,6 +67,38 @@ enum Command {
     /// Rehearse a sale: send a crowd of buyers (and some bots) at an edge, then print what
     /// happened. Only ever talks to --target.
     Storm(StormArgs),
+    /// A whole sale on this machine in one command: the edge, an order backend, a demo sale
+    /// and a storm against it; prints the results and the URLs, then stops (unless --keep).
+    Demo(DemoArgs),
+}
+
+/// `flashgate demo`'s flags.
+#[derive(clap::Args)]
+struct DemoArgs {
+    /// Leave the servers running (until Ctrl-C) to look at the page and the metrics.
+    #[arg(long)]
+    keep: bool,
+    /// The edge's public address; a taken port is replaced by a free one.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The edge's admin address (metrics); a taken port is replaced by a free one.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    admin: std::net::SocketAddr,
+    /// Users in the storm.
+    #[arg(long, default_value_t = 2000)]
+    users: usize,
+    /// Units on sale.
+    #[arg(long, default_value_t = 100)]
+    stock: u64,
+    /// Longest storm.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// The sale's captcha: pow or none.
+    #[arg(long, default_value = "pow")]
+    captcha: String,
+    /// Proof-of-work bits of the demo sale.
+    #[arg(long, default_value_t = 12)]
+    difficulty: u8,
 }
 
 /// `flashgate storm`'s flags.
@@ -230,7 +263,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Demo(args) => demo(args),
     }
+}
+
+fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let DemoArgs {
+        keep,
+        listen,
+        admin,
+        users,
+        stock,
+        duration,
+        captcha,
+        difficulty,
+    } = args;
+    runtime()?.block_on(demo::run(demo::Demo {
+        listen,
+        admin,
+        users,
+        stock,
+        duration,
+        captcha,
+        difficulty,
+        keep,
+        progress: std::io::stderr().is_terminal(),
+    }))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

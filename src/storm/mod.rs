@@ -10,7 +10,7 @@
 //!
 //! It only talks to the target given (tests and the demo use 127.0.0.1).
 
-mod http;
+pub(crate) mod http;
 pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -72,6 +72,8 @@ struct Crowd {
     won: AtomicU64,
     stop: AtomicBool,
     deadline: Instant,
+    /// Solving is CPU work: at most one solve per core at a time.
+    solvers: tokio::sync::Semaphore,
 }
 
 /// Who sends one request.
@@ -88,7 +90,10 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn mint(secret: &str, uids: impl Iterator<Item = String>) -> anyhow::Result<Vec<String>> {
+pub(crate) fn mint(
+    secret: &str,
+    uids: impl Iterator<Item = String>,
+) -> anyhow::Result<Vec<String>> {
     use jsonwebtoken::{encode, EncodingKey, Header};
     let key = EncodingKey::from_secret(secret.as_bytes());
     let exp = now_ms() / 1000 + 3600;
@@ -185,6 +190,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         won: AtomicU64::new(0),
         stop: AtomicBool::new(false),
         deadline: Instant::now() + plan.duration,
+        solvers: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ),
         plan: plan.clone(),
     });
 
@@ -342,6 +350,7 @@ async fn user_captcha(
                 .context("no challenge")?
                 .to_string();
             let bits = body["difficulty"].as_u64().context("no difficulty")? as u8;
+            let _core = crowd.solvers.acquire().await?;
             let started = Instant::now();
             let text = challenge.clone();
             let limit = 1u64 << (u32::from(bits) + 8).min(40);

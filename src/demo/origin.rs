@@ -1,0 +1,94 @@
+//! The demo's stand-in for the order backend, used when `flashgate-orders` is not installed
+//! next to `flashgate`: an HTTP server on 127.0.0.1 that takes every `POST /orders`, checks the
+//! edge's `X-Flashgate-Signature`, counts the orders and answers like an order backend would.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use flashgate::config::Secret;
+use flashgate::signing::verify_origin_signature;
+
+/// What the stand-in origin has received.
+#[derive(Default)]
+pub struct Orders {
+    /// Orders received.
+    pub total: AtomicU64,
+    /// Of those, how many carried a valid edge signature.
+    pub signed: AtomicU64,
+}
+
+/// Serve on a free port of 127.0.0.1 until the runtime stops; returns the address.
+pub async fn start(edge: Secret) -> anyhow::Result<(SocketAddr, Arc<Orders>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the stand-in origin")?;
+    let addr = listener.local_addr()?;
+    let orders = Arc::new(Orders::default());
+    let (counted, edge) = (orders.clone(), Arc::new(edge));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (orders, edge) = (counted.clone(), edge.clone());
+            let service = service_fn(move |req| {
+                let (orders, edge) = (orders.clone(), edge.clone());
+                async move { Ok::<_, Infallible>(answer(&req, &orders, &edge)) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    Ok((addr, orders))
+}
+
+fn answer(req: &Request<Incoming>, orders: &Orders, edge: &Secret) -> Response<Full<Bytes>> {
+    if req.method() != http::Method::POST || req.uri().path() != "/orders" {
+        return respond(
+            StatusCode::NOT_FOUND,
+            r#"{"outcome":"not_found"}"#.to_string(),
+        );
+    }
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let reservation = header("x-flashgate-reservation");
+    let signed = verify_origin_signature(
+        edge,
+        header("x-flashgate-uid"),
+        header("x-flashgate-product").parse().unwrap_or(0),
+        reservation,
+        header("x-flashgate-timestamp").parse().unwrap_or(0),
+        header("x-flashgate-signature"),
+    );
+    orders.total.fetch_add(1, Ordering::Relaxed);
+    if signed {
+        orders.signed.fetch_add(1, Ordering::Relaxed);
+    }
+    let body = serde_json::json!({ "outcome": "won", "order": reservation }).to_string();
+    respond(StatusCode::OK, body)
+}
+
+fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
