@@ -24,7 +24,7 @@ test("a shopper waits for the start, solves the check, wins once and is told of 
   fs.mkdirSync(SHOTS, { recursive: true });
   const origin = await startOrigin();
   // Whole seconds, as the config writes them; far enough ahead to see the countdown.
-  const startsAtMs = Math.ceil((Date.now() + 7000) / 1000) * 1000;
+  const startsAtMs = Math.ceil((Date.now() + 10_000) / 1000) * 1000;
   const edge = await startEdge({ originPort: origin.port, startsAtMs, difficulty: 14 });
   const browser = await chromium.launch(LAUNCH);
   t.after(async () => {
