@@ -6,8 +6,10 @@
 //!
 //! - [`config`]: the YAML file, validated into one canonical [`config::Config`].
 //! - [`admission`]: one small module per check, each a pure function; no HTTP.
-//! - [`stock`]: the [`stock::StockStore`] trait and its implementations; no HTTP.
-//! - [`signing`]: everything the edge signs (sale paths, headers to origin).
+//! - [`stock`]: the [`stock::StockStore`] trait and its implementations, and where used
+//!   captchas are remembered ([`stock::single_use`]); no HTTP.
+//! - [`signing`]: everything the edge signs (sale paths, captcha challenges, headers to origin)
+//!   and the pass tokens an external captcha service signs.
 //! - [`metrics`]: every exported metric.
 //! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
 //!

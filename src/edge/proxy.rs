@@ -199,7 +199,9 @@ impl Edge {
         if let Some(pass) = &admitted.pass {
             // The captcha's single use: a store call, made only once every local check passed.
             let started = Instant::now();
-            let claimed = (self.gw.single_use)
+            let claimed = self
+                .gw
+                .single_use
                 .claim(pass.product, &pass.key, pass.expires_ms, now)
                 .await;
             self.gw

@@ -66,7 +66,7 @@ export async function startOrigin() {
 const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** Start `flashgate run` with one sale; resolves once both listeners answer. */
-export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12 }) {
+export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50 }) {
   const [listen, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
   const config = path.join(dir, "flashgate.yaml");
@@ -82,7 +82,7 @@ export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "
     "sales:",
     `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + 3600_000)}', captcha: ${captcha} }`,
     "limits:",
-    "  - { name: per-uid, key: uid, requests: 50, per: 10s, expected_keys: 1000 }",
+    `  - { name: per-uid, key: uid, requests: ${perUid}, per: 10s, expected_keys: 1000 }`,
     `captcha: { difficulty: ${difficulty}, max_difficulty: ${difficulty + 4} }`,
     "",
   ].join("\n"));

@@ -1,7 +1,8 @@
 // The sale page in headless Debian Chromium against the real flashgate binary: the countdown
 // and the disabled button before the start, the button enabling at the start (as button.js
 // says), a click that solves the proof of work and wins, the 5 s pause after a click, a second
-// click that shows the duplicate message, and a signed-out visitor told to sign in.
+// click that shows the duplicate message, and a signed-out visitor told to sign in; and on a
+// sale without captcha, a 429 that says when to retry and keeps the button disabled until then.
 // Screenshots go to target/browser/.
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -92,4 +93,36 @@ test("a shopper waits for the start, solves the check, wins once and is told of 
   assert.match(metrics, /flashgate_requests_total\{outcome="won",route="buy"\} 1\n/);
   assert.match(metrics, /flashgate_requests_total\{outcome="served",route="challenge"\} 2\n/);
   assert.deepEqual(errors, [], "no script errors on the page");
+});
+
+test("a shopper over the rate limit is told when to retry", { timeout: 60_000 }, async (t) => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const origin = await startOrigin();
+  const startsAtMs = Date.now() - 60_000;
+  const edge = await startEdge({ originPort: origin.port, startsAtMs, captcha: "none", perUid: 1 });
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+  });
+  const context = await browser.newContext(PHONE);
+  const page = await context.newPage();
+  // This time the token comes in the URL's fragment, and the page keeps it.
+  await page.goto(`${edge.base}/?product=42#token=${loginToken("eager")}`);
+  assert.equal(new URL(page.url()).hash, "", "the token is taken out of the address bar");
+  const button = page.locator("#buy");
+  await page.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 10_000 });
+  await button.click();
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "won");
+  await page.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 15_000 });
+  await button.click();
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "rate_limited");
+  const text = await page.locator("#message").textContent();
+  const retry = Number(/retry in (\d+) s/.exec(text)?.[1]);
+  assert.ok(retry >= 1 && retry <= 10, text);
+  assert.equal(await button.isDisabled(), true, "disabled while the limit lasts");
+  assert.match(await button.textContent(), /Buy now \(\d+\)/);
+  await page.screenshot({ path: path.join(SHOTS, "06-rate-limited.png") });
+  assert.equal(origin.orders.length, 1);
 });
