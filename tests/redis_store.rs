@@ -322,3 +322,10 @@ async fn single_use_suite_on_redis() {
         .unwrap();
     assert!((1..=60_000).contains(&ttl), "{ttl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_suite_on_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let store = RedisStore::new(Target::Cluster(cluster.urls()), TIMEOUT);
+    flashgate::stock::single_use::suite(Arc::new(store), now_secs() * 1000).await;
+}
