@@ -10,12 +10,15 @@
 //! - [`signing`]: everything the edge signs (sale paths, headers to origin).
 //! - [`metrics`]: every exported metric.
 //! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
+//! - [`orders`]: the order backend `flashgate-orders` (durable orders, ledger consumer,
+//!   payment timeout, reconcile).
 //!
-//! Arrows go one way: `edge → admission, stock, metrics, config`.
+//! Arrows go one way: `edge → admission, stock, metrics, config`; `orders → stock, config`.
 
 pub mod admission;
 pub mod config;
 pub mod edge;
 pub mod metrics;
+pub mod orders;
 pub mod signing;
 pub mod stock;

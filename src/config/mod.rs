@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, StoreKind};
+pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{IdRange, Timestamp};
 
 /// The smallest secret accepted, in bytes: HMAC-SHA256 keys shorter than its output are weak.

@@ -257,6 +257,8 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Called again for every retry: a retried attempt has not reached the origin yet.
+        ctx.connected = false;
         if ctx.reservation.is_none() {
             // Only reserved winners are ever forwarded.
             return Err(Error::explain(
@@ -291,7 +293,7 @@ impl ProxyHttp for Edge {
         for name in spoofed {
             upstream.remove_header(&name);
         }
-        let timestamp = now_ms() / 1000;
+        let timestamp = now_ms();
         let signature = origin_signature(
             &self.gw.config.secrets.edge,
             &reservation.uid,

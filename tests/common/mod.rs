@@ -3,6 +3,7 @@
 //! normalise.
 #![allow(dead_code)]
 
+pub mod orders_server;
 pub mod redis_server;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
