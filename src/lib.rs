@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod config;
 pub mod edge;
+pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod signing;

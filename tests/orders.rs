@@ -138,12 +138,7 @@ async fn only_fresh_edge_signed_requests_make_orders() {
         );
         let (_, mine) = orders.get("/orders?user=alice").await;
         assert_eq!(mine["orders"].as_array().map(Vec::len), Some(1), "{kind}");
-        let metrics = reqwest::get(format!("{}/metrics", orders.base()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = orders.metrics().await;
         assert!(
             metrics.contains(r#"flashgate_orders_unauthorized_total{reason="replayed"} 1"#),
             "{kind}"
@@ -190,12 +185,7 @@ async fn forward_and_ledger_racing_make_one_order_each() {
             assert_eq!(list.len(), 1, "{}: {} has {list:?}", db.kind(), r.uid);
             assert_eq!(list[0]["id"], r.id.as_str());
         }
-        let metrics = reqwest::get(format!("{}/metrics", orders.base()))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = orders.metrics().await;
         let created: f64 = metrics
             .lines()
             .filter(|l| {
@@ -310,21 +300,7 @@ async fn backend_killed_mid_sale_ends_with_orders_equal_to_winners() {
         blocklist: "",
     })
     .await;
-    let script = reqwest::get(format!("{}/sale/5/button.js", edge.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let path = script
-        .split("\"buy_path\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
-    let url = format!("{}{path}", edge.base);
+    let url = edge.buy_url(5).await;
     let crowd = |from: usize, to: usize| {
         let url = url.clone();
         async move {

@@ -250,13 +250,7 @@ impl Config {
                     return ConfigError::at(path, locations.find_key(&field), message);
                 }
                 let by_path = locations.find(&field);
-                let by_parser = inner
-                    .location()
-                    .map(|l| Position {
-                        line: l.line(),
-                        column: l.column(),
-                    })
-                    .unwrap_or(Position::START);
+                let by_parser = Position::of_yaml_error(&inner);
                 let at = std::cmp::max_by_key(by_parser, by_path, |p| (p.line, p.column));
                 ConfigError::at(path, at, message)
             })?;

@@ -84,16 +84,7 @@ fn read_file(path: &Path) -> Result<OrdersFile, ConfigError> {
         file: path.to_path_buf(),
         source,
     })?;
-    serde_yaml::from_str(&text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
-            .unwrap_or(Position::START);
-        ConfigError::at(path, at, e)
-    })
+    serde_yaml::from_str(&text).map_err(|e| ConfigError::at(path, Position::of_yaml_error(&e), e))
 }
 
 fn duration(path: &Path, text: &str, what: &str) -> Result<Duration, ConfigError> {

@@ -180,6 +180,16 @@ impl OrdersServer {
         (status, r.json().await.unwrap_or_default())
     }
 
+    /// The Prometheus page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base()))
+            .await
+            .expect("orders answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// POST with no body.
     pub async fn post(&self, path: &str) -> (u16, serde_json::Value) {
         let r = reqwest::Client::new()
