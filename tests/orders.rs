@@ -228,6 +228,11 @@ async fn unpaid_orders_return_their_unit_once_and_late_payment_fails() {
             store.remaining(3).await.unwrap() == Some(1)
         })
         .await;
+        assert_eq!(
+            redis.cli(&["HEXISTS", "flashgate:{3}:buyers", "a"]).trim(),
+            "0",
+            "{kind}: a is no longer a buyer and may buy again"
+        );
         // Exactly once: give the sweeper time to run again, the stock stays at 1.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert_eq!(
@@ -286,7 +291,13 @@ fn sale_yaml(product: u64, stock: u64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backend_killed_mid_sale_ends_with_orders_equal_to_winners() {
-    let db = Database::sqlite();
+    for make in Database::each() {
+        killed_mid_sale(make()).await;
+    }
+}
+
+async fn killed_mid_sale(db: Database) {
+    let kind = db.kind();
     let redis = RedisServer::start();
     let mut orders = OrdersServer::start(&db, &redis.url(), "15m").await;
     let origin: std::net::SocketAddr = format!("127.0.0.1:{}", orders.port).parse().unwrap();
@@ -324,13 +335,16 @@ async fn backend_killed_mid_sale_ends_with_orders_equal_to_winners() {
     };
     let first = crowd(0, 30).await;
     let wins = |answers: &[u16]| answers.iter().filter(|s| **s == 200 || **s == 201).count();
-    assert_eq!(wins(&first), 30, "{first:?}");
+    assert_eq!(wins(&first), 30, "{kind}: {first:?}");
     orders.kill();
     let during = crowd(30, 50).await;
-    assert!(during.iter().all(|s| *s == 503), "origin down: {during:?}");
+    assert!(
+        during.iter().all(|s| *s == 503),
+        "{kind}: origin down: {during:?}"
+    );
     orders.restart().await;
     let after = crowd(50, 150).await;
-    assert_eq!(wins(&after), 30, "{after:?}");
+    assert_eq!(wins(&after), 30, "{kind}: {after:?}");
 
     // The ledger consumer settles everything the forward could not deliver.
     let held = || {
@@ -426,4 +440,82 @@ async fn reconcile_reports_and_repairs_redis_from_the_database() {
     assert!(reconcile(false).status.success(), "consistent after --fix");
     // And y cannot buy a second unit.
     assert_eq!(store.reserve(8, "y").await.unwrap(), Reserve::Duplicate);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_entries_of_a_dead_consumer_are_claimed_and_bad_ones_dead_lettered() {
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    let store = seeded(&redis, 6, 10).await;
+    let mut made = Vec::new();
+    for uid in ["p", "q", "r"] {
+        made.push(reserve(&store, 6, uid).await);
+    }
+    let ledger = "flashgate:{6}:ledger";
+    redis.cli(&[
+        "XADD",
+        ledger,
+        "*",
+        "reservation",
+        "6-999",
+        "note",
+        "no uid: malformed",
+    ]);
+    // A consumer of the group takes every entry and dies without acknowledging any.
+    redis.cli(&["XGROUP", "CREATE", ledger, "flashgate-orders", "0"]);
+    let taken = redis.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "flashgate-orders",
+        "dead",
+        "COUNT",
+        "10",
+        "STREAMS",
+        ledger,
+        ">",
+    ]);
+    assert!(
+        taken.contains("6-999") && taken.contains(&made[0].id),
+        "{taken}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orders.yaml");
+    std::fs::write(&config, "ledger: { claim_idle: 1s, max_deliveries: 3 }\n").unwrap();
+    let orders = OrdersServer::start_with(
+        &db,
+        &redis.url(),
+        "15m",
+        &["--config", &config.to_string_lossy()],
+    )
+    .await;
+    wait_for("the dead consumer's entries to be claimed", || async {
+        orders.get("/sales/6").await.1["pending"] == 3
+    })
+    .await;
+    for r in &made {
+        let (status, body) = orders.get(&format!("/orders/{}", r.id)).await;
+        assert_eq!(
+            (status, body["order"]["source"].as_str()),
+            (200, Some("ledger"))
+        );
+    }
+    wait_for("the malformed entry to be dead-lettered", || async {
+        redis.cli(&["XLEN", "flashgate:{6}:ledger:dead"]).trim() == "1"
+    })
+    .await;
+    let dead = redis.cli(&["XRANGE", "flashgate:{6}:ledger:dead", "-", "+"]);
+    assert!(
+        dead.contains("malformed entry") && dead.contains("6-999"),
+        "{dead}"
+    );
+    assert!(orders
+        .metrics()
+        .await
+        .contains("flashgate_orders_dead_letters_total 1"));
+    let pending = redis.cli(&["XPENDING", ledger, "flashgate-orders"]);
+    assert!(
+        pending.starts_with('0'),
+        "every entry acknowledged: {pending}"
+    );
 }

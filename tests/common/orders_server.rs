@@ -90,6 +90,16 @@ pub struct OrdersServer {
 impl OrdersServer {
     /// Start on a free port against `database` and `redis_url`.
     pub async fn start(database: &Database, redis_url: &str, payment_timeout: &str) -> Self {
+        Self::start_with(database, redis_url, payment_timeout, &[]).await
+    }
+
+    /// Start with extra command-line arguments.
+    pub async fn start_with(
+        database: &Database,
+        redis_url: &str,
+        payment_timeout: &str,
+        extra: &[&str],
+    ) -> Self {
         let port = free_port();
         let logdir = tempfile::tempdir().expect("temp dir");
         let mut server = OrdersServer {
@@ -105,7 +115,10 @@ impl OrdersServer {
                 redis_url.to_string(),
                 "--payment-timeout".into(),
                 payment_timeout.to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
             log: logdir.path().join("orders.log"),
             _logdir: logdir,
         };
