@@ -79,10 +79,10 @@ impl Edge {
         ];
         if static_files::not_modified(inm, &file.etag) {
             ctx.outcome = Outcome::NotModified;
-            respond::write(session, 304, &headers[1..], Bytes::new()).await?;
+            respond::write(session, 304, &headers[1..], &[], Bytes::new()).await?;
         } else {
             ctx.outcome = Outcome::Served;
-            respond::write(session, 200, &headers, file.body.clone()).await?;
+            respond::write(session, 200, &headers, &[], file.body.clone()).await?;
         }
         Ok(true)
     }
@@ -103,7 +103,7 @@ impl Edge {
             ("content-type", "application/javascript; charset=utf-8"),
             ("cache-control", "public, max-age=1"),
         ];
-        respond::write(session, 200, &headers, Bytes::from(script)).await?;
+        respond::write(session, 200, &headers, &[], Bytes::from(script)).await?;
         Ok(true)
     }
 
