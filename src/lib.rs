@@ -12,12 +12,16 @@
 //!   and the pass tokens an external captcha service signs.
 //! - [`metrics`]: every exported metric.
 //! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
+//! - [`orders`]: the order backend `flashgate-orders` (durable orders, ledger consumer,
+//!   payment timeout, reconcile).
 //!
-//! Arrows go one way: `edge → admission, stock, metrics, config`.
+//! Arrows go one way: `edge → admission, stock, metrics, config`; `orders → stock, config`.
 
 pub mod admission;
 pub mod config;
 pub mod edge;
+pub mod logging;
 pub mod metrics;
+pub mod orders;
 pub mod signing;
 pub mod stock;

@@ -4,8 +4,9 @@
 //! - the sale path token: `hex(HMAC-SHA256(edge, "sale-path\n{product}\n{starts_at_ms}"))[..32]`,
 //!   the same on every edge node and unguessable before the sale opens;
 //! - the origin signature: `hex(HMAC-SHA256(edge, "{uid}\n{product}\n{reservation}\n{timestamp}"))`
-//!   sent as `X-Flashgate-Signature` beside the four headers it covers. UIDs never contain
-//!   control characters (login refuses them), so the newline-joined form is unambiguous;
+//!   sent as `X-Flashgate-Signature` beside the four headers it covers; the timestamp is Unix
+//!   milliseconds, so every attempt of a forward (a retry included) is signed anew. UIDs never
+//!   contain control characters (login refuses them), so the newline-joined form is unambiguous;
 //! - the captcha challenge MAC: `HMAC-SHA256(edge, "flashgate-challenge\n{uid}\n{product}\n
 //!   {expires_ms}\n{difficulty}\n{id}")[..16]`, binding a proof-of-work challenge to one user, one
 //!   product, one expiry and one difficulty;

@@ -113,23 +113,6 @@ async fn buy(c: &reqwest::Client, url: &str, uid: &str) -> (u16, String, Duratio
     )
 }
 
-async fn buy_url(edge: &Edge, product: u64) -> String {
-    let script = reqwest::get(format!("{}/sale/{product}/button.js", edge.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let path = script
-        .split("\"buy_path\":\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
-    format!("{}{path}", edge.base)
-}
-
 fn ledger_reservations(redis: &RedisServer, product: u64) -> Vec<String> {
     redis
         .cli(&[
@@ -161,7 +144,7 @@ async fn redis_killed_mid_sale_fails_fast_and_loses_nothing() {
     })
     .await;
     let c = reqwest::Client::new();
-    let url = buy_url(&edge, 9).await;
+    let url = edge.buy_url(9).await;
     for n in 1..=20 {
         assert_eq!(buy(&c, &url, &format!("k{n}")).await.0, 200);
     }
@@ -240,7 +223,7 @@ async fn script_flush_mid_sale_reaches_no_client() {
     })
     .await;
     let c = reqwest::Client::new();
-    let url = buy_url(&edge, 11).await;
+    let url = edge.buy_url(11).await;
     let mut outcomes = Vec::new();
     for batch in 0..4 {
         redis.cli(&["SCRIPT", "FLUSH"]);

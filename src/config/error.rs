@@ -17,6 +17,17 @@ pub struct Position {
 impl Position {
     /// The first character of a file: used when a problem belongs to the file as a whole.
     pub const START: Position = Position { line: 1, column: 1 };
+
+    /// Where serde_yaml says `error` is (the start of the file when it does not say).
+    pub fn of_yaml_error(error: &serde_yaml::Error) -> Position {
+        error
+            .location()
+            .map(|l| Position {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or(Position::START)
+    }
 }
 
 /// Why a configuration (or a file it names, such as the blocklist) could not be used.

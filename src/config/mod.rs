@@ -21,8 +21,10 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
+pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, StoreKind};
+pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{IdRange, Timestamp};
 
 /// The smallest secret accepted, in bytes: HMAC-SHA256 keys shorter than its output are weak.
@@ -252,13 +254,7 @@ impl Config {
                     return ConfigError::at(path, locations.find_key(&field), message);
                 }
                 let by_path = locations.find(&field);
-                let by_parser = inner
-                    .location()
-                    .map(|l| Position {
-                        line: l.line(),
-                        column: l.column(),
-                    })
-                    .unwrap_or(Position::START);
+                let by_parser = Position::of_yaml_error(&inner);
                 let at = std::cmp::max_by_key(by_parser, by_path, |p| (p.line, p.column));
                 ConfigError::at(path, at, message)
             })?;

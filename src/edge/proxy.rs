@@ -79,10 +79,10 @@ impl Edge {
         ];
         if static_files::not_modified(inm, &file.etag) {
             ctx.outcome = Outcome::NotModified;
-            respond::write(session, 304, &headers[1..], Bytes::new()).await?;
+            respond::write(session, 304, &headers[1..], &[], Bytes::new()).await?;
         } else {
             ctx.outcome = Outcome::Served;
-            respond::write(session, 200, &headers, file.body.clone()).await?;
+            respond::write(session, 200, &headers, &[], file.body.clone()).await?;
         }
         Ok(true)
     }
@@ -103,7 +103,7 @@ impl Edge {
             ("content-type", "application/javascript; charset=utf-8"),
             ("cache-control", "public, max-age=1"),
         ];
-        respond::write(session, 200, &headers, Bytes::from(script)).await?;
+        respond::write(session, 200, &headers, &[], Bytes::from(script)).await?;
         Ok(true)
     }
 
@@ -141,7 +141,7 @@ impl Edge {
             ("cache-control", "no-store"),
         ];
         let body = challenge::body(&issued, sale.product);
-        respond::write(session, 200, &headers, Bytes::from(body)).await?;
+        respond::write(session, 200, &headers, &[], Bytes::from(body)).await?;
         Ok(true)
     }
 
@@ -313,6 +313,8 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        // Called again for every retry: a retried attempt has not reached the origin yet.
+        ctx.connected = false;
         if ctx.reservation.is_none() {
             // Only reserved winners are ever forwarded.
             return Err(Error::explain(
@@ -347,7 +349,7 @@ impl ProxyHttp for Edge {
         for name in spoofed {
             upstream.remove_header(&name);
         }
-        let timestamp = now_ms() / 1000;
+        let timestamp = now_ms();
         let signature = origin_signature(
             &self.gw.config.secrets.edge,
             &reservation.uid,

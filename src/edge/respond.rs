@@ -12,17 +12,18 @@ use crate::admission::Outcome;
 /// Extra header pairs for an answer.
 pub type Extra<'a> = &'a [(&'static str, &'a str)];
 
-/// Write a complete response.
+/// Write a complete response with `headers` and then `extra` headers.
 pub async fn write(
     session: &mut Session,
     status: u16,
     headers: Extra<'_>,
+    extra: Extra<'_>,
     body: Bytes,
 ) -> Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
-    let mut resp = ResponseHeader::build(status, Some(headers.len() + 3))?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    for (name, value) in headers {
+    let mut resp = ResponseHeader::build(status, Some(headers.len() + extra.len() + 1))?;
+    resp.insert_header("content-length", body.len())?;
+    for (name, value) in headers.iter().chain(extra) {
         resp.insert_header(*name, *value)?;
     }
     if head_only || body.is_empty() {
@@ -35,14 +36,15 @@ pub async fn write(
 
 /// Answer with an outcome's status and JSON body.
 pub async fn outcome(session: &mut Session, outcome: Outcome, extra: Extra<'_>) -> Result<()> {
-    let mut headers: Vec<(&'static str, &str)> = Vec::with_capacity(2 + extra.len());
-    headers.push(("content-type", "application/json"));
-    headers.push(("cache-control", "no-store"));
-    headers.extend_from_slice(extra);
+    const JSON: Extra<'static> = &[
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ];
     write(
         session,
         outcome.status(),
-        &headers,
+        JSON,
+        extra,
         Bytes::from_static(outcome.body()),
     )
     .await

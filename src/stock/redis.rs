@@ -6,7 +6,11 @@
 //! own, so a `NOSCRIPT` never reaches a buyer.
 //!
 //! Keys of one sale share the hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`,
-//! `:ledger`, `:seq`, `:meta` — so each script touches one Cluster slot.
+//! `:ledger`, `:seq`, `:meta`, `:confirmed` — so each script touches one Cluster slot.
+//!
+//! The order backend uses the same store for its side of the protocol: `confirm` (claim a
+//! reservation for an order, `lua/confirm.lua`), `release_order` (return a cancelled order's
+//! unit), `configured_stock` and `rewrite` (reconcile from the database, `lua/reconcile.lua`).
 //!
 //! One multiplexed connection serves every request (a `ConnectionManager`, or the cluster
 //! client's connection), created on first use. Every call is bounded by `store.timeout` and
@@ -63,6 +67,8 @@ pub struct SaleKeys {
     pub seq: String,
     /// Sale metadata (configured stock).
     pub meta: String,
+    /// Reservations an order holds (see `lua/confirm.lua`).
+    pub confirmed: String,
 }
 
 impl SaleKeys {
@@ -75,6 +81,7 @@ impl SaleKeys {
             ledger: k("ledger"),
             seq: k("seq"),
             meta: k("meta"),
+            confirmed: k("confirmed"),
         }
     }
 }
@@ -98,6 +105,8 @@ pub struct RedisStore {
     reserve: Script,
     release: Script,
     load: Script,
+    confirm: Script,
+    reconcile: Script,
     timeout: Duration,
     breaker: Breaker,
 }
@@ -122,6 +131,8 @@ impl RedisStore {
             reserve: Script::new(include_str!("../../lua/reserve.lua")),
             release: Script::new(include_str!("../../lua/release.lua")),
             load: Script::new(include_str!("../../lua/load.lua")),
+            confirm: Script::new(include_str!("../../lua/confirm.lua")),
+            reconcile: Script::new(include_str!("../../lua/reconcile.lua")),
             timeout,
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
         }
@@ -202,6 +213,76 @@ impl RedisStore {
         .await
     }
 
+    async fn release_as(
+        &self,
+        reservation: &Reservation,
+        caller: &str,
+    ) -> Result<bool, StoreError> {
+        let k = SaleKeys::of(reservation.product);
+        let mut inv = self.release.prepare_invoke();
+        inv.key(&k.stock)
+            .key(&k.buyers)
+            .key(&k.confirmed)
+            .arg(&reservation.uid)
+            .arg(&reservation.id)
+            .arg(caller);
+        let returned: i64 = self.invoke(inv).await?;
+        Ok(returned == 1)
+    }
+
+    /// Return the unit of a cancelled order (the order backend's release; returns a unit even
+    /// when the reservation is confirmed). True the first time only.
+    pub async fn release_order(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        self.release_as(reservation, "order").await
+    }
+
+    /// Claim `reservation` for an order. False when the reservation no longer holds a unit.
+    pub async fn confirm(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        let k = SaleKeys::of(reservation.product);
+        let mut inv = self.confirm.prepare_invoke();
+        inv.key(&k.buyers)
+            .key(&k.confirmed)
+            .arg(&reservation.uid)
+            .arg(&reservation.id);
+        let held: i64 = self.invoke(inv).await?;
+        Ok(held == 1)
+    }
+
+    /// The stock `flashgate stock load` configured for `product`, if it was loaded.
+    pub async fn configured_stock(&self, product: u64) -> Result<Option<u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(SaleKeys::of(product).meta, "stock");
+        let (stock,): (Option<u64>,) = self.query(pipe).await?;
+        Ok(stock)
+    }
+
+    /// Rewrite `product`'s stock and buyers: `remaining` units, `holders` as (uid, reservation).
+    pub async fn rewrite(
+        &self,
+        product: u64,
+        remaining: u64,
+        holders: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let k = SaleKeys::of(product);
+        let mut inv = self.reconcile.prepare_invoke();
+        inv.key(&k.stock)
+            .key(&k.buyers)
+            .key(&k.confirmed)
+            .arg(remaining);
+        for (uid, id) in holders {
+            inv.arg(uid).arg(id);
+        }
+        self.invoke(inv).await
+    }
+
+    /// Every buyer of `product` as (uid, reservation).
+    pub async fn buyers(&self, product: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(SaleKeys::of(product).buyers);
+        let (all,): (Vec<(String, String)>,) = self.query(pipe).await?;
+        Ok(all)
+    }
+
     /// Seed `product`'s sale with `units`. Refuses a sale that has buyers unless `force`.
     /// Also loads the reserve and release scripts, so the first buy after a seed is one round
     /// trip.
@@ -212,10 +293,11 @@ impl RedisStore {
             .key(&k.buyers)
             .key(&k.ledger)
             .key(&k.meta)
+            .key(&k.confirmed)
             .arg(units)
             .arg(if force { "1" } else { "0" });
         let answer: (String, u64) = self.invoke(inv).await?;
-        for script in [&self.reserve, &self.release] {
+        for script in [&self.reserve, &self.release, &self.confirm] {
             self.guarded(|conn| async move {
                 match conn {
                     Conn::Single(mut c) => script.prepare_invoke().load_async(&mut c).await,
@@ -267,14 +349,7 @@ impl StockStore for RedisStore {
     }
 
     async fn release(&self, reservation: &Reservation) -> Result<bool, StoreError> {
-        let k = SaleKeys::of(reservation.product);
-        let mut inv = self.release.prepare_invoke();
-        inv.key(&k.stock)
-            .key(&k.buyers)
-            .arg(&reservation.uid)
-            .arg(&reservation.id);
-        let returned: i64 = self.invoke(inv).await?;
-        Ok(returned == 1)
+        self.release_as(reservation, "edge").await
     }
 
     async fn stock(&self, product: u64) -> Result<Option<SaleStock>, StoreError> {
@@ -334,7 +409,14 @@ mod tests {
     #[test]
     fn keys_of_a_sale_share_one_hash_tag() {
         let k = SaleKeys::of(42);
-        for key in [&k.stock, &k.buyers, &k.ledger, &k.seq, &k.meta] {
+        for key in [
+            &k.stock,
+            &k.buyers,
+            &k.ledger,
+            &k.seq,
+            &k.meta,
+            &k.confirmed,
+        ] {
             assert!(key.contains("{42}"), "{key}");
         }
         assert_eq!(k.stock, "flashgate:{42}:stock");

@@ -3,6 +3,7 @@
 //! normalise.
 #![allow(dead_code)]
 
+pub mod orders_server;
 pub mod redis_server;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -184,6 +185,25 @@ impl Edge {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+
+    /// The buy path `button.js` reveals for `product` (None while the sale is not open).
+    pub async fn buy_path(&self, product: u64) -> Option<String> {
+        let script = reqwest::get(format!("{}/sale/{product}/button.js", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let state: serde_json::Value =
+            serde_json::from_str(flashgate::edge::button::state_of(&script)?).unwrap();
+        state["buy_path"].as_str().map(str::to_string)
+    }
+
+    /// The full buy URL of an open sale.
+    pub async fn buy_url(&self, product: u64) -> String {
+        let path = self.buy_path(product).await.expect("the sale is open");
+        format!("{}{path}", self.base)
     }
 
     pub async fn metrics(&self) -> String {

@@ -1,0 +1,132 @@
+//! `flashgate-orders`: the order backend. `run` serves the API with its ledger consumer and
+//! payment sweeper; `reconcile` compares Redis with the database (and repairs Redis with
+//! `--fix`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use flashgate::orders::settings::{self, Overrides};
+use flashgate::orders::{self as orders, reconcile};
+
+#[derive(Parser)]
+#[command(
+    name = "flashgate-orders",
+    version,
+    about = "The order backend behind flashgate"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the order API, consume the sale ledgers, cancel unpaid orders.
+    Run(Common),
+    /// Compare Redis with the database; --fix rewrites Redis from the database.
+    Reconcile {
+        #[command(flatten)]
+        common: Common,
+        /// Rewrite every inconsistent sale in Redis from the database (pause the sale first).
+        #[arg(long)]
+        fix: bool,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Settings file (flags override it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// HTTP listener (default 127.0.0.1:8081).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// sqlite://path (created if missing; the default is sqlite://flashgate-orders.db) or
+    /// postgres://user@host/db.
+    #[arg(long)]
+    database: Option<String>,
+    /// Redis holding the sales (default redis://127.0.0.1:6379).
+    #[arg(long)]
+    redis: Option<String>,
+    /// How long a buyer has to pay (default 15m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    payment_timeout: Option<Duration>,
+}
+
+impl Common {
+    fn settings(self) -> anyhow::Result<settings::Settings> {
+        let Common {
+            config,
+            listen,
+            database,
+            redis,
+            payment_timeout,
+        } = self;
+        let settings = settings::resolve(Overrides {
+            config,
+            listen,
+            database,
+            redis,
+            payment_timeout,
+        })?;
+        if settings.development_secret {
+            tracing::warn!(
+                "DEVELOPMENT edge secret in use: set FLASHGATE_EDGE_SECRET (the edge's secret) before a real sale"
+            );
+        }
+        Ok(settings)
+    }
+}
+
+fn main() -> ExitCode {
+    flashgate::logging::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flashgate-orders: cannot start a runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Cli::parse())) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flashgate-orders: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(common) => {
+            orders::serve(common.settings()?).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reconcile { common, fix } => {
+            let state = orders::open(&common.settings()?).await?;
+            let reports = reconcile::compare(&state.db, &state.stock).await?;
+            for report in &reports {
+                println!("{report}");
+            }
+            let inconsistent = reports.iter().filter(|r| !r.consistent()).count();
+            if inconsistent == 0 {
+                println!("all {} sale(s) consistent", reports.len());
+                return Ok(ExitCode::SUCCESS);
+            }
+            if fix {
+                let fixed = reconcile::fix(&state.db, &state.stock, &reports).await?;
+                println!("rewrote {fixed} sale(s) in Redis from the database");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("{inconsistent} sale(s) differ; run again with --fix to rewrite Redis from the database");
+                Ok(ExitCode::from(3))
+            }
+        }
+    }
+}

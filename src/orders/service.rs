@@ -1,0 +1,165 @@
+//! Making and settling orders, shared by the HTTP API, the ledger consumer and the sweeper.
+//!
+//! Placing an order for a reservation: an existing order with that id is returned as it is;
+//! otherwise the reservation is claimed in Redis (`confirm.lua` — a released reservation makes
+//! no order), the sale row is created from the stock `flashgate stock load` recorded, and the
+//! order is inserted under the database's safeguards. If a safeguard trips (the sale is sold
+//! out in the database, or the user already holds an active order) the unit is returned to
+//! Redis and the request refused: the database, not Redis, has the last word.
+//!
+//! Settling: an order unpaid by its deadline is cancelled (a guarded update, so a concurrent
+//! payment and cancellation cannot both win) and its unit returned through `release.lua`; the
+//! return is recorded, and retried until it is, so it happens exactly once.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::db::{Db, DbError, Insert, Payment, Refusal};
+use super::metrics::OrderMetrics;
+use super::model::{Order, Source};
+use crate::config::Secret;
+use crate::stock::redis::RedisStore;
+use crate::stock::{Reservation, StoreError};
+
+/// Orders settled per sweep, at most.
+const SWEEP_BATCH: i64 = 500;
+
+/// Why an order operation failed (answered 503, or retried by the ledger consumer).
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Redis failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Neither the database nor Redis knows this sale.
+    #[error("no sale for product {0}: was `flashgate stock load` run?")]
+    UnknownSale(u64),
+}
+
+/// What placing an order did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// A new order.
+    Created(Order),
+    /// The order existed already (a retry, or the other path was first).
+    Existing(Order),
+    /// A safeguard refused it; the unit went back on sale.
+    Refused(Refusal),
+    /// The reservation no longer holds a unit; no order.
+    Released,
+}
+
+/// What one sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Orders cancelled.
+    pub cancelled: usize,
+    /// Units returned to Redis.
+    pub returned: usize,
+}
+
+/// The order backend's state.
+pub struct Orders {
+    /// The database.
+    pub db: Db,
+    /// Redis, for confirming and returning units.
+    pub stock: Arc<RedisStore>,
+    /// How long a buyer has to pay.
+    pub payment_timeout: Duration,
+    /// The edge's signing key.
+    pub edge_secret: Secret,
+    /// Every metric.
+    pub metrics: OrderMetrics,
+}
+
+/// Now, in ms since the epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Orders {
+    /// Place the order of reservation `r`, once.
+    pub async fn place(&self, r: &Reservation, source: Source) -> Result<Placed, OrderError> {
+        let placed = self.place_inner(r, source).await;
+        let result = match &placed {
+            Ok(Placed::Created(_)) => "created",
+            Ok(Placed::Existing(_)) => "existing",
+            Ok(Placed::Refused(Refusal::SoldOut)) => "refused_sold_out",
+            Ok(Placed::Refused(Refusal::Duplicate)) => "refused_duplicate",
+            Ok(Placed::Released) => "released",
+            Err(_) => "error",
+        };
+        self.metrics.order(source.name(), result);
+        placed
+    }
+
+    async fn place_inner(&self, r: &Reservation, source: Source) -> Result<Placed, OrderError> {
+        if let Some(existing) = self.db.order(&r.id).await? {
+            return Ok(Placed::Existing(existing));
+        }
+        if !self.stock.confirm(r).await? {
+            return Ok(Placed::Released);
+        }
+        if !self.db.has_sale(r.product).await? {
+            let stock = self
+                .stock
+                .configured_stock(r.product)
+                .await?
+                .ok_or(OrderError::UnknownSale(r.product))?;
+            self.db.ensure_sale(r.product, stock).await?;
+        }
+        let now = now_ms();
+        let deadline = now + self.payment_timeout.as_millis() as i64;
+        match self.db.insert_order(r, source, now, deadline).await? {
+            Insert::Created(order) => Ok(Placed::Created(order)),
+            Insert::Existing(order) => Ok(Placed::Existing(order)),
+            Insert::Refused(why) => {
+                tracing::warn!(reservation = %r.id, ?why, "database safeguard refused an order; returning the unit");
+                self.stock.release_order(r).await?;
+                Ok(Placed::Refused(why))
+            }
+        }
+    }
+
+    /// Pay order `id`.
+    pub async fn pay(&self, id: &str) -> Result<Payment, OrderError> {
+        let payment = self.db.pay(id, now_ms()).await?;
+        if matches!(payment, Payment::Paid(_)) {
+            self.metrics.paid.inc();
+        }
+        Ok(payment)
+    }
+
+    /// Cancel orders past their deadline and return their units.
+    pub async fn sweep(&self) -> Result<Sweep, OrderError> {
+        let now = now_ms();
+        let mut sweep = Sweep::default();
+        for order in self.db.expired(now, SWEEP_BATCH).await? {
+            if self.db.cancel(&order.id, order.product, now).await? {
+                self.metrics.cancelled.inc();
+                sweep.cancelled += 1;
+            }
+        }
+        for order in self.db.units_to_return(SWEEP_BATCH).await? {
+            let reservation = Reservation {
+                id: order.id.clone(),
+                product: order.product,
+                uid: order.uid.clone(),
+            };
+            // False means Redis holds nothing for it (returned before, or lost in a failover
+            // that `reconcile` repairs): either way there is nothing left to return.
+            if self.stock.release_order(&reservation).await? {
+                self.metrics.units_returned.inc();
+                sweep.returned += 1;
+            }
+            self.db.mark_unit_returned(&order.id).await?;
+        }
+        self.db.forget_signatures(now).await?;
+        Ok(sweep)
+    }
+}

@@ -1,0 +1,222 @@
+//! `flashgate-orders` processes for tests, on SQLite in a temp dir or on the machine's
+//! PostgreSQL (database `test`) in a schema of their own that is dropped afterwards.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{free_port, EDGE_SECRET};
+
+/// Where a test's orders live.
+pub enum Database {
+    /// A SQLite file in a temp dir.
+    Sqlite(tempfile::TempDir),
+    /// A fresh schema in the machine's PostgreSQL.
+    Postgres { schema: String },
+}
+
+/// The machine's PostgreSQL (trust auth), overridable for other machines.
+pub fn postgres_base() -> String {
+    std::env::var("FLASHGATE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_string())
+}
+
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .arg(postgres_base())
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .expect("psql (apt-get install postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Database {
+    /// A SQLite database.
+    pub fn sqlite() -> Self {
+        Database::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A fresh PostgreSQL schema.
+    pub fn postgres() -> Self {
+        let schema = format!("fg_test_{}_{}", std::process::id(), free_port());
+        psql(&format!("CREATE SCHEMA {schema}"));
+        Database::Postgres { schema }
+    }
+
+    /// Both kinds, for tests that run on each.
+    pub fn each() -> [fn() -> Database; 2] {
+        [Database::sqlite, Database::postgres]
+    }
+
+    /// The URL the backend is given.
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite(dir) => format!("sqlite://{}/orders.db", dir.path().display()),
+            Database::Postgres { schema } => {
+                format!("{}?options=-c%20search_path%3D{schema}", postgres_base())
+            }
+        }
+    }
+
+    /// A name for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Postgres { schema } = self {
+            psql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
+        }
+    }
+}
+
+/// A running `flashgate-orders run`.
+pub struct OrdersServer {
+    child: Option<Child>,
+    pub port: u16,
+    args: Vec<String>,
+    log: std::path::PathBuf,
+    _logdir: tempfile::TempDir,
+}
+
+impl OrdersServer {
+    /// Start on a free port against `database` and `redis_url`.
+    pub async fn start(database: &Database, redis_url: &str, payment_timeout: &str) -> Self {
+        Self::start_with(database, redis_url, payment_timeout, &[]).await
+    }
+
+    /// Start with extra command-line arguments.
+    pub async fn start_with(
+        database: &Database,
+        redis_url: &str,
+        payment_timeout: &str,
+        extra: &[&str],
+    ) -> Self {
+        let port = free_port();
+        let logdir = tempfile::tempdir().expect("temp dir");
+        let mut server = OrdersServer {
+            child: None,
+            port,
+            args: vec![
+                "run".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--database".into(),
+                database.url(),
+                "--redis".into(),
+                redis_url.to_string(),
+                "--payment-timeout".into(),
+                payment_timeout.to_string(),
+            ]
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect(),
+            log: logdir.path().join("orders.log"),
+            _logdir: logdir,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_flashgate-orders"))
+            .args(&self.args)
+            .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start flashgate-orders");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base())).await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("flashgate-orders exited with {status}:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "flashgate-orders did not start:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again with the same settings.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().await;
+    }
+
+    /// GET a JSON document.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::get(format!("{}{path}", self.base()))
+            .await
+            .expect("orders answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    /// The Prometheus page.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base()))
+            .await
+            .expect("orders answers")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// POST with no body.
+    pub async fn post(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .expect("orders answers");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+}
+
+impl Drop for OrdersServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
