@@ -99,6 +99,9 @@ struct DemoArgs {
     /// Proof-of-work bits of the demo sale.
     #[arg(long, default_value_t = 12)]
     difficulty: u8,
+    /// Take orders with the in-process stand-in even when flashgate-orders could run.
+    #[arg(long)]
+    stand_in: bool,
 }
 
 /// `flashgate storm`'s flags.
@@ -273,6 +276,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         duration,
         captcha,
         difficulty,
+        stand_in,
     } = args;
     runtime()?.block_on(demo::run(demo::Demo {
         listen,
@@ -284,6 +288,7 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
         difficulty,
         keep,
         progress: std::io::stderr().is_terminal(),
+        stand_in,
     }))
 }
 
