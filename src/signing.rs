@@ -71,8 +71,8 @@ pub fn verify_origin_signature(
 /// Bytes of the challenge MAC carried in a challenge (128 bits, 32 hex characters).
 pub const CHALLENGE_MAC_BYTES: usize = 16;
 
-/// Decimal digits of `n` in `buf`, without allocating.
-fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+/// Decimal digits of `n` in `buf`, without allocating (shared with the proof-of-work check).
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut at = buf.len();
     let mut n = n;
     loop {

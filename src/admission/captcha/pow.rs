@@ -5,6 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::signing::decimal;
+
 /// Leading zero bits of a hash.
 pub fn leading_zero_bits(hash: &[u8]) -> u32 {
     let mut bits = 0;
@@ -44,19 +46,6 @@ pub fn solve(challenge: &str, difficulty: u8, limit: u64) -> Option<u64> {
         let hash = prefix.clone().chain_update(digits).finalize();
         leading_zero_bits(&hash) >= u32::from(difficulty)
     })
-}
-
-fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    let mut n = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[at..];
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,3 +1,6 @@
+//! Unit tests of the captcha check: challenges and passes accepted, and every way of getting
+//! one wrong refused.
+
 use super::*;
 use crate::config::Timestamp;
 use crate::signing::pass_token;
