@@ -69,6 +69,7 @@ fn exported() -> BTreeSet<String> {
     let edge = Metrics::new().unwrap();
     edge.set_remaining(1, 1);
     edge.dry_run_counter("x").inc();
+    edge.set_difficulty(1, 12);
     let orders = OrderMetrics::new().unwrap();
     orders.order("forward", "created");
     orders.unauthorized("forged");
