@@ -59,7 +59,7 @@ pub struct Metrics {
     pub store_captcha: Histogram,
     /// Time from forwarding a winner to origin's answer header.
     pub upstream_seconds: Histogram,
-    /// Units left per sale, as last seen.
+    /// Units left per sale, refreshed from the store on every scrape.
     pub stock_remaining: IntGaugeVec,
     dry_run: IntCounterVec,
     captcha_difficulty: IntGaugeVec,
@@ -107,7 +107,7 @@ impl Metrics {
         let stock_remaining = IntGaugeVec::new(
             Opts::new(
                 "flashgate_stock_remaining",
-                "Units left per sale, as the store last reported.",
+                "Units left per sale, read from the store when scraped.",
             ),
             &["sale"],
         )?;

@@ -284,8 +284,10 @@ async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) 
     assert_eq!(bot_statuses, [200, 409, 409, 409, 409, 429, 429, 429]);
 
     // The crowd: 1,000 users (u666 blocklisted) race for what is left.
-    let calls_before = redis.map(command_calls);
+    // A scrape reads each sale's stock from the store: take Redis's counts after it, and
+    // before the next one, so only the crowd's commands are counted.
     let reserves_before = sample(&edge.metrics().await, RESERVES).unwrap();
+    let calls_before = redis.map(command_calls);
     let c2 = c.clone();
     let url = url42.clone();
     let answers: Vec<(String, Answer)> = futures::stream::iter(1..=1000)
@@ -325,8 +327,8 @@ async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) 
     if let (Some(redis), Some(before)) = (redis, calls_before) {
         // Round trips: one EVALSHA per store call and no other command; a winner is exactly
         // one store call, a reject after the sell-out is none.
-        let reserves = sample(&edge.metrics().await, RESERVES).unwrap() - reserves_before;
         let after = command_calls(redis);
+        let reserves = sample(&edge.metrics().await, RESERVES).unwrap() - reserves_before;
         let mut delta: Vec<(String, u64)> = after
             .iter()
             .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))

@@ -42,6 +42,16 @@ impl ServeHttp for Admin {
                 for (product, bits) in gw.admission.captcha().difficulties(super::now_ms()) {
                     gw.metrics.set_difficulty(product, bits);
                 }
+                // Units left are read from the store at scrape time: one call per sale per
+                // scrape, always current, and concurrent winners finishing out of order cannot
+                // leave a stale value behind. While the store is down the last value stays.
+                for sale in gw.admission.sales() {
+                    match gw.store.remaining(sale.product).await {
+                        Ok(Some(left)) => gw.metrics.set_remaining(sale.product, left),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(product = sale.product, "stock for metrics: {e}"),
+                    }
+                }
                 text(200, "text/plain; version=0.0.4", gw.metrics.render())
             }
             "/healthz" => text(200, "application/json", br#"{"status":"ok"}"#.to_vec()),

@@ -224,20 +224,13 @@ impl Edge {
             .store_reserve
             .observe(started.elapsed().as_secs_f64());
         let outcome = match reserved {
-            Ok(Reserve::Won {
-                reservation,
-                remaining,
-            }) => {
-                self.gw
-                    .metrics
-                    .set_remaining(admitted.sale.product, remaining);
+            Ok(Reserve::Won { reservation, .. }) => {
                 ctx.reservation = Some(reservation);
                 ctx.outcome = Outcome::Won;
                 return Ok(false);
             }
             Ok(Reserve::SoldOut) => {
                 admitted.sale.mark_sold_out(now);
-                self.gw.metrics.set_remaining(admitted.sale.product, 0);
                 Outcome::SoldOut
             }
             Ok(Reserve::Duplicate) => Outcome::Duplicate,
@@ -257,16 +250,11 @@ impl Edge {
             .metrics
             .store_release
             .observe(started.elapsed().as_secs_f64());
-        match released {
-            Ok(_) => {
-                if let Ok(Some(left)) = self.gw.store.remaining(reservation.product).await {
-                    self.gw.metrics.set_remaining(reservation.product, left);
-                }
-            }
-            Err(e) => tracing::error!(
+        if let Err(e) = released {
+            tracing::error!(
                 reservation = %reservation.id,
                 "releasing a reservation after an origin failure failed: {e}"
-            ),
+            );
         }
     }
 }
