@@ -36,18 +36,9 @@ impl Tally {
 /// The outcome of a storm.
 #[derive(Debug, Serialize)]
 pub struct Report {
-    /// Where it went.
-    pub target: String,
-    /// The product bought.
-    pub product: u64,
-    /// The captcha the sale asked for.
-    pub captcha: String,
-    /// Distinct users, bots and connections.
-    pub users: usize,
-    /// Bot accounts.
-    pub bots: usize,
-    /// Concurrent connections.
-    pub connections: usize,
+    /// What was stormed, and with what crowd (flattened into the JSON).
+    #[serde(flatten)]
+    pub header: Header,
     /// Buy requests answered (challenges not included).
     pub requests: u64,
     /// Seconds from the first buy to the last answer.
@@ -80,6 +71,7 @@ pub struct OutcomeCount {
 }
 
 /// Everything but the merged tallies.
+#[derive(Debug, Serialize)]
 pub struct Header {
     /// Target URL.
     pub target: String,
@@ -87,7 +79,7 @@ pub struct Header {
     pub product: u64,
     /// Captcha mode.
     pub captcha: String,
-    /// Users.
+    /// Distinct users.
     pub users: usize,
     /// Bot accounts.
     pub bots: usize,
@@ -130,12 +122,7 @@ impl Report {
         let requests = latencies.len() as u64;
         let secs = elapsed.as_secs_f64().max(1e-9);
         Report {
-            target: header.target,
-            product: header.product,
-            captcha: header.captcha,
-            users: header.users,
-            bots: header.bots,
-            connections: header.connections,
+            header,
             requests,
             elapsed_s: secs,
             rps: requests as f64 / secs,
@@ -157,10 +144,11 @@ impl Report {
     /// The closing table.
     pub fn table(&self) -> String {
         let mut s = String::new();
+        let h = &self.header;
         let _ = writeln!(
             s,
             "storm: {} product {} (captcha {}), {} users + {} bots, {} connections",
-            self.target, self.product, self.captcha, self.users, self.bots, self.connections
+            h.target, h.product, h.captcha, h.users, h.bots, h.connections
         );
         let row = |s: &mut String, name: &str, value: String| {
             let _ = writeln!(s, "  {name:<22}{value:>12}");
