@@ -3,16 +3,17 @@
 
 use anyhow::{bail, Context};
 use flashgate::config::{Config, Store};
-use flashgate::stock::redis::{Load, RedisStore, Target};
-use flashgate::stock::StockStore;
+use flashgate::stock::redis::sales::{Load, RedisSales};
+use flashgate::stock::redis::Target;
+use flashgate::stock::SaleKeys;
 
-fn store_of(config: &Config) -> anyhow::Result<RedisStore> {
+fn store_of(config: &Config) -> anyhow::Result<RedisSales> {
     // Administrative calls may wait longer than a buyer would.
     let timeout = std::time::Duration::from_secs(5);
     match &config.store {
-        Store::Redis { url, .. } => Ok(RedisStore::new(Target::Single(url.clone()), timeout)),
-        Store::Cluster { urls, .. } => Ok(RedisStore::new(Target::Cluster(urls.clone()), timeout)),
-        Store::Memory => bail!(
+        Store::Redis { url, .. } => Ok(RedisSales::new(Target::Single(url.clone()), timeout)),
+        Store::Cluster { urls, .. } => Ok(RedisSales::new(Target::Cluster(urls.clone()), timeout)),
+        Store::Memory { .. } => bail!(
             "{}: store kind memory keeps stock inside the running gateway, seeded from the \
              configuration at start; stock load/show are for store: {{kind: redis}}",
             config.file.display()
@@ -33,7 +34,7 @@ pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
     runtime()?.block_on(async {
         let mut refused = 0;
         for sale in &config.sales {
-            match store.load(sale.product, sale.stock, force).await? {
+            match store.load(&SaleKeys::of(sale.product), sale.stock, force).await? {
                 Load::Loaded { dropped: 0 } => {
                     println!("product {}: loaded {} units", sale.product, sale.stock)
                 }

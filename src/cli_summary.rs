@@ -37,7 +37,17 @@ pub fn summary(gw: &Gateway) -> String {
         c.origin.url, c.origin.path
     );
     let store = match &c.store {
-        Store::Memory => "memory (embedded, one machine)".to_string(),
+        Store::Memory {
+            path: Some(dir),
+            fsync,
+        } => format!(
+            "memory (embedded, one machine), journal in {} (fsync {fsync:?})",
+            dir.display()
+        ),
+        Store::Memory { path: None, .. } => {
+            "memory (embedded, one machine), NOT durable: set store.path to keep the sale across restarts"
+                .to_string()
+        }
         Store::Redis { url, .. } => format!("redis {url}"),
         Store::Cluster { urls, .. } => format!("redis cluster {}", urls.join(", ")),
     };
@@ -51,7 +61,7 @@ pub fn summary(gw: &Gateway) -> String {
             c.secrets.development.join(", ")
         );
     }
-    let products = gw.admission.products();
+    let products = gw.checkout.products();
     let _ = writeln!(
         s,
         "  catalog     {} products, Bloom filter {} at {}% false positives",
@@ -65,7 +75,7 @@ pub fn summary(gw: &Gateway) -> String {
         gw.static_files.len(),
         c.static_dir.display()
     );
-    let (uids, ips, nets) = gw.admission.blocklist().counts();
+    let (uids, ips, nets) = gw.checkout.admission().blocklist().counts();
     match &c.blocklist_file {
         Some(path) => {
             let _ = writeln!(

@@ -5,6 +5,8 @@
 //! winners, signed, to the order backend. The parts, and who may know whom:
 //!
 //! - [`config`]: the YAML file, validated into one canonical [`config::Config`].
+//! - [`checkout`]: a buy's whole life — admission, captcha claim, reserve, and settling the
+//!   unit by the origin contract once the forward is over.
 //! - [`admission`]: one small module per check, each a pure function; no HTTP.
 //! - [`stock`]: the [`stock::StockStore`] trait and its implementations, and where used
 //!   captchas are remembered ([`stock::single_use`]); no HTTP.
@@ -12,12 +14,16 @@
 //!   and the pass tokens an external captcha service signs.
 //! - [`metrics`]: every exported metric.
 //! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
+//! - [`clock`]: the one wall clock.
 //! - [`orders`]: the order backend `flashgate-orders` (durable orders, ledger consumer,
 //!   payment timeout, reconcile).
 //!
-//! Arrows go one way: `edge → admission, stock, metrics, config`; `orders → stock, config`.
+//! Arrows go one way: `edge → checkout → admission, stock`; `edge, checkout → metrics, config`;
+//! `orders → stock, config`.
 
 pub mod admission;
+pub mod checkout;
+pub mod clock;
 pub mod config;
 pub mod edge;
 pub mod logging;

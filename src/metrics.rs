@@ -4,8 +4,8 @@
 //! counting a request is one atomic add with no label hashing.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::admission::Outcome;
@@ -63,6 +63,22 @@ pub struct Metrics {
     pub stock_remaining: IntGaugeVec,
     dry_run: IntCounterVec,
     captcha_difficulty: IntGaugeVec,
+    /// Forwards settled by the origin contract, by what became of the unit.
+    pub settled: Settled,
+    /// Reservations waiting for the origin to say whether it holds their order.
+    pub unsettled: IntGauge,
+}
+
+/// `flashgate_settlements_total{result}`: what became of units whose forward ended.
+pub struct Settled {
+    /// The origin holds the order (a 2xx, or `200` to the settlement question).
+    pub kept: IntCounter,
+    /// The origin holds none (never reached, a 4xx, or `404` to the question): back on sale.
+    pub returned: IntCounter,
+    /// The outcome is unknown: left to the ledger consumer (Redis) or queued to ask (embedded).
+    pub deferred: IntCounter,
+    /// The settlement question got no definite answer and will be asked again.
+    pub retried: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -128,6 +144,21 @@ impl Metrics {
             &["sale"],
         )?;
         registry.register(Box::new(captcha_difficulty.clone()))?;
+        let settled = IntCounterVec::new(
+            Opts::new(
+                "flashgate_settlements_total",
+                "Units whose forward ended, by what became of them: kept, returned, deferred \
+                 (outcome unknown, settled later), retried (the origin gave no answer yet).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(settled.clone()))?;
+        let unsettled = IntGauge::with_opts(Opts::new(
+            "flashgate_unsettled",
+            "Reservations waiting for the origin to say whether it holds their order \
+             (embedded store).",
+        ))?;
+        registry.register(Box::new(unsettled.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -138,6 +169,13 @@ impl Metrics {
             stock_remaining,
             dry_run,
             captcha_difficulty,
+            settled: Settled {
+                kept: settled.with_label_values(&["kept"]),
+                returned: settled.with_label_values(&["returned"]),
+                deferred: settled.with_label_values(&["deferred"]),
+                retried: settled.with_label_values(&["retried"]),
+            },
+            unsettled,
         })
     }
 

@@ -55,6 +55,15 @@ pub fn origin_signature(
     hex::encode(m.finalize().into_bytes())
 }
 
+/// `X-Flashgate-Signature` of a settlement question, `GET {origin.path}/{reservation}`: hex
+/// HMAC-SHA256 over `"lookup\n{reservation}\n{timestamp}"`. No forward signs a message of
+/// that shape (three lines, not four), so a question can never be replayed as a buy.
+pub fn lookup_signature(edge: &Secret, reservation: &str, timestamp: u64) -> String {
+    let mut m = mac(edge);
+    m.update(format!("lookup\n{reservation}\n{timestamp}").as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
 /// Check an `X-Flashgate-Signature` in constant time.
 pub fn verify_origin_signature(
     edge: &Secret,

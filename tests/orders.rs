@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use common::orders_server::{Database, OrdersServer};
 use common::redis_server::RedisServer;
+use common::redis_server::SaleStore;
 use common::*;
 use flashgate::config::Secret;
 use flashgate::signing::origin_signature;
-use flashgate::stock::redis::{RedisStore, Target};
-use flashgate::stock::{Reservation, Reserve, StockStore};
+use flashgate::stock::redis::Target;
+use flashgate::stock::{Reservation, Reserve};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -24,13 +25,13 @@ fn edge_secret() -> Secret {
     Secret::new(EDGE_SECRET.as_bytes().to_vec())
 }
 
-async fn seeded(redis: &RedisServer, product: u64, stock: u64) -> RedisStore {
-    let store = RedisStore::new(Target::Single(redis.url()), Duration::from_secs(2));
+async fn seeded(redis: &RedisServer, product: u64, stock: u64) -> SaleStore {
+    let store = SaleStore::new(Target::Single(redis.url()), Duration::from_secs(2));
     store.load(product, stock, false).await.unwrap();
     store
 }
 
-async fn reserve(store: &RedisStore, product: u64, uid: &str) -> Reservation {
+async fn reserve(store: &SaleStore, product: u64, uid: &str) -> Reservation {
     match store.reserve(product, uid).await.unwrap() {
         Reserve::Won { reservation, .. } => reservation,
         other => panic!("{uid} did not win: {other:?}"),

@@ -8,10 +8,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis_server::{RedisCluster, RedisServer};
+use common::redis_server::{RedisCluster, RedisServer, SaleStore};
+use common::suite::{self, PRODUCT};
 use common::*;
-use flashgate::stock::redis::{Load, RedisStore, Target};
-use flashgate::stock::suite::{self, PRODUCT};
+use flashgate::stock::redis::sales::Load;
+use flashgate::stock::redis::{RedisStore, Target};
 use flashgate::stock::StockStore;
 use futures::StreamExt;
 
@@ -25,12 +26,12 @@ async fn behaviour_suite_on_redis() {
         let (url, redis) = (url.clone(), &redis);
         async move {
             redis.cli(&["FLUSHALL"]);
-            let store = RedisStore::new(Target::Single(url), TIMEOUT);
+            let seeded = SaleStore::new(Target::Single(url), TIMEOUT);
             assert_eq!(
-                store.load(PRODUCT, stock, false).await.unwrap(),
+                seeded.load(PRODUCT, stock, false).await.unwrap(),
                 Load::Loaded { dropped: 0 }
             );
-            Arc::new(store) as Arc<dyn StockStore>
+            Arc::new(seeded.store) as Arc<dyn StockStore>
         }
     })
     .await;
@@ -44,9 +45,9 @@ async fn behaviour_suite_on_redis_cluster() {
         let (urls, cluster) = (urls.clone(), &cluster);
         async move {
             cluster.flush();
-            let store = RedisStore::new(Target::Cluster(urls), TIMEOUT);
-            store.load(PRODUCT, stock, false).await.unwrap();
-            Arc::new(store) as Arc<dyn StockStore>
+            let seeded = SaleStore::new(Target::Cluster(urls), TIMEOUT);
+            seeded.load(PRODUCT, stock, false).await.unwrap();
+            Arc::new(seeded.store) as Arc<dyn StockStore>
         }
     })
     .await;
@@ -62,7 +63,7 @@ async fn behaviour_suite_on_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_refuses_a_sale_with_buyers_unless_forced() {
     let redis = RedisServer::start();
-    let store = RedisStore::new(Target::Single(redis.url()), TIMEOUT);
+    let store = SaleStore::new(Target::Single(redis.url()), TIMEOUT);
     store.load(7, 3, false).await.unwrap();
     assert!(matches!(
         store.reserve(7, "a").await.unwrap(),
@@ -297,7 +298,7 @@ async fn single_use_suite_on_redis() {
     let redis = RedisServer::start();
     let store = RedisStore::new(Target::Single(redis.url()), TIMEOUT);
     let now = now_secs() * 1000;
-    flashgate::stock::single_use::suite(Arc::new(store), now).await;
+    suite::single_use(Arc::new(store), now).await;
     let ttl: i64 = redis
         .cli(&["PTTL", "flashgate:{42}:pass:p:a"])
         .trim()
@@ -310,5 +311,5 @@ async fn single_use_suite_on_redis() {
 async fn single_use_suite_on_redis_cluster() {
     let cluster = RedisCluster::start();
     let store = RedisStore::new(Target::Cluster(cluster.urls()), TIMEOUT);
-    flashgate::stock::single_use::suite(Arc::new(store), now_secs() * 1000).await;
+    suite::single_use(Arc::new(store), now_secs() * 1000).await;
 }

@@ -20,10 +20,9 @@
 pub mod difficulty;
 pub mod pow;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::{Captcha, CaptchaSettings, Sale, Secret, MAX_POW_BITS};
+use crate::config::{Captcha, CaptchaSettings, Secret, MAX_POW_BITS};
 use crate::signing::{challenge_mac, constant_time_eq, pass_mac, CHALLENGE_MAC_BYTES};
 
 use difficulty::Difficulty;
@@ -63,61 +62,67 @@ pub struct Pass {
 #[error("captcha missing, malformed, forged, expired, unworked, or for another user or product")]
 pub struct Refused;
 
-/// Issues and checks captchas for every sale.
+/// One sale's captcha: what it asks for and, for `pow`, the difficulty of its challenges. Held
+/// by the sale (`checkout::Sale`), so a buy finds it with the sale's one lookup.
+pub struct SaleCaptcha {
+    mode: Captcha,
+    pow: Option<Difficulty>,
+}
+
+impl SaleCaptcha {
+    /// The captcha of a sale asking for `mode`, with the difficulty `settings` give.
+    pub fn new(mode: Captcha, settings: &CaptchaSettings) -> Self {
+        let pow = (mode == Captcha::Pow).then(|| {
+            Difficulty::new(
+                settings.difficulty,
+                settings.max_difficulty,
+                settings.raise_above,
+            )
+        });
+        SaleCaptcha { mode, pow }
+    }
+
+    /// What the sale asks for.
+    pub fn mode(&self) -> Captcha {
+        self.mode
+    }
+
+    /// The current proof-of-work difficulty of a `pow` sale.
+    pub fn difficulty(&self, now_ms: u64) -> Option<u8> {
+        self.pow.as_ref().map(|d| d.current(now_ms))
+    }
+}
+
+/// Issues and checks captchas: the keys, the lifetimes and the challenge ids every sale shares.
 pub struct CaptchaCheck {
     edge: Secret,
     token_secret: Option<Secret>,
     ttl_ms: u64,
-    modes: HashMap<u64, Captcha>,
-    pow: HashMap<u64, Difficulty>,
     seed: u64,
     counter: AtomicU64,
 }
 
 impl CaptchaCheck {
-    /// Prepare the captchas of `sales` with `settings`; challenges are signed with `edge`.
-    pub fn new(settings: &CaptchaSettings, edge: &Secret, sales: &[Sale]) -> Self {
-        let pow = sales
-            .iter()
-            .filter(|s| s.captcha == Captcha::Pow)
-            .map(|s| {
-                let d = Difficulty::new(
-                    settings.difficulty,
-                    settings.max_difficulty,
-                    settings.raise_above,
-                );
-                (s.product, d)
-            })
-            .collect();
+    /// Check captchas with `settings`; challenges are signed with `edge`.
+    pub fn new(settings: &CaptchaSettings, edge: &Secret) -> Self {
         CaptchaCheck {
             edge: edge.clone(),
             token_secret: settings.token_secret.clone(),
             ttl_ms: settings.challenge_ttl.as_millis() as u64,
-            modes: sales.iter().map(|s| (s.product, s.captcha)).collect(),
-            pow,
             seed: unique_seed(),
             counter: AtomicU64::new(0),
         }
     }
 
-    /// The captcha `product`'s sale asks for (`none` for an unknown sale).
-    pub fn mode(&self, product: u64) -> Captcha {
-        self.modes.get(&product).copied().unwrap_or_default()
-    }
-
-    /// The current proof-of-work difficulty of a `pow` sale.
-    pub fn difficulty(&self, product: u64, now_ms: u64) -> Option<u8> {
-        self.pow.get(&product).map(|d| d.current(now_ms))
-    }
-
-    /// Every `pow` sale with its current difficulty (for the metrics gauge).
-    pub fn difficulties(&self, now_ms: u64) -> impl Iterator<Item = (u64, u8)> + '_ {
-        self.pow.iter().map(move |(p, d)| (*p, d.current(now_ms)))
-    }
-
     /// A fresh challenge for `uid` on `product`, if its sale asks for `pow`.
-    pub fn issue(&self, uid: &str, product: u64, now_ms: u64) -> Option<Challenge> {
-        let difficulty = self.pow.get(&product)?.current(now_ms);
+    pub fn issue(
+        &self,
+        sale: &SaleCaptcha,
+        uid: &str,
+        product: u64,
+        now_ms: u64,
+    ) -> Option<Challenge> {
+        let difficulty = sale.difficulty(now_ms)?;
         let expires_ms = now_ms + self.ttl_ms;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let id = format!("{:016x}{n:x}", self.seed);
@@ -129,20 +134,22 @@ impl CaptchaCheck {
         })
     }
 
-    /// Check the `X-Captcha` value of a buy by `uid` of `product` at `now_ms`. `Ok(None)`: the
+    /// Check the `X-Captcha` value of a buy by `uid` of `product` (whose sale's captcha is
+    /// `sale`) at `now_ms`. `Ok(None)`: the
     /// sale asks for no captcha. `Ok(Some(pass))`: valid; the pass must still be claimed.
     /// `Err(Refused)`: answer `captcha_required`.
     pub fn check(
         &self,
+        sale: &SaleCaptcha,
         uid: &str,
         product: u64,
         header: Option<&str>,
         now_ms: u64,
     ) -> Result<Option<Pass>, Refused> {
-        match self.mode(product) {
+        match sale.mode {
             Captcha::None => Ok(None),
             Captcha::Pow => {
-                if let Some(d) = self.pow.get(&product) {
+                if let Some(d) = &sale.pow {
                     d.observe(now_ms);
                 }
                 self.check_pow(uid, product, header.ok_or(Refused)?, now_ms)

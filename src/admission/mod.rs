@@ -1,21 +1,22 @@
 //! The admission chain: everything that decides, locally and cheaply, whether a buy request may
 //! ask the stock store for a unit. Each check is a small module and a pure function of the
 //! request's facts and local state; none knows of HTTP or Pingora, so each is tested without a
-//! socket. [`Admission::check`] runs them cheapest-first, in the order of DESIGN.md:
+//! socket. The checkout (`checkout::Checkout::buy`) finds the product's sale once — the
+//! catalog's Bloom filter ([`catalog`], `unknown_product`), then the sale itself — and
+//! [`Admission::check`] runs the rest cheapest-first against that sale:
 //!
-//! 1. product known? (Bloom filter over the catalog) and on sale here?
-//! 2. sale window (`not_started`, `ended`), then the secret buy-path token (`bad_sale_path`)
-//! 3. login (JWT, `login_required`)
-//! 4. blocklist, by UID then by client IP (`blacklisted`)
-//! 5. rate limits (`rate_limited`)
-//! 6. captcha (`captcha_required`; sales with `captcha: none` skip it)
-//! 7. local sold-out hint (`sold_out`)
+//! 1. sale window (`not_started`, `ended`), then the secret buy-path token (`bad_sale_path`)
+//! 2. login (JWT, `login_required`)
+//! 3. blocklist, by UID then by client IP (`blacklisted`)
+//! 4. rate limits (`rate_limited`)
+//! 5. captcha (`captcha_required`; sales with `captcha: none` skip it)
+//! 6. local sold-out hint (`sold_out`)
 //!
 //! A captcha that checks out still has to be used only once. That needs state shared by every
-//! edge, so it is the caller's first store call: [`Admitted::pass`] is claimed in the single-use
-//! store (`stock::single_use`) just before the reservation. Claiming it after the sold-out hint
-//! keeps the rule that a reject costs no store round trip; a captcha sale costs a winner two
-//! (claim, reserve) instead of one.
+//! edge, so it is the checkout's first store call: [`Admitted::pass`] is claimed in the
+//! single-use store (`stock::single_use`) just before the reservation. Claiming it after the
+//! sold-out hint keeps the rule that a reject costs no store round trip; a captcha sale costs a
+//! winner two (claim, reserve) instead of one.
 //!
 //! The product check comes first, not after the window as in the first sketch of the design,
 //! because the window belongs to a product's sale: there is no window to check until the
@@ -30,14 +31,12 @@ pub mod outcome;
 pub mod rate;
 pub mod sale;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use outcome::Outcome;
 
 use blocklist::Blocklist;
-use captcha::CaptchaCheck;
-use catalog::ProductFilter;
+use captcha::{CaptchaCheck, SaleCaptcha};
 use login::Login;
 use rate::{RateLimited, RateLimiter};
 use sale::SaleGate;
@@ -60,9 +59,7 @@ pub struct BuyRequest<'a> {
 }
 
 /// A request that passed every check.
-pub struct Admitted<'a> {
-    /// Its sale.
-    pub sale: &'a SaleGate,
+pub struct Admitted {
     /// The logged-in user.
     pub uid: String,
     /// The captcha to claim as used before reserving (sales with `captcha: pow | token`).
@@ -87,10 +84,8 @@ impl From<Outcome> for Reject {
     }
 }
 
-/// All admission state, built once from the configuration.
+/// The checks that do not belong to one sale, built once from the configuration.
 pub struct Admission {
-    products: ProductFilter,
-    sales: HashMap<u64, SaleGate>,
     login: Login,
     blocklist: Blocklist,
     rates: RateLimiter,
@@ -100,16 +95,12 @@ pub struct Admission {
 impl Admission {
     /// Assemble the chain from its parts.
     pub fn new(
-        products: ProductFilter,
-        sales: impl IntoIterator<Item = SaleGate>,
         login: Login,
         blocklist: Blocklist,
         rates: RateLimiter,
         captcha: CaptchaCheck,
     ) -> Self {
         Admission {
-            products,
-            sales: sales.into_iter().map(|s| (s.product, s)).collect(),
             login,
             blocklist,
             rates,
@@ -117,30 +108,12 @@ impl Admission {
         }
     }
 
-    /// The sale of `product`, if the product is in the catalog and on sale here.
-    pub fn sale(&self, product: u64) -> Option<&SaleGate> {
-        if !self.products.may_contain(product) {
-            return None;
-        }
-        self.sales.get(&product)
-    }
-
-    /// Every sale.
-    pub fn sales(&self) -> impl Iterator<Item = &SaleGate> {
-        self.sales.values()
-    }
-
-    /// The catalog filter.
-    pub fn products(&self) -> &ProductFilter {
-        &self.products
-    }
-
     /// The login verifier.
     pub fn login(&self) -> &Login {
         &self.login
     }
 
-    /// The captcha check: issues challenges, knows each sale's difficulty.
+    /// The captcha check: issues challenges and checks solutions and passes.
     pub fn captcha(&self) -> &CaptchaCheck {
         &self.captcha
     }
@@ -150,11 +123,16 @@ impl Admission {
         &self.blocklist
     }
 
-    /// Run the chain. On success the caller asks the store for a unit.
-    pub fn check<'s>(&'s self, req: &BuyRequest<'_>) -> Result<Admitted<'s>, Reject> {
-        let sale = self.sale(req.product).ok_or(Outcome::UnknownProduct)?;
-        sale.window(req.now_ms)?;
-        if !sale.token_matches(req.token) {
+    /// Run the chain for a buy of the sale whose gate and captcha are given. On success the
+    /// caller asks the store for a unit.
+    pub fn check(
+        &self,
+        gate: &SaleGate,
+        sale_captcha: &SaleCaptcha,
+        req: &BuyRequest<'_>,
+    ) -> Result<Admitted, Reject> {
+        gate.window(req.now_ms)?;
+        if !gate.token_matches(req.token) {
             return Err(Outcome::BadSalePath.into());
         }
         let uid = req
@@ -172,11 +150,11 @@ impl Admission {
         }
         let pass = self
             .captcha
-            .check(&uid, req.product, req.captcha, req.now_ms)
+            .check(sale_captcha, &uid, req.product, req.captcha, req.now_ms)
             .map_err(|_| Outcome::CaptchaRequired)?;
-        if sale.sold_out_hint(req.now_ms) {
+        if gate.sold_out_hint(req.now_ms) {
             return Err(Outcome::SoldOut.into());
         }
-        Ok(Admitted { sale, uid, pass })
+        Ok(Admitted { uid, pass })
     }
 }

@@ -79,6 +79,11 @@ impl SaleGate {
         now_ms < self.sold_out_until_ms.load(Ordering::Relaxed)
     }
 
+    /// Forget a sold-out answer: a unit came back.
+    pub fn clear_sold_out(&self) {
+        self.sold_out_until_ms.store(0, Ordering::Relaxed);
+    }
+
     /// Remember a sold-out answer from the store.
     pub fn mark_sold_out(&self, now_ms: u64) {
         self.sold_out_until_ms

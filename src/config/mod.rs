@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::stock::journal::Fsync;
+
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
@@ -116,13 +118,21 @@ pub struct Origin {
     pub connect_timeout: Duration,
     /// Time allowed for the whole answer.
     pub timeout: Duration,
+    /// Embedded store: how long after a forward whose outcome is unknown the edge asks the
+    /// origin `GET {path}/{reservation}`; longer than the origin accepts a signed forward.
+    pub settle_after: Duration,
 }
 
 /// `store:` resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Store {
     /// Stock in this process (one machine only).
-    Memory,
+    Memory {
+        /// Directory of the journal; None keeps nothing across a restart.
+        path: Option<PathBuf>,
+        /// When the journal reaches the disk.
+        fsync: Fsync,
+    },
     /// One Redis server.
     Redis {
         /// `redis://` URL.

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::stock::journal::Fsync;
+
 use super::values::{HumanDuration, IdRange, Network, Timestamp, UidValue};
 
 /// The whole file.
@@ -100,6 +102,9 @@ pub struct FileOrigin {
     pub connect_timeout: HumanDuration,
     #[serde(default = "default_origin_timeout")]
     pub timeout: HumanDuration,
+    /// How long after an ambiguous forward the embedded store asks the origin about it.
+    #[serde(default = "default_settle_after")]
+    pub settle_after: HumanDuration,
 }
 
 /// `store.kind`.
@@ -123,6 +128,12 @@ pub struct FileStore {
     pub cluster: Option<Vec<String>>,
     #[serde(default = "default_store_timeout")]
     pub timeout: HumanDuration,
+    /// Embedded store: directory of its journal (durable across restarts).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Embedded store: when the journal reaches the disk.
+    #[serde(default)]
+    pub fsync: Fsync,
 }
 
 impl Default for FileStore {
@@ -132,6 +143,8 @@ impl Default for FileStore {
             url: None,
             cluster: None,
             timeout: default_store_timeout(),
+            path: None,
+            fsync: Fsync::default(),
         }
     }
 }
@@ -224,6 +237,9 @@ fn default_connect_timeout() -> HumanDuration {
 }
 fn default_origin_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_settle_after() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
 }
 fn default_store_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_millis(50))

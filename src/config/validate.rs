@@ -184,6 +184,12 @@ fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| cx.err("origin.url", format!("cannot resolve origin host {host:?}")))?;
+    if file.origin.settle_after.0 <= file.origin.timeout.0 {
+        return Err(cx.err(
+            "origin.settle_after",
+            "origin.settle_after must be longer than origin.timeout: a forward may still be under way until then",
+        ));
+    }
     if !file.origin.path.starts_with('/') {
         return Err(cx.err("origin.path", "origin.path must start with /"));
     }
@@ -197,6 +203,7 @@ fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
         path: file.origin.path.clone(),
         connect_timeout: file.origin.connect_timeout.0,
         timeout: file.origin.timeout.0,
+        settle_after: file.origin.settle_after.0,
     })
 }
 
@@ -206,7 +213,14 @@ fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
         return Err(cx.err("store.timeout", "store.timeout must be above zero"));
     }
     Ok(match store.kind {
-        StoreKind::Memory => Store::Memory,
+        StoreKind::Memory => Store::Memory {
+            path: store.path.clone(),
+            fsync: store.fsync,
+        },
+        StoreKind::Redis if store.path.is_some() => return Err(cx.err(
+            "store.path",
+            "store.path is the embedded store's journal (kind: memory); Redis keeps its own data",
+        )),
         StoreKind::Redis => match (&store.url, &store.cluster) {
             (_, Some(urls)) if !urls.is_empty() => Store::Cluster {
                 urls: urls

@@ -9,6 +9,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::Gateway;
+use crate::clock::now_ms;
 
 /// The admin HTTP app.
 pub struct Admin {
@@ -39,24 +40,29 @@ impl ServeHttp for Admin {
             "/metrics" => {
                 // The difficulty gauge is read when scraped; the buy path never touches it.
                 let gw = &self.gateway;
-                for (product, bits) in gw.admission.captcha().difficulties(super::now_ms()) {
-                    gw.metrics.set_difficulty(product, bits);
+                let now = now_ms();
+                for sale in gw.checkout.sales() {
+                    if let Some(bits) = sale.captcha.difficulty(now) {
+                        gw.metrics.set_difficulty(sale.product(), bits);
+                    }
                 }
                 // Units left are read from the store at scrape time: one call per sale per
                 // scrape, always current, and concurrent winners finishing out of order cannot
                 // leave a stale value behind. While the store is down the last value stays.
-                for sale in gw.admission.sales() {
-                    match gw.store.remaining(sale.product).await {
-                        Ok(Some(left)) => gw.metrics.set_remaining(sale.product, left),
+                for sale in gw.checkout.sales() {
+                    match gw.checkout.store().remaining(&sale.keys).await {
+                        Ok(Some(left)) => gw.metrics.set_remaining(sale.product(), left),
                         Ok(None) => {}
-                        Err(e) => tracing::warn!(product = sale.product, "stock for metrics: {e}"),
+                        Err(e) => {
+                            tracing::warn!(product = sale.product(), "stock for metrics: {e}")
+                        }
                     }
                 }
                 text(200, "text/plain; version=0.0.4", gw.metrics.render())
             }
             "/healthz" => text(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
-                if self.gateway.store.ready().await {
+                if self.gateway.checkout.store().ready().await {
                     text(200, "application/json", br#"{"status":"ready"}"#.to_vec())
                 } else {
                     text(

@@ -1,10 +1,13 @@
-//! The Pingora service: routing and the proxy phases. No business rule lives here — admission
-//! decides, the store reserves, this module only moves bytes between them and the sockets.
+//! The Pingora service: routing and the proxy phases. No business rule lives here — the
+//! checkout (`crate::checkout`) decides every buy and settles every forward; this module only
+//! moves bytes between it and the sockets.
 //!
 //! - `routes`: which route a request is for.
 //! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
 //! - `static_files`, `button`, `challenge`: what the public listener serves besides buys.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
+//! - `settler`: the background task that asks the origin about forwards of unknown outcome
+//!   (embedded store), over HTTP.
 //! - `respond`: writing edge-made answers.
 
 pub mod admin;
@@ -13,29 +16,24 @@ pub mod challenge;
 mod proxy;
 pub mod respond;
 pub mod routes;
+mod settler;
 pub mod static_files;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
+use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::admission::blocklist::Blocklist;
-use crate::admission::captcha::CaptchaCheck;
-use crate::admission::catalog::ProductFilter;
-use crate::admission::login::Login;
-use crate::admission::rate::RateLimiter;
-use crate::admission::sale::SaleGate;
-use crate::admission::Admission;
+use crate::checkout::Checkout;
 use crate::config::{Config, Store};
 use crate::metrics::Metrics;
 use crate::stock::memory::MemoryStore;
 use crate::stock::redis::{RedisStore, Target};
 use crate::stock::single_use::{MemorySingleUse, SingleUse};
-use crate::stock::StockStore;
+use crate::stock::{StockStore, StoreError};
 
 pub use proxy::Edge;
 use static_files::StaticFiles;
@@ -43,15 +41,15 @@ use static_files::StaticFiles;
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    /// The blocklist or another named file is wrong.
+    /// The checkout (blocklist, catalog) could not be built.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Checkout(#[from] crate::checkout::BuildError),
+    /// The embedded store's journal could not be opened.
+    #[error("store.path: {0}")]
+    Store(#[from] StoreError),
     /// The static directory could not be loaded.
     #[error(transparent)]
     Static(#[from] static_files::StaticError),
-    /// The catalog filter could not be built.
-    #[error(transparent)]
-    Catalog(#[from] crate::admission::catalog::CatalogError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -61,14 +59,10 @@ pub enum BuildError {
 pub struct Gateway {
     /// The configuration it was built from.
     pub config: Config,
-    /// The admission chain.
-    pub admission: Admission,
-    /// Where stock lives.
-    pub store: Arc<dyn StockStore>,
-    /// Where used captchas are remembered (the same Redis as the stock, or this process).
-    pub single_use: Arc<dyn SingleUse>,
+    /// Sales, checks and stock: decides every buy, settles every forward.
+    pub checkout: Checkout,
     /// Every metric.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The sale page.
     pub static_files: StaticFiles,
     /// The origin winners are forwarded to.
@@ -76,7 +70,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Assemble the gateway from `config`, with the store the configuration names.
+    /// Assemble the gateway from `config`, with the store the configuration names (opening
+    /// the embedded store's journal, when it has one).
     pub fn build(config: Config) -> Result<Self, BuildError> {
         let redis = |target, timeout| {
             let store = Arc::new(RedisStore::new(target, timeout));
@@ -86,8 +81,18 @@ impl Gateway {
             )
         };
         let (store, single_use) = match &config.store {
-            Store::Memory => {
-                let store = MemoryStore::new(config.sales.iter().map(|s| (s.product, s.stock)));
+            Store::Memory { path, fsync } => {
+                let sales = config.sales.iter().map(|s| (s.product, s.stock));
+                let store = match path {
+                    Some(dir) => MemoryStore::open(sales, dir, *fsync)?,
+                    None => {
+                        tracing::warn!(
+                            "store.path is not set: the embedded store keeps the sale in memory only, \
+                             and a restart sells every unit again; set store.path for a durable sale"
+                        );
+                        MemoryStore::new(sales)
+                    }
+                };
                 let used = MemorySingleUse::new(config.captcha.single_use_capacity);
                 (
                     Arc::new(store) as Arc<dyn StockStore>,
@@ -100,42 +105,17 @@ impl Gateway {
         Self::with_stores(config, store, single_use)
     }
 
-    /// Assemble the gateway from `config` around an existing store, remembering used captchas
-    /// in this process.
-    pub fn with_store(config: Config, store: Arc<dyn StockStore>) -> Result<Self, BuildError> {
-        let used = MemorySingleUse::new(config.captcha.single_use_capacity);
-        Self::with_stores(config, store, Arc::new(used))
-    }
-
     /// Assemble the gateway from `config` around existing stock and single-use stores.
     pub fn with_stores(
         config: Config,
         store: Arc<dyn StockStore>,
         single_use: Arc<dyn SingleUse>,
     ) -> Result<Self, BuildError> {
-        let metrics = Metrics::new()?;
-        let blocklist = match &config.blocklist_file {
-            Some(path) => Blocklist::load(path)?,
-            None => Blocklist::default(),
-        };
-        let rates = RateLimiter::new(&config.limits, &config.allowlist_uids, |name| {
-            metrics.dry_run_counter(name)
-        });
-        let sales = config
-            .sales
-            .iter()
-            .map(|s| SaleGate::new(s, &config.secrets.edge, config.sold_out_hint));
+        let metrics = Arc::new(Metrics::new()?);
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);
         }
-        let admission = Admission::new(
-            ProductFilter::build(&config.catalog)?,
-            sales,
-            Login::new(&config.secrets.login),
-            blocklist,
-            rates,
-            CaptchaCheck::new(&config.captcha, &config.secrets.edge, &config.sales),
-        );
+        let checkout = Checkout::build(&config, store, single_use, metrics.clone())?;
         let static_files = StaticFiles::load(&config.static_dir)?;
         let mut origin = HttpPeer::new(config.origin.addr, false, String::new());
         origin.options.connection_timeout = Some(config.origin.connect_timeout);
@@ -145,22 +125,12 @@ impl Gateway {
         origin.options.idle_timeout = Some(std::time::Duration::from_secs(60));
         Ok(Gateway {
             config,
-            admission,
-            store,
-            single_use,
+            checkout,
             metrics,
             static_files,
             origin,
         })
     }
-}
-
-/// Now, in ms since the epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Run the gateway until the process is told to stop (SIGTERM: graceful; SIGINT: fast).
@@ -199,12 +169,18 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
     admin.add_tcp(&config.admin_listen.to_string());
     admin.threads = Some(1);
 
+    let settler = GenBackgroundService::new(
+        "flashgate settlement".to_string(),
+        Arc::new(settler::Settler::new(gateway.clone())),
+    );
+
     server.add_service(public);
     server.add_service(admin);
+    server.add_service(settler);
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,
-        store = gateway.store.kind(),
+        store = gateway.checkout.store().kind(),
         "flashgate running"
     );
     server.run_forever()

@@ -1,16 +1,17 @@
-//! The `ProxyHttp` phases of the public listener.
+//! The `ProxyHttp` phases of the public listener. They move bytes; the checkout decides.
 //!
 //! `request_filter` answers everything the edge can answer by itself — the page, the button
-//! script, every reject — and, for a buy that passes admission, reserves a unit. Only then does
-//! the request go on to the origin: `upstream_request_filter` rewrites it into
-//! `POST origin.path` with the signed `X-Flashgate-*` headers (client-sent ones removed).
+//! script, a challenge — and hands a buy's facts (product, path token, login token, client IP,
+//! captcha) to `Checkout::buy`, which answers it or reserves a unit. Only a reserved winner goes
+//! on to the origin: `upstream_request_filter` rewrites it into `POST origin.path` with the
+//! signed `X-Flashgate-*` headers (client-sent ones removed). How the forward ended — the
+//! origin's status, or a failure after or before any attempt reached it — goes back to
+//! `Checkout::settle`, which keeps, returns or defers the unit by the origin contract.
 //!
-//! If the origin cannot be reached (the connection never opened), the unit is released and the
-//! client gets `503 origin_unavailable`. If the connection opened and then failed, the origin
-//! may already hold the order, so the reservation is kept — releasing it could sell the unit
-//! twice — and the client still gets 503; the order backend's ledger consumer and payment
-//! timeout settle that unit. A failure on a reused keepalive connection is retried on a fresh
-//! one (the forwarded request is idempotent by reservation id).
+//! "Reached" is sticky across retries: once any attempt connected (a fresh connection or a
+//! reused keep-alive one, where the request may have been delivered), a later attempt that
+//! cannot connect does not make the forward unreached. A failure on a reused keep-alive
+//! connection is retried on a fresh one (the forward is idempotent by reservation id).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -25,20 +26,35 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use super::routes::{classify, Route as Path};
-use super::{button, challenge, now_ms, respond, static_files, Gateway};
-use crate::admission::{client_ip, login, BuyRequest, Outcome};
+use super::{button, challenge, respond, static_files, Gateway};
+use crate::admission::{client_ip, login, BuyRequest, Outcome, Reject};
+use crate::checkout::{Decision, Forwarded};
+use crate::clock::now_ms;
 use crate::metrics::Route;
 use crate::signing::origin_signature;
-use crate::stock::{Reservation, Reserve};
+use crate::stock::Reservation;
 
 /// Per-request state.
 pub struct Ctx {
     route: Route,
     outcome: Outcome,
+    /// The unit of a forwarded winner, until its forward is settled.
     reservation: Option<Reservation>,
     client_ip: IpAddr,
-    connected: bool,
+    /// Whether any attempt of the forward reached the origin. Never reset by a retry.
+    reached: bool,
     forwarded_at: Option<Instant>,
+}
+
+impl Ctx {
+    /// How the forward ended when it failed without an answer.
+    fn failed(&self) -> Forwarded {
+        if self.reached {
+            Forwarded::Failed
+        } else {
+            Forwarded::Unreached
+        }
+    }
 }
 
 /// The public listener's proxy logic.
@@ -94,10 +110,10 @@ impl Edge {
         product: u64,
     ) -> Result<bool> {
         ctx.route = Route::Button;
-        let Some(gate) = self.gw.admission.sale(product) else {
+        let Some(sale) = self.gw.checkout.sale(product) else {
             return self.answer(session, ctx, Outcome::UnknownProduct).await;
         };
-        let script = button::render(gate, now_ms());
+        let script = button::render(&sale.gate, now_ms());
         ctx.outcome = Outcome::Served;
         let headers = [
             ("content-type", "application/javascript; charset=utf-8"),
@@ -115,37 +131,30 @@ impl Edge {
         query: Option<&str>,
     ) -> Result<bool> {
         ctx.route = Route::Challenge;
-        let now = now_ms();
-        let Some(sale) = challenge::product_param(query).and_then(|p| self.gw.admission.sale(p))
-        else {
-            return self.answer(session, ctx, Outcome::UnknownProduct).await;
-        };
-        if now >= sale.ends_ms() {
-            return self.answer(session, ctx, Outcome::Ended).await;
-        }
         let headers = &session.req_header().headers;
-        let uid = login::token_from(
+        let login_token = login::token_from(
             headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
             headers.get(COOKIE).map(|v| v.as_bytes()),
-        )
-        .and_then(|t| self.gw.admission.login().verify(t));
-        let Some(uid) = uid else {
-            return self.answer(session, ctx, Outcome::LoginRequired).await;
-        };
-        let Some(issued) = self.gw.admission.captcha().issue(&uid, sale.product, now) else {
-            return self.answer(session, ctx, Outcome::NotFound).await;
+        );
+        let issued =
+            self.gw
+                .checkout
+                .challenge(challenge::product_param(query), login_token, now_ms());
+        let (issued, product) = match issued {
+            Ok(issued) => issued,
+            Err(outcome) => return self.answer(session, ctx, outcome).await,
         };
         ctx.outcome = Outcome::Served;
         let headers = [
             ("content-type", "application/json"),
             ("cache-control", "no-store"),
         ];
-        let body = challenge::body(&issued, sale.product);
+        let body = challenge::body(&issued, product);
         respond::write(session, 200, &headers, &[], Bytes::from(body)).await?;
         Ok(true)
     }
 
-    /// The buy path: admission, then one store call. Ok(false) means "forward to origin".
+    /// The buy path: the checkout decides. Ok(false) means "forward to origin".
     async fn buy(
         &self,
         session: &mut Session,
@@ -185,76 +194,21 @@ impl Edge {
                 .get("x-captcha")
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         };
-        let admitted = match self.gw.admission.check(&request) {
-            Ok(admitted) => admitted,
-            Err(reject) => {
-                if let Some(limited) = reject.rate {
-                    ctx.outcome = Outcome::RateLimited;
-                    respond::rate_limited(session, limited).await?;
-                    return Ok(true);
-                }
-                return self.answer(session, ctx, reject.outcome).await;
-            }
-        };
-        if let Some(pass) = &admitted.pass {
-            // The captcha's single use: a store call, made only once every local check passed.
-            let started = Instant::now();
-            let claimed = self
-                .gw
-                .single_use
-                .claim(pass.product, &pass.key, pass.expires_ms, now)
-                .await;
-            self.gw
-                .metrics
-                .store_captcha
-                .observe(started.elapsed().as_secs_f64());
-            match claimed {
-                Ok(true) => {}
-                Ok(false) => return self.answer(session, ctx, Outcome::CaptchaRequired).await,
-                Err(e) => {
-                    tracing::warn!("captcha claim failed: {e}");
-                    return self.answer(session, ctx, Outcome::StoreUnavailable).await;
-                }
-            }
-        }
-        let started = Instant::now();
-        let reserved = self.gw.store.reserve(product, &admitted.uid).await;
-        self.gw
-            .metrics
-            .store_reserve
-            .observe(started.elapsed().as_secs_f64());
-        let outcome = match reserved {
-            Ok(Reserve::Won { reservation, .. }) => {
+        match self.gw.checkout.buy(&request).await {
+            Decision::Forward(reservation) => {
                 ctx.reservation = Some(reservation);
                 ctx.outcome = Outcome::Won;
-                return Ok(false);
+                Ok(false)
             }
-            Ok(Reserve::SoldOut) => {
-                admitted.sale.mark_sold_out(now);
-                Outcome::SoldOut
+            Decision::Answer(Reject {
+                rate: Some(limited),
+                ..
+            }) => {
+                ctx.outcome = Outcome::RateLimited;
+                respond::rate_limited(session, limited).await?;
+                Ok(true)
             }
-            Ok(Reserve::Duplicate) => Outcome::Duplicate,
-            Ok(Reserve::UnknownSale) => Outcome::UnknownProduct,
-            Err(e) => {
-                tracing::warn!("reserve failed: {e}");
-                Outcome::StoreUnavailable
-            }
-        };
-        self.answer(session, ctx, outcome).await
-    }
-
-    async fn release(&self, reservation: &Reservation) {
-        let started = Instant::now();
-        let released = self.gw.store.release(reservation).await;
-        self.gw
-            .metrics
-            .store_release
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(e) = released {
-            tracing::error!(
-                reservation = %reservation.id,
-                "releasing a reservation after an origin failure failed: {e}"
-            );
+            Decision::Answer(reject) => self.answer(session, ctx, reject.outcome).await,
         }
     }
 }
@@ -276,7 +230,7 @@ impl ProxyHttp for Edge {
             outcome: Outcome::NotFound,
             reservation: None,
             client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            connected: false,
+            reached: false,
             forwarded_at: None,
         }
     }
@@ -301,8 +255,7 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Called again for every retry: a retried attempt has not reached the origin yet.
-        ctx.connected = false;
+        // Called again for every retry; `ctx.reached` keeps what earlier attempts did.
         if ctx.reservation.is_none() {
             // Only reserved winners are ever forwarded.
             return Err(Error::explain(
@@ -366,21 +319,33 @@ impl ProxyHttp for Edge {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.connected = true;
+        ctx.reached = true;
         Ok(())
     }
 
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut pingora::http::ResponseHeader,
+        upstream_response: &mut pingora::http::ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        if status < 200 {
+            return Ok(()); // informational: the answer is still to come
+        }
         if let Some(at) = ctx.forwarded_at.take() {
             self.gw
                 .metrics
                 .upstream_seconds
                 .observe(at.elapsed().as_secs_f64());
+        }
+        // The origin has spoken: settle before the buyer sees the answer, so a returned unit
+        // is back on sale by then.
+        if let Some(reservation) = ctx.reservation.take() {
+            self.gw
+                .checkout
+                .settle(reservation, Forwarded::Answered(status))
+                .await;
         }
         Ok(())
     }
@@ -417,15 +382,9 @@ impl ProxyHttp for Edge {
             };
         }
         if let Some(reservation) = ctx.reservation.take() {
-            if ctx.connected {
-                tracing::error!(
-                    reservation = %reservation.id, error = %e,
-                    "origin failed after the winner was sent; keeping the reservation for the order backend"
-                );
-            } else {
-                tracing::error!(reservation = %reservation.id, error = %e, "origin unreachable; releasing");
-                self.release(&reservation).await;
-            }
+            let forwarded = ctx.failed();
+            tracing::error!(reservation = %reservation.id, error = %e, ?forwarded, "forward failed");
+            self.gw.checkout.settle(reservation, forwarded).await;
         }
         ctx.outcome = Outcome::OriginUnavailable;
         // Pingora does not reuse a connection after a failed proxy; turning keepalive off makes
@@ -440,6 +399,12 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        // Every forward is settled by now; one that ended some other way (the client went away
+        // mid-proxy) settles by what it reached.
+        if let Some(reservation) = ctx.reservation.take() {
+            let forwarded = ctx.failed();
+            self.gw.checkout.settle(reservation, forwarded).await;
+        }
         self.gw.metrics.request(ctx.route, ctx.outcome);
     }
 }

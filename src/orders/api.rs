@@ -25,7 +25,6 @@ use super::db::{Payment, Refusal};
 use super::model::Source;
 use super::service::{now_ms, OrderError, Orders, Placed};
 use super::verify::{verify, Unverified, FRESH_MS};
-use crate::stock::StockStore;
 
 /// The router over `orders`.
 pub fn router(orders: Arc<Orders>) -> Router {

@@ -25,8 +25,8 @@ use redis::{AsyncCommands, RedisError};
 
 use super::model::Source;
 use super::service::Orders;
-use crate::stock::redis::SaleKeys;
 use crate::stock::Reservation;
+use crate::stock::SaleKeys;
 
 /// The consumer group every backend instance joins.
 pub const GROUP: &str = "flashgate-orders";

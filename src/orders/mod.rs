@@ -23,7 +23,8 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::stock::redis::{RedisStore, Target};
+use crate::stock::redis::sales::RedisSales;
+use crate::stock::redis::Target;
 use db::Db;
 use ledger::LedgerSettings;
 use metrics::OrderMetrics;
@@ -59,7 +60,7 @@ pub enum StartError {
 pub async fn open(settings: &Settings) -> Result<Orders, StartError> {
     Ok(Orders {
         db: Db::connect(&settings.database).await?,
-        stock: Arc::new(RedisStore::new(
+        stock: Arc::new(RedisSales::new(
             Target::Single(settings.redis.clone()),
             REDIS_TIMEOUT,
         )),

@@ -9,8 +9,7 @@ use std::fmt;
 
 use super::db::Db;
 use super::service::OrderError;
-use crate::stock::redis::RedisStore;
-use crate::stock::StockStore;
+use crate::stock::redis::sales::RedisSales;
 
 /// One sale's comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +60,7 @@ impl fmt::Display for SaleReport {
 }
 
 /// Compare every sale the database knows.
-pub async fn compare(db: &Db, redis: &RedisStore) -> Result<Vec<SaleReport>, OrderError> {
+pub async fn compare(db: &Db, redis: &RedisSales) -> Result<Vec<SaleReport>, OrderError> {
     let mut reports = Vec::new();
     for product in db.products().await? {
         let summary = db
@@ -76,7 +75,7 @@ pub async fn compare(db: &Db, redis: &RedisStore) -> Result<Vec<SaleReport>, Ord
         reports.push(SaleReport {
             product,
             expected_remaining: expected,
-            redis_remaining: redis.remaining(product).await?,
+            redis_remaining: redis.stock(product).await?.map(|s| s.remaining),
             only_in_redis: buyers.difference(&holders).cloned().collect(),
             only_in_db: holders.difference(&buyers).cloned().collect(),
         });
@@ -85,7 +84,7 @@ pub async fn compare(db: &Db, redis: &RedisStore) -> Result<Vec<SaleReport>, Ord
 }
 
 /// Rewrite Redis from the database for every inconsistent sale in `reports`.
-pub async fn fix(db: &Db, redis: &RedisStore, reports: &[SaleReport]) -> Result<usize, OrderError> {
+pub async fn fix(db: &Db, redis: &RedisSales, reports: &[SaleReport]) -> Result<usize, OrderError> {
     let mut fixed = 0;
     for report in reports.iter().filter(|r| !r.consistent()) {
         let holders = db.holders(report.product).await?;

@@ -18,7 +18,7 @@ use super::db::{Db, DbError, Insert, Payment, Refusal};
 use super::metrics::OrderMetrics;
 use super::model::{Order, Source};
 use crate::config::Secret;
-use crate::stock::redis::RedisStore;
+use crate::stock::redis::sales::RedisSales;
 use crate::stock::{Reservation, StoreError};
 
 /// Orders settled per sweep, at most.
@@ -65,7 +65,7 @@ pub struct Orders {
     /// The database.
     pub db: Db,
     /// Redis, for confirming and returning units.
-    pub stock: Arc<RedisStore>,
+    pub stock: Arc<RedisSales>,
     /// How long a buyer has to pay.
     pub payment_timeout: Duration,
     /// The edge's signing key.

@@ -1,170 +1,416 @@
 //! The embedded stock store: stock in this process, for a sale run on one machine. Each sale has
 //! its own small lock, held for a few hash-map operations and never across an `.await`, so sales
 //! never wait on each other and one sale behaves exactly like the Redis script: one reservation
-//! at a time, checks before the decrement. Nothing survives a restart; run several edges or need
-//! durability and use the Redis store.
+//! at a time, checks before the decrement.
+//!
+//! With `store.path` the store is durable: every change is appended to a [`Journal`] in that
+//! directory, in the order the changes happen (the record is queued while the sale's lock is
+//! held), and a reservation is answered only once its record is written — so a SIGKILL and a
+//! restart never sell a unit twice, and buyers are remembered. At start the journal is replayed
+//! and rewritten as a snapshot of what it holds (it stays as small as the sale). Without
+//! `store.path` nothing survives a restart, which `flashgate run` states loudly.
+//!
+//! Reservation ids are `{product}-{epoch}-{n}`: the epoch is taken anew at each start (the
+//! clock in ms, and above every epoch the journal has seen), so an id is never given twice, not
+//! even across restarts or after records lost with the machine (see the journal's fsync
+//! policies).
+//!
+//! Reservations held at start that the origin was never known to hold (neither kept nor
+//! released: the previous process died with their forward in flight) are
+//! [`StockStore::unsettled`]; the edge settles them by asking the origin.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::{Reservation, Reserve, SaleStock, StockStore, StoreError};
+use super::journal::{Appended, Fsync, Journal, Record};
+use super::{Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError};
+use crate::clock::now_ms;
 
-/// One entry of a sale's ledger.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// Reservation id.
-    pub reservation: String,
-    /// Buyer.
-    pub uid: String,
-    /// Product.
-    pub product: u64,
-    /// When, ms since the epoch.
-    pub at_ms: u64,
+/// The unit one user holds.
+#[derive(Debug, Clone)]
+struct Holder {
+    id: Box<str>,
+    at_ms: u64,
+    /// The origin is known to hold an order for it.
+    kept: bool,
 }
 
 struct SaleState {
+    /// Stock the sale was created with; `remaining + buyers` always equals it.
+    configured: u64,
     remaining: u64,
-    /// uid → reservation id the user holds.
-    buyers: HashMap<Box<str>, Box<str>>,
-    ledger: Vec<LedgerEntry>,
+    /// uid → the unit the user holds.
+    buyers: HashMap<Box<str>, Holder>,
+    /// Reservations made since the journal was last compacted (all of them without one).
+    reservations: u64,
 }
 
-/// Stock held in memory.
+impl SaleState {
+    fn new(stock: u64) -> Self {
+        SaleState {
+            configured: stock,
+            remaining: stock,
+            buyers: HashMap::new(),
+            reservations: 0,
+        }
+    }
+}
+
+/// Stock held in memory, journaled under `store.path` when one is given.
 pub struct MemoryStore {
     sales: HashMap<u64, Mutex<SaleState>>,
-    next_id: AtomicU64,
+    epoch: u64,
+    next: AtomicU64,
+    journal: Option<Journal>,
+    unsettled: Vec<Reservation>,
 }
 
 impl MemoryStore {
-    /// A store holding `(product, stock)` sales.
+    /// A store holding `(product, stock)` sales in memory only.
     pub fn new(sales: impl IntoIterator<Item = (u64, u64)>) -> Self {
-        let sales = sales
-            .into_iter()
-            .map(|(product, stock)| {
-                let state = SaleState {
-                    remaining: stock,
-                    buyers: HashMap::new(),
-                    ledger: Vec::new(),
-                };
-                (product, Mutex::new(state))
-            })
-            .collect();
         MemoryStore {
-            sales,
-            next_id: AtomicU64::new(1),
+            sales: sales
+                .into_iter()
+                .map(|(product, stock)| (product, Mutex::new(SaleState::new(stock))))
+                .collect(),
+            epoch: now_ms(),
+            next: AtomicU64::new(1),
+            journal: None,
+            unsettled: Vec::new(),
         }
     }
 
-    /// The ledger of `product`'s sale, oldest first.
-    pub fn ledger(&self, product: u64) -> Vec<LedgerEntry> {
-        self.sales
-            .get(&product)
-            .map(|s| s.lock().ledger.clone())
-            .unwrap_or_default()
+    /// A durable store journaled in `dir`: the sales the journal holds, with their buyers, plus
+    /// the `(product, stock)` sales it does not hold yet. A sale the journal holds keeps its
+    /// journaled stock even if the configuration now says otherwise (logged).
+    pub fn open(
+        sales: impl IntoIterator<Item = (u64, u64)>,
+        dir: &Path,
+        fsync: Fsync,
+    ) -> Result<Self, StoreError> {
+        // Lock before reading: a previous process (an upgrade's old one) may still be appending,
+        // and what it appends must be in the snapshot this start writes.
+        let lock = Journal::lock(dir)?;
+        let replayed = Replayed::fold(lock.replay()?)?;
+        let mut states = replayed.sales;
+        for (product, stock) in sales {
+            match states.entry(product) {
+                Entry::Occupied(kept) if kept.get().configured != stock => {
+                    tracing::warn!(
+                        product,
+                        configured = stock,
+                        journaled = kept.get().configured,
+                        "the journal holds this sale with another stock; keeping the journal's (remove store.path to start the sale over)"
+                    );
+                }
+                Entry::Occupied(_) => {}
+                Entry::Vacant(new) => {
+                    new.insert(SaleState::new(stock));
+                }
+            }
+        }
+        let epoch = now_ms().max(replayed.last_epoch + 1);
+        let mut snapshot = vec![Record::Start { epoch }];
+        let mut unsettled = Vec::new();
+        for (product, state) in &states {
+            snapshot.push(Record::Sale {
+                product: *product,
+                stock: state.configured,
+            });
+            for (uid, holder) in &state.buyers {
+                let id = holder.id.to_string();
+                snapshot.push(Record::Reserve {
+                    product: *product,
+                    id: id.clone(),
+                    uid: uid.to_string(),
+                    at_ms: holder.at_ms,
+                });
+                if holder.kept {
+                    snapshot.push(Record::Keep {
+                        product: *product,
+                        id,
+                    });
+                } else {
+                    unsettled.push(Reservation {
+                        id,
+                        product: *product,
+                        uid: uid.to_string(),
+                    });
+                }
+            }
+        }
+        let journal = lock.create(fsync, &snapshot)?;
+        Ok(MemoryStore {
+            sales: states
+                .into_iter()
+                .map(|(product, state)| (product, Mutex::new(state)))
+                .collect(),
+            epoch,
+            next: AtomicU64::new(1),
+            journal: Some(journal),
+            unsettled,
+        })
+    }
+
+    /// The journal's file, when the store is durable.
+    pub fn journal_path(&self) -> Option<&Path> {
+        self.journal.as_ref().map(Journal::path)
+    }
+
+    /// Queue `record` in the journal (call with the sale's lock held, so the journal's order is
+    /// the order of the changes).
+    fn record(&self, record: impl FnOnce() -> Record) -> Option<Appended> {
+        self.journal.as_ref().map(|j| j.append(&record()))
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// Wait for a queued journal record, if any.
+async fn written(appended: Option<Appended>) -> Result<(), StoreError> {
+    match appended {
+        Some(appended) => Ok(appended.await?),
+        None => Ok(()),
+    }
+}
+
+/// What a journal holds, folded into sale states.
+struct Replayed {
+    sales: HashMap<u64, SaleState>,
+    last_epoch: u64,
+}
+
+impl Replayed {
+    fn fold(records: Vec<Record>) -> Result<Replayed, StoreError> {
+        let mut sales: HashMap<u64, SaleState> = HashMap::new();
+        // reservation id → its buyer, for the records that name only the id.
+        let mut owner: HashMap<String, (u64, String)> = HashMap::new();
+        let mut last_epoch = 0;
+        let inconsistent = |what: String| StoreError::Protocol {
+            script: "the journal",
+            answer: what,
+        };
+        for record in records {
+            match record {
+                Record::Start { epoch } => last_epoch = last_epoch.max(epoch),
+                Record::Sale { product, stock } => {
+                    sales
+                        .entry(product)
+                        .or_insert_with(|| SaleState::new(stock));
+                }
+                Record::Reserve {
+                    product,
+                    id,
+                    uid,
+                    at_ms,
+                } => {
+                    let sale = sales.get_mut(&product).ok_or_else(|| {
+                        inconsistent(format!("reservation {id} of a sale it never created"))
+                    })?;
+                    if sale.remaining == 0 || sale.buyers.contains_key(uid.as_str()) {
+                        return Err(inconsistent(format!(
+                            "reservation {id} beyond the stock or for a user holding one"
+                        )));
+                    }
+                    sale.remaining -= 1;
+                    sale.reservations += 1;
+                    let holder = Holder {
+                        id: id.as_str().into(),
+                        at_ms,
+                        kept: false,
+                    };
+                    sale.buyers.insert(uid.as_str().into(), holder);
+                    owner.insert(id, (product, uid));
+                }
+                Record::Release { product, id } => {
+                    if let Some((p, uid)) = owner.remove(&id) {
+                        if let Some(sale) = sales.get_mut(&p).filter(|_| p == product) {
+                            sale.buyers.remove(uid.as_str());
+                            sale.remaining += 1;
+                        }
+                    }
+                }
+                Record::Keep { product, id } => {
+                    if let Some((_, uid)) = owner.get(&id) {
+                        if let Some(holder) = sales
+                            .get_mut(&product)
+                            .and_then(|s| s.buyers.get_mut(uid.as_str()))
+                        {
+                            holder.kept = true;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Replayed { sales, last_epoch })
+    }
 }
 
 #[async_trait]
 impl StockStore for MemoryStore {
-    async fn reserve(&self, product: u64, uid: &str) -> Result<Reserve, StoreError> {
-        let Some(sale) = self.sales.get(&product) else {
+    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
             return Ok(Reserve::UnknownSale);
         };
-        let mut state = sale.lock();
-        if state.buyers.contains_key(uid) {
-            return Ok(Reserve::Duplicate);
-        }
-        if state.remaining == 0 {
-            return Ok(Reserve::SoldOut);
-        }
-        state.remaining -= 1;
-        let id = format!("{product}-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        state.buyers.insert(uid.into(), id.as_str().into());
-        state.ledger.push(LedgerEntry {
-            reservation: id.clone(),
-            uid: uid.to_string(),
-            product,
-            at_ms: now_ms(),
-        });
-        Ok(Reserve::Won {
-            remaining: state.remaining,
-            reservation: Reservation {
-                id,
-                product,
+        let (reservation, remaining, appended) = {
+            let mut state = state.lock();
+            if state.buyers.contains_key(uid) {
+                return Ok(Reserve::Duplicate);
+            }
+            if state.remaining == 0 {
+                return Ok(Reserve::SoldOut);
+            }
+            state.remaining -= 1;
+            state.reservations += 1;
+            let n = self.next.fetch_add(1, Ordering::Relaxed);
+            let id = format!("{}-{}-{n}", sale.product, self.epoch);
+            let at_ms = now_ms();
+            let holder = Holder {
+                id: id.as_str().into(),
+                at_ms,
+                kept: false,
+            };
+            state.buyers.insert(uid.into(), holder);
+            let appended = self.record(|| Record::Reserve {
+                product: sale.product,
+                id: id.clone(),
                 uid: uid.to_string(),
-            },
+                at_ms,
+            });
+            let reservation = Reservation {
+                id,
+                product: sale.product,
+                uid: uid.to_string(),
+            };
+            (reservation, state.remaining, appended)
+        };
+        // Not answered before it is journaled: a unit sold is a unit the next start knows.
+        written(appended).await?;
+        Ok(Reserve::Won {
+            reservation,
+            remaining,
         })
     }
 
-    async fn release(&self, reservation: &Reservation) -> Result<bool, StoreError> {
-        let Some(sale) = self.sales.get(&reservation.product) else {
+    async fn release(
+        &self,
+        sale: &SaleKeys,
+        reservation: &Reservation,
+    ) -> Result<bool, StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
             return Ok(false);
         };
-        let mut state = sale.lock();
-        // Only the reservation the user still holds gives a unit back; a second release, or a
-        // stale one after the user bought again, finds nothing to return.
-        match state.buyers.get(reservation.uid.as_str()) {
-            Some(held) if **held == *reservation.id => {
-                state.buyers.remove(reservation.uid.as_str());
-                state.remaining += 1;
-                Ok(true)
+        let appended = {
+            let mut state = state.lock();
+            // Only the reservation the user still holds gives a unit back; a second release, or
+            // a stale one after the user bought again, finds nothing to return.
+            match state.buyers.get(reservation.uid.as_str()) {
+                Some(held) if *held.id == *reservation.id => {
+                    state.buyers.remove(reservation.uid.as_str());
+                    state.remaining += 1;
+                    self.record(|| Record::Release {
+                        product: sale.product,
+                        id: reservation.id.clone(),
+                    })
+                }
+                _ => return Ok(false),
             }
-            _ => Ok(false),
-        }
+        };
+        written(appended).await?;
+        Ok(true)
     }
 
-    async fn stock(&self, product: u64) -> Result<Option<SaleStock>, StoreError> {
-        Ok(self.sales.get(&product).map(|s| {
+    async fn keep(&self, sale: &SaleKeys, reservation: &Reservation) -> Result<(), StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
+            return Ok(());
+        };
+        let appended = {
+            let mut state = state.lock();
+            match state.buyers.get_mut(reservation.uid.as_str()) {
+                Some(held) if *held.id == *reservation.id && !held.kept => {
+                    held.kept = true;
+                    self.record(|| Record::Keep {
+                        product: sale.product,
+                        id: reservation.id.clone(),
+                    })
+                }
+                _ => None,
+            }
+        };
+        written(appended).await
+    }
+
+    async fn stock(&self, sale: &SaleKeys) -> Result<Option<SaleStock>, StoreError> {
+        Ok(self.sales.get(&sale.product).map(|s| {
             let s = s.lock();
             SaleStock {
                 remaining: s.remaining,
                 buyers: s.buyers.len() as u64,
-                ledger: s.ledger.len() as u64,
+                ledger: s.reservations,
             }
         }))
     }
 
+    fn settled_by(&self) -> SettledBy {
+        SettledBy::Edge
+    }
+
+    fn unsettled(&self) -> Vec<Reservation> {
+        self.unsettled.clone()
+    }
+
     fn kind(&self) -> &'static str {
-        "memory"
+        if self.journal.is_some() {
+            "memory (journaled)"
+        } else {
+            "memory"
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    async fn store(stock: u64) -> Arc<dyn StockStore> {
-        Arc::new(MemoryStore::new([(super::super::suite::PRODUCT, stock)]))
-    }
-
-    #[tokio::test]
-    async fn passes_the_behaviour_suite() {
-        super::super::suite::run_all(store).await;
-    }
-
-    #[tokio::test]
-    async fn ledger_records_every_win() {
-        let s = MemoryStore::new([(7, 3)]);
-        for uid in ["a", "b", "c", "d"] {
-            let _ = s.reserve(7, uid).await.unwrap();
+    fn won(answer: Reserve) -> Reservation {
+        match answer {
+            Reserve::Won { reservation, .. } => reservation,
+            other => panic!("expected a win, got {other:?}"),
         }
-        let ledger = s.ledger(7);
-        assert_eq!(ledger.len(), 3);
-        assert_eq!(
-            ledger.iter().map(|e| e.uid.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
+    }
+
+    #[tokio::test]
+    async fn ids_carry_the_product_and_a_start_epoch() {
+        let s = MemoryStore::new([(7, 3)]);
+        let sale = SaleKeys::of(7);
+        let a = won(s.reserve(&sale, "a").await.unwrap());
+        let b = won(s.reserve(&sale, "b").await.unwrap());
+        assert!(a.id.starts_with("7-"), "{}", a.id);
+        assert_ne!(a.id, b.id);
+        let later = MemoryStore::new([(7, 3)]);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let c = won(later.reserve(&sale, "a").await.unwrap());
+        assert_ne!(a.id, c.id, "a new store (a restart) never repeats an id");
+    }
+
+    #[tokio::test]
+    async fn kept_reservations_are_not_unsettled_and_stock_counts_reservations() {
+        let s = MemoryStore::new([(7, 3)]);
+        let sale = SaleKeys::of(7);
+        let a = won(s.reserve(&sale, "a").await.unwrap());
+        s.keep(&sale, &a).await.unwrap();
+        assert!(
+            s.release(&sale, &a).await.unwrap(),
+            "a kept unit can still be returned"
+        );
+        let stock = s.stock(&sale).await.unwrap().unwrap();
+        assert_eq!((stock.remaining, stock.buyers, stock.ledger), (3, 0, 1));
+        assert!(
+            s.unsettled().is_empty(),
+            "nothing unsettled without a journal"
         );
     }
 }

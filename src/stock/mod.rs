@@ -4,25 +4,34 @@
 //! Checks come before the decrement, never after, so stock never goes below zero even for an
 //! instant. [`StockStore::release`] gives a unit back exactly once however often it is called.
 //!
-//! Implementations: [`memory::MemoryStore`] (embedded, one machine) and [`redis::RedisStore`]
-//! (Redis or Redis Cluster, shared by many edges). Every implementation must pass [`suite`], the
-//! one behaviour suite.
+//! Implementations: [`memory::MemoryStore`] (embedded, one machine, durable with a
+//! [`journal`] under `store.path`) and [`redis::RedisStore`] (Redis or Redis Cluster, shared by
+//! many edges). Every implementation passes the one behaviour suite (`tests/common/suite.rs`).
 //!
-//! [`single_use::SingleUse`], a small trait of its own, remembers which captchas were used; the
-//! memory set and the Redis store implement it.
+//! A forward whose outcome the edge cannot know (the origin was reached, then failed) is settled
+//! differently per store, as [`StockStore::settled_by`] says: on Redis by the order backend's
+//! ledger consumer, on the embedded store by the edge asking the origin (`checkout::settle`).
+//!
+//! [`keys::SaleKeys`] names a sale's state in a store; [`single_use::SingleUse`], a small trait
+//! of its own, remembers which captchas were used.
 
 pub mod breaker;
+pub mod journal;
+pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod single_use;
-pub mod suite;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use keys::SaleKeys;
 
 /// One unit held for one user.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Reservation {
-    /// Unique id of the reservation (unique per store, across sales).
+    /// Unique id of the reservation: never given twice by a store, across sales and restarts.
     pub id: String,
     /// The product.
     pub product: u64,
@@ -52,11 +61,31 @@ pub enum Reserve {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store did not answer in time.
-    #[error("stock store timed out")]
-    Timeout,
-    /// The store is unreachable or failing.
-    #[error("stock store unavailable: {0}")]
-    Unavailable(String),
+    #[error("stock store timed out after {0:?}")]
+    Timeout(Duration),
+    /// Redis answered with an error, or the connection failed.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// Redis failed repeatedly; calls fail at once until the breaker lets one through.
+    #[error("redis circuit open after repeated failures")]
+    CircuitOpen,
+    /// A script answered something it never answers.
+    #[error("{script} answered {answer}")]
+    Protocol {
+        /// The script.
+        script: &'static str,
+        /// What it answered.
+        answer: String,
+    },
+    /// The embedded single-use set holds `capacity` live captchas and refuses to forget one.
+    #[error("captcha single-use set is full ({capacity} keys); raise captcha.single_use_capacity")]
+    SingleUseFull {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// The embedded store's journal cannot record the change.
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
 }
 
 /// A sale's state as the store holds it.
@@ -70,22 +99,46 @@ pub struct SaleStock {
     pub ledger: u64,
 }
 
+/// Who settles a reservation whose forward reached the origin and then failed (see
+/// `checkout::contract`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettledBy {
+    /// The order backend's ledger consumer makes its order or its payment timeout returns it.
+    Ledger,
+    /// The edge asks the origin and keeps or returns the unit by the answer.
+    Edge,
+}
+
 /// Where stock lives.
 #[async_trait]
 pub trait StockStore: Send + Sync + 'static {
-    /// Take one unit of `product`'s sale for `uid`, atomically.
-    async fn reserve(&self, product: u64, uid: &str) -> Result<Reserve, StoreError>;
+    /// Take one unit of `sale` for `uid`, atomically.
+    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError>;
 
     /// Give the unit of `reservation` back. Returns whether a unit was returned: true the first
-    /// time, false on every later call with the same reservation.
-    async fn release(&self, reservation: &Reservation) -> Result<bool, StoreError>;
+    /// time, false on every later call with the same reservation, and false when the store
+    /// knows an order holds it (Redis: confirmed by the order backend).
+    async fn release(&self, sale: &SaleKeys, reservation: &Reservation)
+        -> Result<bool, StoreError>;
+
+    /// Record that the origin holds an order for `reservation`: nothing is left to settle.
+    async fn keep(&self, sale: &SaleKeys, reservation: &Reservation) -> Result<(), StoreError>;
 
     /// The sale's state, or None if the store has no such sale.
-    async fn stock(&self, product: u64) -> Result<Option<SaleStock>, StoreError>;
+    async fn stock(&self, sale: &SaleKeys) -> Result<Option<SaleStock>, StoreError>;
 
     /// Units left, or None if the store has no such sale.
-    async fn remaining(&self, product: u64) -> Result<Option<u64>, StoreError> {
-        Ok(self.stock(product).await?.map(|s| s.remaining))
+    async fn remaining(&self, sale: &SaleKeys) -> Result<Option<u64>, StoreError> {
+        Ok(self.stock(sale).await?.map(|s| s.remaining))
+    }
+
+    /// Who settles forwards whose outcome the edge cannot know.
+    fn settled_by(&self) -> SettledBy;
+
+    /// Reservations a previous run left unsettled: held, and neither kept nor released. The
+    /// edge settles them as it settles an ambiguous forward.
+    fn unsettled(&self) -> Vec<Reservation> {
+        Vec::new()
     }
 
     /// A short name for logs and `check`.

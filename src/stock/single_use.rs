@@ -4,28 +4,27 @@
 //!
 //! - [`MemorySingleUse`], for the embedded store: a bounded set in this process. Keys are
 //!   forgotten in the order they were claimed once expired. When the set holds `capacity` keys
-//!   that have not expired it refuses new claims with [`StoreError::Unavailable`] (the buyer
+//!   that have not expired it refuses new claims with [`StoreError::SingleUseFull`] (the buyer
 //!   gets `503 store_unavailable` and retries) rather than forget a live key, which would let
 //!   it be used again.
 //! - The Redis store (`stock::redis`): `SET flashgate:{product}:pass:{key} 1 NX PX <ttl>`, one
 //!   round trip, so a key used on one edge is used on all of them.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::StoreError;
+use super::{SaleKeys, StoreError};
 
 /// Remembers which captchas were used.
 #[async_trait]
 pub trait SingleUse: Send + Sync + 'static {
-    /// Mark `key` of `product`'s sale used until `expires_ms`. True the first time; false if it
+    /// Mark `key` of `sale` used until `expires_ms`. True the first time; false if it
     /// was used before and has not expired.
     async fn claim(
         &self,
-        product: u64,
+        sale: &SaleKeys,
         key: &str,
         expires_ms: u64,
         now_ms: u64,
@@ -88,10 +87,9 @@ impl MemorySingleUse {
             return Ok(false);
         }
         if inner.live.len() >= self.capacity {
-            return Err(StoreError::Unavailable(format!(
-                "captcha single-use set is full ({} keys); raise captcha.single_use_capacity",
-                self.capacity
-            )));
+            return Err(StoreError::SingleUseFull {
+                capacity: self.capacity,
+            });
         }
         inner
             .order
@@ -105,56 +103,18 @@ impl MemorySingleUse {
 impl SingleUse for MemorySingleUse {
     async fn claim(
         &self,
-        product: u64,
+        sale: &SaleKeys,
         key: &str,
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.claim_now(product, key, expires_ms, now_ms)
+        self.claim_now(sale.product, key, expires_ms, now_ms)
     }
-}
-
-/// The behaviour every [`SingleUse`] must show (run on the memory set here and on Redis in the
-/// integration tests). `now_ms` should be the real clock for stores that keep their own time.
-/// Failures panic with what was seen, as tests expect.
-pub async fn suite(store: Arc<dyn SingleUse>, now_ms: u64) {
-    let exp = now_ms + 60_000;
-    assert!(store.claim(42, "p:a", exp, now_ms).await.expect("answers"));
-    assert!(
-        !store.claim(42, "p:a", exp, now_ms).await.expect("answers"),
-        "second use"
-    );
-    assert!(
-        store.claim(43, "p:a", exp, now_ms).await.expect("answers"),
-        "the same key in another sale"
-    );
-    assert!(
-        store.claim(42, "t:a", exp, now_ms).await.expect("answers"),
-        "another key"
-    );
-    let claims: Vec<_> = (0..16)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move { store.claim(42, "p:race", exp, now_ms).await })
-        })
-        .collect();
-    let mut wins = 0;
-    for c in claims {
-        if c.await.expect("task finishes").expect("answers") {
-            wins += 1;
-        }
-    }
-    assert_eq!(wins, 1, "one of 16 concurrent claims of a key wins");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn passes_the_suite() {
-        suite(Arc::new(MemorySingleUse::new(100)), 1_000).await;
-    }
 
     #[test]
     fn expired_keys_are_forgotten_and_live_ones_never() {
@@ -164,7 +124,10 @@ mod tests {
         assert!(matches!(claim("b", 2_000, 0), Ok(true)));
         assert!(matches!(claim("a", 1_000, 500), Ok(false)), "used and live");
         assert!(
-            matches!(claim("c", 3_000, 500), Err(StoreError::Unavailable(_))),
+            matches!(
+                claim("c", 3_000, 500),
+                Err(StoreError::SingleUseFull { capacity: 2 })
+            ),
             "full of live keys: refuse rather than forget one"
         );
         assert_eq!(set.len(), 2);

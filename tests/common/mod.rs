@@ -3,8 +3,10 @@
 //! normalise.
 #![allow(dead_code)]
 
+pub mod fault_origin;
 pub mod orders_server;
 pub mod redis_server;
+pub mod suite;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -140,17 +142,7 @@ impl Edge {
     pub async fn start(yaml: &str, dir: tempfile::TempDir, listen: u16, admin: u16) -> Edge {
         let config = dir.path().join("flashgate.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let log = std::fs::File::create(dir.path().join("edge.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_flashgate"))
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
-            .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start flashgate");
+        let child = Self::spawn(dir.path());
         let mut edge = Edge {
             child,
             dir,
@@ -159,6 +151,36 @@ impl Edge {
         };
         edge.wait_ready().await;
         edge
+    }
+
+    fn spawn(dir: &Path) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("edge.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_flashgate"))
+            .args(["run", "--config"])
+            .arg(dir.join("flashgate.yaml"))
+            .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
+            .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start flashgate")
+    }
+
+    /// SIGKILL the edge (no shutdown of any kind).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Start the edge again with the same configuration and ports (after [`Edge::kill`]).
+    pub async fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path());
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
@@ -287,6 +309,12 @@ pub async fn edge(setup: Setup<'_>) -> Edge {
 
 /// Start an edge for `setup` with `extra` top-level YAML (e.g. a `captcha:` section).
 pub async fn edge_with(setup: Setup<'_>, extra: &str) -> Edge {
+    edge_full(setup, "", extra).await
+}
+
+/// Start an edge for `setup` with more `origin:` keys (`origin_keys`, e.g. `timeout: 1s`) and
+/// `extra` top-level YAML.
+pub async fn edge_full(setup: Setup<'_>, origin_keys: &str, extra: &str) -> Edge {
     let dir = tempfile::tempdir().unwrap();
     let blocklist = dir.path().join("blocklist.txt");
     std::fs::write(&blocklist, setup.blocklist).unwrap();
@@ -297,7 +325,7 @@ pub async fn edge_with(setup: Setup<'_>, extra: &str) -> Edge {
          threads: 2\n\
          secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
          trusted_proxies: {trusted}\n\
-         origin: {{ url: http://{origin}, path: /orders, connect_timeout: 500ms }}\n\
+         origin: {{ url: http://{origin}, path: /orders, connect_timeout: 500ms{origin_extra} }}\n\
          store: {store}\n\
          static_dir: {static_dir}\n\
          catalog: {{ products: [1-1000] }}\n\
@@ -308,6 +336,11 @@ pub async fn edge_with(setup: Setup<'_>, extra: &str) -> Edge {
         trusted = setup.trusted,
         store = setup.store,
         origin = setup.origin,
+        origin_extra = if origin_keys.is_empty() {
+            String::new()
+        } else {
+            format!(", {origin_keys}")
+        },
         static_dir = static_dir().display(),
         sales = setup.sales,
         limits = setup.limits,

@@ -174,3 +174,52 @@ impl RedisCluster {
         }
     }
 }
+
+/// The edge's Redis store and the sale seeder over one target, addressed by product id as the
+/// tests like it.
+pub struct SaleStore {
+    pub store: flashgate::stock::redis::RedisStore,
+    pub sales: flashgate::stock::redis::sales::RedisSales,
+}
+
+impl SaleStore {
+    pub fn new(target: flashgate::stock::redis::Target, timeout: std::time::Duration) -> Self {
+        SaleStore {
+            store: flashgate::stock::redis::RedisStore::new(target.clone(), timeout),
+            sales: flashgate::stock::redis::sales::RedisSales::new(target, timeout),
+        }
+    }
+
+    pub async fn load(
+        &self,
+        product: u64,
+        units: u64,
+        force: bool,
+    ) -> Result<flashgate::stock::redis::sales::Load, flashgate::stock::StoreError> {
+        use flashgate::stock::SaleKeys;
+        self.sales.load(&SaleKeys::of(product), units, force).await
+    }
+
+    pub async fn reserve(
+        &self,
+        product: u64,
+        uid: &str,
+    ) -> Result<flashgate::stock::Reserve, flashgate::stock::StoreError> {
+        use flashgate::stock::{SaleKeys, StockStore};
+        self.store.reserve(&SaleKeys::of(product), uid).await
+    }
+
+    pub async fn remaining(
+        &self,
+        product: u64,
+    ) -> Result<Option<u64>, flashgate::stock::StoreError> {
+        Ok(self.stock(product).await?.map(|s| s.remaining))
+    }
+
+    pub async fn stock(
+        &self,
+        product: u64,
+    ) -> Result<Option<flashgate::stock::SaleStock>, flashgate::stock::StoreError> {
+        self.sales.stock(product).await
+    }
+}

@@ -2,27 +2,60 @@
 //! one wrong refused.
 
 use super::*;
-use crate::config::Timestamp;
 use crate::signing::pass_token;
-use std::time::{Duration, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::Duration;
 
 const NOW: u64 = 1_800_000_000_000;
-
-fn sale(product: u64, captcha: Captcha) -> Sale {
-    Sale {
-        product,
-        stock: 10,
-        starts_at: Timestamp(UNIX_EPOCH),
-        ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(4_000_000_000)),
-        captcha,
-    }
-}
 
 fn token_key() -> Secret {
     Secret::new(b"token-secret-token-secret-token-secret!!".to_vec())
 }
 
-fn check() -> CaptchaCheck {
+/// The check with four sales: 1 asks for nothing, 2 and 4 for proof of work, 3 for a pass.
+struct Fixture {
+    check: CaptchaCheck,
+    sales: HashMap<u64, SaleCaptcha>,
+}
+
+impl Fixture {
+    fn new(settings: &CaptchaSettings, edge: &Secret, sales: &[(u64, Captcha)]) -> Self {
+        Fixture {
+            check: CaptchaCheck::new(settings, edge),
+            sales: sales
+                .iter()
+                .map(|(p, mode)| (*p, SaleCaptcha::new(*mode, settings)))
+                .collect(),
+        }
+    }
+
+    fn check(
+        &self,
+        uid: &str,
+        product: u64,
+        header: Option<&str>,
+        now: u64,
+    ) -> Result<Option<Pass>, Refused> {
+        self.check
+            .check(&self.sales[&product], uid, product, header, now)
+    }
+
+    fn issue(&self, uid: &str, product: u64, now: u64) -> Option<Challenge> {
+        self.check.issue(&self.sales[&product], uid, product, now)
+    }
+
+    fn difficulty(&self, product: u64, now: u64) -> Option<u8> {
+        self.sales[&product].difficulty(now)
+    }
+
+    fn difficulties(&self, now: u64) -> impl Iterator<Item = (u64, u8)> + '_ {
+        self.sales
+            .iter()
+            .filter_map(move |(p, s)| Some((*p, s.difficulty(now)?)))
+    }
+}
+
+fn check() -> Fixture {
     let settings = CaptchaSettings {
         difficulty: 8,
         max_difficulty: 12,
@@ -32,12 +65,12 @@ fn check() -> CaptchaCheck {
         single_use_capacity: 100,
     };
     let sales = [
-        sale(1, Captcha::None),
-        sale(2, Captcha::Pow),
-        sale(3, Captcha::Token),
-        sale(4, Captcha::Pow),
+        (1, Captcha::None),
+        (2, Captcha::Pow),
+        (3, Captcha::Token),
+        (4, Captcha::Pow),
     ];
-    CaptchaCheck::new(&settings, &Secret::new(vec![9u8; 32]), &sales)
+    Fixture::new(&settings, &Secret::new(vec![9u8; 32]), &sales)
 }
 
 fn solved(c: &Challenge) -> String {
@@ -131,11 +164,7 @@ fn a_challenge_from_another_edge_secret_is_refused() {
         difficulty: 8,
         ..CaptchaSettings::default()
     };
-    let foreign = CaptchaCheck::new(
-        &settings,
-        &Secret::new(vec![1u8; 32]),
-        &[sale(2, Captcha::Pow)],
-    );
+    let foreign = Fixture::new(&settings, &Secret::new(vec![1u8; 32]), &[(2, Captcha::Pow)]);
     let ch = foreign.issue("alice", 2, NOW).unwrap();
     assert_eq!(c.check("alice", 2, Some(&solved(&ch)), NOW), Err(Refused));
 }

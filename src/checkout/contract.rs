@@ -1,0 +1,80 @@
+//! The origin contract: what the edge does with a reserved unit once its forward is over. It is
+//! the promise between the edge and every origin, written down in the README and followed by
+//! `flashgate-orders`:
+//!
+//! | what the forward came to | the origin's meaning | the unit |
+//! |---|---|---|
+//! | no attempt reached the origin (every connect failed) | no order | returned now |
+//! | a `2xx` answer | order made | kept (the origin owns it: its payment timeout returns it) |
+//! | a `4xx` answer | no order, and none will be made from this request | returned now |
+//! | a `5xx` (or other) answer, or an attempt that connected and then failed or timed out | unknown | settled later |
+//!
+//! Once any attempt of a forward reached the origin the edge never frees that unit by itself:
+//! the origin may hold its order. An unknown outcome is settled by whoever can know
+//! (`stock::SettledBy`): on Redis the order backend's ledger consumer makes the order or its
+//! payment timeout returns the unit; on the embedded store the edge waits until the forward's
+//! signature can no longer be accepted (`origin.settle_after`) and then asks the origin
+//! `GET {origin.path}/{reservation}`: `200` keeps the unit, `404` returns it, anything else is
+//! asked again later.
+
+/// How a forward ended, as far as the edge saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// No attempt reached the origin: every connection attempt failed.
+    Unreached,
+    /// The origin answered with this status.
+    Answered(u16),
+    /// An attempt reached the origin and then failed: closed, reset or timed out.
+    Failed,
+}
+
+/// What becomes of the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// The origin holds an order: the unit stays sold.
+    Keep,
+    /// The origin holds no order: the unit goes back on sale now.
+    Return,
+    /// Nobody knows yet: leave the unit held until the origin can tell.
+    Ask,
+}
+
+/// The contract itself.
+pub fn settlement(forwarded: Forwarded) -> Settlement {
+    match forwarded {
+        Forwarded::Unreached => Settlement::Return,
+        Forwarded::Answered(200..=299) => Settlement::Keep,
+        Forwarded::Answered(400..=499) => Settlement::Return,
+        Forwarded::Answered(_) | Forwarded::Failed => Settlement::Ask,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_of_the_contract() {
+        use Forwarded::*;
+        use Settlement::*;
+        let rows = [
+            (Unreached, Return),
+            (Answered(200), Keep),
+            (Answered(201), Keep),
+            (Answered(299), Keep),
+            (Answered(400), Return),
+            (Answered(401), Return),
+            (Answered(409), Return),
+            (Answered(429), Return),
+            (Answered(499), Return),
+            (Answered(500), Ask),
+            (Answered(502), Ask),
+            (Answered(503), Ask),
+            (Answered(302), Ask),
+            (Failed, Ask),
+        ];
+        for (forwarded, expected) in rows {
+            assert_eq!(settlement(forwarded), expected, "{forwarded:?}");
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The checkout: the one owner of a buy's whole life, between the edge (which only moves bytes)
+//! and admission and stock (which know nothing of HTTP). A unit's fate is decided here and
+//! nowhere else.
+//!
+//! ```text
+//! edge: facts from the headers ──► Checkout::buy(facts)
+//!     product known? (catalog Bloom filter, then the one Sale lookup)
+//!     admission (window, path token, login, blocklist, limits, captcha, sold-out hint)
+//!     claim the captcha (captcha sales only) ─► reserve(sale, uid)
+//!     ──► Decision::Forward(reservation) | Decision::Answer(reject)
+//! edge: forward the winner, signed ──► Checkout::settle(reservation, how the forward ended)
+//!     keep │ return │ defer (ledger consumer on Redis; ask the origin on the embedded store)
+//! ```
+//!
+//! - [`sale`]: one [`Sale`] per product holds everything a request for it needs.
+//! - [`contract`]: the origin contract — which forward outcomes keep, return or defer a unit.
+//! - [`settle`]: applying it, and the embedded store's settlement by asking the origin.
+//!
+//! Every branch is tested without a socket (`tests.rs`): a fake origin lookup answers the
+//! settlement questions.
+
+pub mod contract;
+pub mod sale;
+pub mod settle;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::admission::blocklist::Blocklist;
+use crate::admission::captcha::{CaptchaCheck, Challenge};
+use crate::admission::catalog::{CatalogError, ProductFilter};
+use crate::admission::login::Login;
+use crate::admission::rate::RateLimiter;
+use crate::admission::{Admission, BuyRequest, Outcome, Reject};
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::stock::single_use::SingleUse;
+use crate::stock::{Reservation, Reserve, StockStore};
+
+pub use contract::Forwarded;
+pub use sale::Sale;
+pub use settle::{LookupError, OriginLookup};
+
+/// What the checkout decided about a buy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// A unit is reserved: forward the buyer to the origin, then [`Checkout::settle`].
+    Forward(Reservation),
+    /// Answer at the edge.
+    Answer(Reject),
+}
+
+impl From<Outcome> for Decision {
+    fn from(outcome: Outcome) -> Self {
+        Decision::Answer(outcome.into())
+    }
+}
+
+/// Why the checkout could not be assembled from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The blocklist file is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The catalog filter could not be built.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// Sales, checks and stock: everything a buy needs.
+pub struct Checkout {
+    products: ProductFilter,
+    sales: HashMap<u64, Sale>,
+    admission: Admission,
+    store: Arc<dyn StockStore>,
+    single_use: Arc<dyn SingleUse>,
+    metrics: Arc<Metrics>,
+    settle_after: Duration,
+    pending: settle::Pending,
+}
+
+impl Checkout {
+    /// Assemble the checkout of `config` over `store` and `single_use`. Reservations the store
+    /// holds unsettled from a previous run are queued to be asked about.
+    pub fn build(
+        config: &Config,
+        store: Arc<dyn StockStore>,
+        single_use: Arc<dyn SingleUse>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, BuildError> {
+        let blocklist = match &config.blocklist_file {
+            Some(path) => Blocklist::load(path)?,
+            None => Blocklist::default(),
+        };
+        let rates = RateLimiter::new(&config.limits, &config.allowlist_uids, |name| {
+            metrics.dry_run_counter(name)
+        });
+        let sales = config
+            .sales
+            .iter()
+            .map(|s| {
+                let sale = Sale::new(
+                    s,
+                    &config.secrets.edge,
+                    config.sold_out_hint,
+                    &config.captcha,
+                );
+                (s.product, sale)
+            })
+            .collect();
+        let admission = Admission::new(
+            Login::new(&config.secrets.login),
+            blocklist,
+            rates,
+            CaptchaCheck::new(&config.captcha, &config.secrets.edge),
+        );
+        let checkout = Checkout {
+            products: ProductFilter::build(&config.catalog)?,
+            sales,
+            admission,
+            store,
+            single_use,
+            metrics,
+            settle_after: config.origin.settle_after,
+            pending: settle::Pending::default(),
+        };
+        for reservation in checkout.store.unsettled() {
+            tracing::warn!(
+                reservation = %reservation.id,
+                "left unsettled by the previous run; asking the origin once settle_after has passed"
+            );
+            checkout.defer(reservation, 0);
+        }
+        Ok(checkout)
+    }
+
+    /// The sale of `product`, if the product is in the catalog and on sale here.
+    pub fn sale(&self, product: u64) -> Option<&Sale> {
+        if !self.products.may_contain(product) {
+            return None;
+        }
+        self.sales.get(&product)
+    }
+
+    /// Every sale.
+    pub fn sales(&self) -> impl Iterator<Item = &Sale> {
+        self.sales.values()
+    }
+
+    /// The checks that do not belong to one sale.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The catalog filter.
+    pub fn products(&self) -> &ProductFilter {
+        &self.products
+    }
+
+    /// Where stock lives.
+    pub fn store(&self) -> &Arc<dyn StockStore> {
+        &self.store
+    }
+
+    /// Decide a buy: answer it at the edge, or reserve a unit and forward it.
+    pub async fn buy(&self, request: &BuyRequest<'_>) -> Decision {
+        let Some(sale) = self.sale(request.product) else {
+            return Outcome::UnknownProduct.into();
+        };
+        let admitted = match self.admission.check(&sale.gate, &sale.captcha, request) {
+            Ok(admitted) => admitted,
+            Err(reject) => return Decision::Answer(reject),
+        };
+        if let Some(pass) = &admitted.pass {
+            // The captcha's single use: a store call, made only once every local check passed.
+            let started = Instant::now();
+            let claimed = self
+                .single_use
+                .claim(&sale.keys, &pass.key, pass.expires_ms, request.now_ms)
+                .await;
+            self.metrics
+                .store_captcha
+                .observe(started.elapsed().as_secs_f64());
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => return Outcome::CaptchaRequired.into(),
+                Err(e) => {
+                    tracing::warn!("captcha claim failed: {e}");
+                    return Outcome::StoreUnavailable.into();
+                }
+            }
+        }
+        let started = Instant::now();
+        let reserved = self.store.reserve(&sale.keys, &admitted.uid).await;
+        self.metrics
+            .store_reserve
+            .observe(started.elapsed().as_secs_f64());
+        match reserved {
+            Ok(Reserve::Won { reservation, .. }) => Decision::Forward(reservation),
+            Ok(Reserve::SoldOut) => {
+                sale.gate.mark_sold_out(request.now_ms);
+                Outcome::SoldOut.into()
+            }
+            Ok(Reserve::Duplicate) => Outcome::Duplicate.into(),
+            Ok(Reserve::UnknownSale) => Outcome::UnknownProduct.into(),
+            Err(e) => {
+                tracing::warn!("reserve failed: {e}");
+                Outcome::StoreUnavailable.into()
+            }
+        }
+    }
+
+    /// A proof-of-work challenge for the holder of `login_token` on `product`'s sale.
+    pub fn challenge(
+        &self,
+        product: Option<u64>,
+        login_token: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Challenge, u64), Outcome> {
+        let sale = product
+            .and_then(|p| self.sale(p))
+            .ok_or(Outcome::UnknownProduct)?;
+        if now_ms >= sale.gate.ends_ms() {
+            return Err(Outcome::Ended);
+        }
+        let uid = login_token
+            .and_then(|t| self.admission.login().verify(t))
+            .ok_or(Outcome::LoginRequired)?;
+        let issued = self
+            .admission
+            .captcha()
+            .issue(&sale.captcha, &uid, sale.product(), now_ms)
+            .ok_or(Outcome::NotFound)?;
+        Ok((issued, sale.product()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,100 @@
+//! The background task that settles forwards of unknown outcome on the embedded store: it asks
+//! the origin `GET {origin.path}/{reservation}` for every reservation the checkout has queued
+//! (`checkout::settle`) once it is due, and sleeps until the next one. The question is signed
+//! (`signing::lookup_signature`), carries the reservation, and is bounded by `origin.timeout`.
+//! On Redis nothing is ever queued (the ledger consumer settles), and the task only sleeps.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::Gateway;
+use crate::checkout::{LookupError, OriginLookup};
+use crate::clock::now_ms;
+use crate::signing::lookup_signature;
+use crate::stock::Reservation;
+
+/// Bytes escaped in the reservation id's path segment: all but RFC 3986's unreserved ones.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The settlement task of one gateway.
+pub struct Settler {
+    gateway: Arc<Gateway>,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+impl Settler {
+    /// Settle `gateway`'s queued reservations.
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(gateway.config.origin.connect_timeout));
+        Settler {
+            gateway,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+#[async_trait]
+impl OriginLookup for Settler {
+    async fn holds(&self, reservation: &Reservation) -> Result<bool, LookupError> {
+        let origin = &self.gateway.config.origin;
+        let id = utf8_percent_encode(&reservation.id, SEGMENT);
+        let uri = format!(
+            "http://{}{}/{id}",
+            origin.addr,
+            origin.path.trim_end_matches('/')
+        );
+        let timestamp = now_ms();
+        let request = http::Request::get(uri)
+            .header(http::header::HOST, origin.host.as_str())
+            .header("x-flashgate-reservation", reservation.id.as_str())
+            .header("x-flashgate-timestamp", timestamp)
+            .header(
+                "x-flashgate-signature",
+                lookup_signature(
+                    &self.gateway.config.secrets.edge,
+                    &reservation.id,
+                    timestamp,
+                ),
+            )
+            .body(Empty::new())
+            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+        let answer = tokio::time::timeout(origin.timeout, self.client.request(request))
+            .await
+            .map_err(|_| LookupError::Unreachable(format!("no answer in {:?}", origin.timeout)))?
+            .map_err(|e| LookupError::Unreachable(e.to_string()))?;
+        match answer.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            other => Err(LookupError::Status(other)),
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundService for Settler {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let checkout = &self.gateway.checkout;
+        loop {
+            let wait = checkout.settle_due(self).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = checkout.pending().changed().notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

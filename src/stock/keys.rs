@@ -1,0 +1,74 @@
+//! Every name a sale has in a store, built once per sale when the gateway starts and handed to
+//! each store call, so the buy path formats no key. In Redis the names of one sale share the
+//! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:seq`, `:meta`,
+//! `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot. The
+//! embedded store needs only the product. No other file spells a key.
+
+/// The names of one sale's state in a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleKeys {
+    /// The product on sale.
+    pub product: u64,
+    /// Units left.
+    pub stock: String,
+    /// uid → reservation id of every user holding a unit.
+    pub buyers: String,
+    /// Stream of every reservation made.
+    pub ledger: String,
+    /// Last reservation number of the sale.
+    pub seq: String,
+    /// Sale metadata (the stock `flashgate stock load` configured).
+    pub meta: String,
+    /// Reservations an order holds (see `lua/confirm.lua`).
+    pub confirmed: String,
+    /// Prefix of the sale's used-captcha keys (`…:pass:`), completed by the captcha's key.
+    pub pass_prefix: String,
+}
+
+impl SaleKeys {
+    /// The names of `product`'s sale.
+    pub fn of(product: u64) -> Self {
+        let k = |part: &str| format!("flashgate:{{{product}}}:{part}");
+        SaleKeys {
+            product,
+            stock: k("stock"),
+            buyers: k("buyers"),
+            ledger: k("ledger"),
+            seq: k("seq"),
+            meta: k("meta"),
+            confirmed: k("confirmed"),
+            pass_prefix: k("pass:"),
+        }
+    }
+
+    /// The key that marks captcha `key` of this sale used.
+    pub fn pass(&self, key: &str) -> String {
+        let mut name = String::with_capacity(self.pass_prefix.len() + key.len());
+        name.push_str(&self.pass_prefix);
+        name.push_str(key);
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_of_a_sale_share_one_hash_tag() {
+        let k = SaleKeys::of(42);
+        for key in [
+            &k.stock,
+            &k.buyers,
+            &k.ledger,
+            &k.seq,
+            &k.meta,
+            &k.confirmed,
+            &k.pass("p:abc"),
+        ] {
+            assert!(key.contains("{42}"), "{key}");
+        }
+        assert_eq!(k.stock, "flashgate:{42}:stock");
+        assert_eq!(k.pass("p:abc"), "flashgate:{42}:pass:p:abc");
+    }
+}

@@ -1,0 +1,153 @@
+//! The connection every Redis user of flashgate shares the shape of: one multiplexed connection
+//! (a `ConnectionManager`, or the cluster client's connection) created on first use, every call
+//! bounded by a timeout and guarded by a [`Breaker`]. While Redis is down, calls fail at once
+//! ([`StoreError::CircuitOpen`]) and resume by themselves when Redis is back.
+
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
+use tokio::sync::OnceCell;
+
+use super::super::breaker::Breaker;
+use super::super::StoreError;
+use crate::clock::now_ms;
+
+/// Failures in a row that open the circuit.
+const BREAKER_THRESHOLD: u32 = 3;
+/// How long an open circuit fails calls before letting one through again.
+const BREAKER_COOLDOWN: Duration = Duration::from_millis(500);
+
+/// Where a client connects.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One Redis server.
+    Single(String),
+    /// A Redis Cluster, by seed nodes.
+    Cluster(Vec<String>),
+}
+
+#[derive(Clone)]
+pub(super) enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A guarded, time-bounded Redis connection.
+pub struct RedisClient {
+    target: Target,
+    conn: OnceCell<Conn>,
+    timeout: Duration,
+    breaker: Breaker,
+}
+
+impl RedisClient {
+    /// A client for `target` whose calls each take at most `timeout`. Connects on first use.
+    pub fn new(target: Target, timeout: Duration) -> Self {
+        RedisClient {
+            target,
+            conn: OnceCell::new(),
+            timeout,
+            breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
+        }
+    }
+
+    /// Where it connects.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    async fn connect(&self) -> Result<Conn, RedisError> {
+        let connect_timeout = self.timeout.max(Duration::from_millis(200));
+        match &self.target {
+            Target::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                Ok(Conn::Single(ConnectionManager::new_lazy_with_config(
+                    client, config,
+                )?))
+            }
+            Target::Cluster(urls) => {
+                let client =
+                    redis::cluster::ClusterClient::builder(urls.iter().map(String::as_str))
+                        .connection_timeout(connect_timeout)
+                        .response_timeout(self.timeout)
+                        .build()?;
+                Ok(Conn::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    /// Run `call` on the connection, bounded by the timeout and guarded by the breaker.
+    pub(super) async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        if !self.breaker.allows(now_ms()) {
+            return Err(StoreError::CircuitOpen);
+        }
+        let attempt = async {
+            let conn = self.conn.get_or_try_init(|| self.connect()).await?.clone();
+            call(conn).await
+        };
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result.map_err(StoreError::from),
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        };
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(_) => self.breaker.failure(now_ms()),
+        }
+        result
+    }
+
+    /// Run a script (EVALSHA, re-sent on NOSCRIPT).
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        invocation: ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.guarded(|conn| async move {
+            match conn {
+                Conn::Single(mut c) => invocation.invoke_async(&mut c).await,
+                Conn::Cluster(mut c) => invocation.invoke_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// Run a pipeline of plain commands.
+    pub async fn query<T: FromRedisValue>(&self, cmd: redis::Pipeline) -> Result<T, StoreError> {
+        self.guarded(|conn| async move {
+            match conn {
+                Conn::Single(mut c) => cmd.query_async(&mut c).await,
+                Conn::Cluster(mut c) => cmd.query_async(&mut c).await,
+            }
+        })
+        .await
+    }
+
+    /// Make Redis hold `script`, so its first use is one round trip.
+    pub async fn load_script(&self, script: &Script) -> Result<(), StoreError> {
+        self.guarded(|conn| async move {
+            match conn {
+                Conn::Single(mut c) => script.prepare_invoke().load_async(&mut c).await,
+                Conn::Cluster(mut c) => script.prepare_invoke().load_async(&mut c).await,
+            }
+        })
+        .await
+        .map(|_sha| ())
+    }
+
+    /// Whether Redis answers a PING.
+    pub async fn ping(&self) -> bool {
+        let mut ping = redis::pipe();
+        ping.cmd("PING");
+        self.query::<(String,)>(ping).await.is_ok()
+    }
+}

@@ -1,0 +1,173 @@
+//! The Redis stock store: several edge nodes share one sale's stock through Redis or a Redis
+//! Cluster. A reservation is one `EVALSHA` of `lua/reserve.lua` — one round trip, atomic in
+//! Redis — and a release one `EVALSHA` of `lua/release.lua`; those scripts (and the ones
+//! [`sales::RedisSales`] runs for `flashgate stock load` and the order backend) are the only code
+//! that changes stock in Redis. The redis crate's `Script` re-sends a script Redis has forgotten
+//! (restart, failover, `SCRIPT FLUSH`) on its own, so a `NOSCRIPT` never reaches a buyer. Key
+//! names come from [`SaleKeys`], built once per sale.
+//!
+//! - [`RedisStore`]: what the edge does — reserve, release, read the stock, claim a captcha.
+//! - [`sales::RedisSales`]: everything else on a sale's keys — seeding it (`stock load`), and the
+//!   order backend's side of the protocol (confirm, release of an order's unit, reconcile).
+//! - [`client::RedisClient`]: the guarded, time-bounded connection both use.
+//!
+//! A reserve that times out may still have run in Redis. The unit then stays with that user,
+//! recorded in the sale's ledger, and the order backend's ledger consumer turns it into an
+//! order (or its payment timeout returns it): never an oversell, at worst a late order. The same
+//! consumer settles a forward whose outcome the edge cannot know ([`SettledBy::Ledger`]).
+
+pub mod client;
+pub mod sales;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::Script;
+
+use super::single_use::SingleUse;
+use super::{Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError};
+pub use client::{RedisClient, Target};
+
+/// The edge's stock in Redis.
+pub struct RedisStore {
+    client: RedisClient,
+    reserve: Script,
+    release: Script,
+}
+
+impl RedisStore {
+    /// A store for `target` whose calls each take at most `timeout`. Connects on first use.
+    pub fn new(target: Target, timeout: Duration) -> Self {
+        RedisStore {
+            client: RedisClient::new(target, timeout),
+            reserve: Script::new(include_str!("../../../lua/reserve.lua")),
+            release: Script::new(include_str!("../../../lua/release.lua")),
+        }
+    }
+}
+
+/// `release.lua` for `reservation`, as `caller` (`edge` or `order`; see the script).
+pub(super) fn release_invocation<'a>(
+    script: &'a Script,
+    sale: &SaleKeys,
+    reservation: &Reservation,
+    caller: &str,
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.key(&sale.stock)
+        .key(&sale.buyers)
+        .key(&sale.confirmed)
+        .arg(&reservation.uid)
+        .arg(&reservation.id)
+        .arg(caller);
+    inv
+}
+
+/// Units left, buyers and ledger length of `sale`, if it exists: one pipelined round trip.
+pub(super) async fn read_stock(
+    client: &RedisClient,
+    sale: &SaleKeys,
+) -> Result<Option<SaleStock>, StoreError> {
+    let mut pipe = redis::pipe();
+    pipe.get(&sale.stock).hlen(&sale.buyers).xlen(&sale.ledger);
+    let (remaining, buyers, ledger): (Option<i64>, u64, u64) = client.query(pipe).await?;
+    Ok(remaining.map(|r| SaleStock {
+        remaining: u64::try_from(r).unwrap_or(0),
+        buyers,
+        ledger,
+    }))
+}
+
+#[async_trait]
+impl StockStore for RedisStore {
+    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
+        let mut inv = self.reserve.prepare_invoke();
+        inv.key(&sale.stock)
+            .key(&sale.buyers)
+            .key(&sale.ledger)
+            .key(&sale.seq)
+            .arg(uid)
+            .arg(sale.product);
+        let answer: Vec<String> = self.client.invoke(inv).await?;
+        let unexpected = || StoreError::Protocol {
+            script: "reserve.lua",
+            answer: format!("{answer:?}"),
+        };
+        match answer.first().map(String::as_str) {
+            Some("won") => match (answer.get(1), answer.get(2).and_then(|r| r.parse().ok())) {
+                (Some(id), Some(remaining)) => Ok(Reserve::Won {
+                    reservation: Reservation {
+                        id: id.clone(),
+                        product: sale.product,
+                        uid: uid.to_string(),
+                    },
+                    remaining,
+                }),
+                _ => Err(unexpected()),
+            },
+            Some("sold_out") => Ok(Reserve::SoldOut),
+            Some("duplicate") => Ok(Reserve::Duplicate),
+            Some("unknown_sale") => Ok(Reserve::UnknownSale),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn release(
+        &self,
+        sale: &SaleKeys,
+        reservation: &Reservation,
+    ) -> Result<bool, StoreError> {
+        let inv = release_invocation(&self.release, sale, reservation, "edge");
+        let returned: i64 = self.client.invoke(inv).await?;
+        Ok(returned == 1)
+    }
+
+    /// Nothing to record: the order backend confirms the reservation itself
+    /// (`lua/confirm.lua`) before it writes the order.
+    async fn keep(&self, _sale: &SaleKeys, _reservation: &Reservation) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn stock(&self, sale: &SaleKeys) -> Result<Option<SaleStock>, StoreError> {
+        read_stock(&self.client, sale).await
+    }
+
+    fn settled_by(&self) -> SettledBy {
+        SettledBy::Ledger
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.client.target() {
+            Target::Single(_) => "redis",
+            Target::Cluster(_) => "redis-cluster",
+        }
+    }
+
+    async fn ready(&self) -> bool {
+        self.client.ping().await
+    }
+}
+
+/// Used captchas: `SET flashgate:{product}:pass:{key} 1 NX PX <ms to expiry>`, one round trip.
+/// The key shares the sale's hash tag, so on a Cluster it lives beside the sale's stock.
+#[async_trait]
+impl SingleUse for RedisStore {
+    async fn claim(
+        &self,
+        sale: &SaleKeys,
+        key: &str,
+        expires_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = expires_ms.saturating_sub(now_ms).max(1);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(sale.pass(key))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl);
+        let (set,): (Option<String>,) = self.client.query(pipe).await?;
+        Ok(set.is_some())
+    }
+}

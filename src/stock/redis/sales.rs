@@ -1,0 +1,138 @@
+//! A sale's keys in Redis beyond buying: seeding the sale (`flashgate stock load`,
+//! `lua/load.lua`), reading it (`stock show`, reconcile), and the order backend's side of the
+//! protocol — claiming a reservation for an order before writing it (`lua/confirm.lua`), so an
+//! edge can never free a unit an order holds; returning a cancelled order's unit
+//! (`lua/release.lua` as the order backend); rewriting a sale from the order database
+//! (`lua/reconcile.lua`). The edge's buy path never uses this type.
+
+use std::time::Duration;
+
+use redis::Script;
+
+use super::client::{RedisClient, Target};
+use super::{read_stock, release_invocation};
+use crate::stock::{Reservation, SaleKeys, SaleStock, StoreError};
+
+/// What `load` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Load {
+    /// The sale now holds the configured stock; `dropped` buyers were removed (with --force).
+    Loaded {
+        /// Buyers removed.
+        dropped: u64,
+    },
+    /// Refused: the sale has this many buyers and `force` was not given.
+    HasBuyers(u64),
+}
+
+/// Sales in Redis, as the CLI and the order backend see them.
+pub struct RedisSales {
+    client: RedisClient,
+    load: Script,
+    confirm: Script,
+    release: Script,
+    reconcile: Script,
+    /// Loaded with `load` so the first buy after a seed is one round trip.
+    reserve: Script,
+}
+
+impl RedisSales {
+    /// Sales at `target`, calls bounded by `timeout`. Connects on first use.
+    pub fn new(target: Target, timeout: Duration) -> Self {
+        RedisSales {
+            client: RedisClient::new(target, timeout),
+            load: Script::new(include_str!("../../../lua/load.lua")),
+            confirm: Script::new(include_str!("../../../lua/confirm.lua")),
+            release: Script::new(include_str!("../../../lua/release.lua")),
+            reconcile: Script::new(include_str!("../../../lua/reconcile.lua")),
+            reserve: Script::new(include_str!("../../../lua/reserve.lua")),
+        }
+    }
+
+    /// Whether Redis answers.
+    pub async fn ready(&self) -> bool {
+        self.client.ping().await
+    }
+
+    /// Seed `sale` with `units`. Refuses a sale that has buyers unless `force`. Also loads the
+    /// reserve, release and confirm scripts, so the first buy after a seed is one round trip.
+    pub async fn load(&self, sale: &SaleKeys, units: u64, force: bool) -> Result<Load, StoreError> {
+        let mut inv = self.load.prepare_invoke();
+        inv.key(&sale.stock)
+            .key(&sale.buyers)
+            .key(&sale.ledger)
+            .key(&sale.meta)
+            .key(&sale.confirmed)
+            .arg(units)
+            .arg(if force { "1" } else { "0" });
+        let answer: (String, u64) = self.client.invoke(inv).await?;
+        for script in [&self.reserve, &self.release, &self.confirm] {
+            self.client.load_script(script).await?;
+        }
+        Ok(match answer.0.as_str() {
+            "has_buyers" => Load::HasBuyers(answer.1),
+            _ => Load::Loaded { dropped: answer.1 },
+        })
+    }
+
+    /// Claim `reservation` for an order. False when the reservation no longer holds a unit.
+    pub async fn confirm(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        let sale = SaleKeys::of(reservation.product);
+        let mut inv = self.confirm.prepare_invoke();
+        inv.key(&sale.buyers)
+            .key(&sale.confirmed)
+            .arg(&reservation.uid)
+            .arg(&reservation.id);
+        let held: i64 = self.client.invoke(inv).await?;
+        Ok(held == 1)
+    }
+
+    /// Return the unit of a cancelled order (returns a unit even when the reservation is
+    /// confirmed). True the first time only.
+    pub async fn release_order(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        let sale = SaleKeys::of(reservation.product);
+        let inv = release_invocation(&self.release, &sale, reservation, "order");
+        let returned: i64 = self.client.invoke(inv).await?;
+        Ok(returned == 1)
+    }
+
+    /// The stock `flashgate stock load` configured for `product`, if it was loaded.
+    pub async fn configured_stock(&self, product: u64) -> Result<Option<u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(SaleKeys::of(product).meta, "stock");
+        let (stock,): (Option<u64>,) = self.client.query(pipe).await?;
+        Ok(stock)
+    }
+
+    /// Units left, buyers and ledger length of `product`'s sale, if it exists.
+    pub async fn stock(&self, product: u64) -> Result<Option<SaleStock>, StoreError> {
+        read_stock(&self.client, &SaleKeys::of(product)).await
+    }
+
+    /// Rewrite `product`'s stock and buyers: `remaining` units, `holders` as (uid, reservation).
+    pub async fn rewrite(
+        &self,
+        product: u64,
+        remaining: u64,
+        holders: &[(String, String)],
+    ) -> Result<u64, StoreError> {
+        let sale = SaleKeys::of(product);
+        let mut inv = self.reconcile.prepare_invoke();
+        inv.key(&sale.stock)
+            .key(&sale.buyers)
+            .key(&sale.confirmed)
+            .arg(remaining);
+        for (uid, id) in holders {
+            inv.arg(uid).arg(id);
+        }
+        self.client.invoke(inv).await
+    }
+
+    /// Every buyer of `product` as (uid, reservation).
+    pub async fn buyers(&self, product: u64) -> Result<Vec<(String, String)>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(SaleKeys::of(product).buyers);
+        let (all,): (Vec<(String, String)>,) = self.client.query(pipe).await?;
+        Ok(all)
+    }
+}

@@ -1,0 +1,117 @@
+//! The embedded store against the behaviour suite every store passes, in memory only and
+//! journaled under a directory; and the journaled store across reopenings (a restart).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::suite::{self, PRODUCT};
+use flashgate::stock::journal::Fsync;
+use flashgate::stock::memory::MemoryStore;
+use flashgate::stock::StockStore;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behaviour_suite_in_memory() {
+    suite::run_all(|stock| async move {
+        Arc::new(MemoryStore::new([(PRODUCT, stock)])) as Arc<dyn StockStore>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behaviour_suite_journaled() {
+    let dirs = std::sync::Mutex::new(Vec::new());
+    suite::run_all(|stock| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore::open([(PRODUCT, stock)], dir.path(), Fsync::Always).unwrap();
+        dirs.lock().unwrap().push(dir);
+        async move { Arc::new(store) as Arc<dyn StockStore> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_use_suite_in_memory() {
+    let set = flashgate::stock::single_use::MemorySingleUse::new(100);
+    suite::single_use(Arc::new(set), 1_000).await;
+}
+
+fn won(answer: flashgate::stock::Reserve) -> flashgate::stock::Reservation {
+    match answer {
+        flashgate::stock::Reserve::Won { reservation, .. } => reservation,
+        other => panic!("expected a win, got {other:?}"),
+    }
+}
+
+/// Closing and reopening the journaled store (a restart) keeps stock, buyers and settled
+/// reservations; reservation ids never repeat; reservations neither kept nor released are
+/// reported unsettled; a changed configured stock does not override the journal's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_journal_keeps_the_sale() {
+    use flashgate::stock::{Reserve, SaleKeys};
+    let dir = tempfile::tempdir().unwrap();
+    let sale = SaleKeys::of(5);
+    let mut ids = std::collections::HashSet::new();
+    {
+        let store = MemoryStore::open([(5, 4)], dir.path(), Fsync::Everysec).unwrap();
+        assert!(store.unsettled().is_empty());
+        let kept = won(store.reserve(&sale, "kept").await.unwrap());
+        let returned = won(store.reserve(&sale, "returned").await.unwrap());
+        let open = won(store.reserve(&sale, "open").await.unwrap());
+        store.keep(&sale, &kept).await.unwrap();
+        assert!(store.release(&sale, &returned).await.unwrap());
+        ids.extend([kept.id, returned.id, open.id]);
+    }
+    let store = MemoryStore::open([(5, 100)], dir.path(), Fsync::Everysec).unwrap();
+    let s = store.stock(&sale).await.unwrap().unwrap();
+    assert_eq!(
+        (s.remaining, s.buyers),
+        (2, 2),
+        "journal's stock of 4, two held"
+    );
+    let unsettled: Vec<_> = store.unsettled().into_iter().map(|r| r.uid).collect();
+    assert_eq!(unsettled, ["open"], "only the reservation nobody settled");
+    assert_eq!(
+        store.reserve(&sale, "kept").await.unwrap(),
+        Reserve::Duplicate
+    );
+    assert_eq!(
+        store.reserve(&sale, "open").await.unwrap(),
+        Reserve::Duplicate
+    );
+    let again = won(store.reserve(&sale, "returned").await.unwrap());
+    let new = won(store.reserve(&sale, "new").await.unwrap());
+    assert_eq!(
+        store.reserve(&sale, "late").await.unwrap(),
+        Reserve::SoldOut
+    );
+    assert!(ids.insert(again.id), "ids are unique across restarts");
+    assert!(ids.insert(new.id));
+    // A new sale in the configuration joins the journal.
+    drop(store);
+    let store = MemoryStore::open([(5, 4), (6, 1)], dir.path(), Fsync::No).unwrap();
+    assert_eq!(
+        store
+            .stock(&SaleKeys::of(6))
+            .await
+            .unwrap()
+            .unwrap()
+            .remaining,
+        1
+    );
+    assert_eq!(store.stock(&sale).await.unwrap().unwrap().remaining, 0);
+}
+
+/// A second process cannot open a journal another one holds (it waits, then fails).
+#[test]
+fn one_process_per_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = MemoryStore::open([(5, 1)], dir.path(), Fsync::Always).unwrap();
+    let started = std::time::Instant::now();
+    let second = MemoryStore::open([(5, 1)], dir.path(), Fsync::Always);
+    assert!(second.is_err(), "two processes on one journal");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "it waited first"
+    );
+}
