@@ -12,6 +12,7 @@
 //! memory set and the Redis store implement it.
 
 pub mod breaker;
+pub mod journal;
 pub mod memory;
 pub mod redis;
 pub mod single_use;
