@@ -288,3 +288,47 @@ fn captcha_sales_resolve_and_token_needs_a_secret() {
     let typo = format!("{pow}captcha: {{ dificulty: 20 }}\n");
     assert!(error_at(&typo).1.contains("unknown field `dificulty`"));
 }
+
+#[test]
+fn store_path_and_settlement_keys() {
+    use flashgate::config::Store;
+    use flashgate::stock::journal::Fsync;
+    let c = parse(&format!(
+        "{GOOD}store: {{ kind: memory, path: /var/lib/flashgate, fsync: always }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.store,
+        Store::Memory {
+            path: Some("/var/lib/flashgate".into()),
+            fsync: Fsync::Always
+        }
+    );
+    assert_eq!(c.origin.settle_after, std::time::Duration::from_secs(60));
+    let c = parse(GOOD).unwrap();
+    assert_eq!(
+        c.store,
+        Store::Memory {
+            path: None,
+            fsync: Fsync::Everysec
+        },
+        "without path: in memory only"
+    );
+
+    let (at, message) = error_at(&format!(
+        "{GOOD}store: {{ kind: redis, url: 'redis://127.0.0.1:1', path: /tmp/x }}\n"
+    ));
+    assert_eq!(at.line, 17);
+    assert!(message.contains("store.path"), "{message}");
+    let (at, message) = error_at(&format!(
+        "{GOOD}store: {{ kind: memory, fsync: sometimes }}\n"
+    ));
+    assert_eq!(at.line, 17);
+    assert!(message.contains("fsync"), "{message}");
+    let (at, message) = error_at(&GOOD.replace(
+        "  url: http://127.0.0.1:8081\n",
+        "  url: http://127.0.0.1:8081\n  timeout: 5s\n  settle_after: 5s\n",
+    ));
+    assert_eq!(at.line, 9, "{message}");
+    assert!(message.contains("settle_after must be longer"), "{message}");
+}

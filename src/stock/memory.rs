@@ -390,8 +390,9 @@ mod tests {
         let b = won(s.reserve(&sale, "b").await.unwrap());
         assert!(a.id.starts_with("7-"), "{}", a.id);
         assert_ne!(a.id, b.id);
-        let later = MemoryStore::new([(7, 3)]);
+        // A restart comes at least a millisecond later (the epoch is the clock in ms).
         std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = MemoryStore::new([(7, 3)]);
         let c = won(later.reserve(&sale, "a").await.unwrap());
         assert_ne!(a.id, c.id, "a new store (a restart) never repeats an id");
     }
