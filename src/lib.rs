@@ -20,6 +20,10 @@
 //!
 //! Arrows go one way: `edge → checkout → admission, stock`; `edge, checkout → metrics, config`;
 //! `orders → stock, config`.
+//!
+//! The library is the gateway and the order backend. What only the `flashgate` command needs
+//! (the storm load generator, the demo, `stock load|show`, the summary of `check`) lives in the
+//! binary, under `src/cli/`.
 
 pub mod admission;
 pub mod checkout;

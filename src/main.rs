@@ -1,11 +1,9 @@
 //! The `flashgate` command: `run` the gateway, `check` a configuration, mint a login `token`
 //! for development and load tests, rehearse a sale with `storm`, and show everything at once
-//! with `demo`.
+//! with `demo`. This file holds the flags; what the commands beyond `run` and `token` do lives
+//! in [`cli`], outside the library.
 
-mod cli_stock;
-mod cli_summary;
-mod demo;
-mod storm;
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,6 +13,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flashgate::config::{Config, IdRange};
 use flashgate::edge::{self, Gateway};
+
+use cli::{demo, stock, storm, summary};
 
 #[derive(Parser)]
 #[command(
@@ -232,12 +232,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             let gateway = Gateway::build(config)?;
-            print!("{}", cli_summary::summary(&gateway));
+            print!("{}", summary::summary(&gateway));
             Ok(())
         }
         Command::Stock { action } => match action {
-            StockAction::Load { config, force } => cli_stock::load(&Config::load(&config)?, force),
-            StockAction::Show { config } => cli_stock::show(&Config::load(&config)?),
+            StockAction::Load { config, force } => stock::load(&Config::load(&config)?, force),
+            StockAction::Show { config } => stock::show(&Config::load(&config)?),
         },
         Command::Token {
             config,
