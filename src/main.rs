@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use flashgate::admission::login;
 use flashgate::config::{Config, IdRange};
 use flashgate::edge::{self, Gateway};
 
@@ -310,22 +311,19 @@ fn warn_development_secrets(config: &Config) {
 }
 
 fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyhow::Result<()> {
-    use jsonwebtoken::{encode, EncodingKey, Header};
     use std::io::Write;
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock before 1970")?
         .saturating_add(ttl)
         .as_secs();
-    let key = EncodingKey::from_secret(config.secrets.login.bytes());
     let uids: Box<dyn Iterator<Item = String>> = match uid.parse::<IdRange>() {
         Ok(range) => Box::new((range.first..=range.last).map(move |n| format!("{prefix}{n}"))),
         Err(_) => Box::new(std::iter::once(format!("{prefix}{uid}"))),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for sub in uids {
-        let claims = serde_json::json!({ "sub": sub, "exp": exp });
-        let token = encode(&Header::default(), &claims, &key).context("signing a token")?;
+        let token = login::mint(&config.secrets.login, &sub, exp)?;
         writeln!(out, "{token}")?;
     }
     out.flush()?;
