@@ -6,6 +6,7 @@
 //! the file, the line and the column.
 
 mod captcha;
+mod context;
 mod env;
 mod error;
 mod locate;
