@@ -94,23 +94,12 @@ impl CaptchaSettings {
         let mut unset = None;
         let token_secret = match &c.token_secret {
             None => None,
-            Some(text) => match cx.optional("captcha.token_secret", text)? {
+            Some(text) => match cx.secret("captcha.token_secret", text)? {
                 Err(missing) => {
                     unset = Some(missing);
                     None
                 }
-                Ok(v) if v.len() < MIN_SECRET_BYTES => {
-                    return Err(cx.err(
-                        "captcha.token_secret",
-                        format!(
-                            "captcha.token_secret is {} bytes; a secret needs at least \
-                             {MIN_SECRET_BYTES} (try: openssl rand -hex 32)",
-                            v.len()
-                        ),
-                    ))
-                }
-                Ok(v) => {
-                    let secret = Secret::new(v.into_bytes());
+                Ok(secret) => {
                     if others.contains(&&secret) {
                         return Err(cx.err(
                             "captcha.token_secret",

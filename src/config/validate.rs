@@ -41,20 +41,16 @@ pub fn resolve(
     }
 
     let mut development = Vec::new();
-    let login = cx.secret(
-        "secrets.login",
-        &file.secrets.login,
-        DEV_LOGIN_SECRET,
-        &mut development,
-        "login",
-    )?;
-    let edge = cx.secret(
-        "secrets.edge",
-        &file.secrets.edge,
-        DEV_EDGE_SECRET,
-        &mut development,
-        "edge",
-    )?;
+    let (login, fell_back) =
+        cx.secret_or_development("secrets.login", &file.secrets.login, DEV_LOGIN_SECRET)?;
+    if fell_back {
+        development.push("login");
+    }
+    let (edge, fell_back) =
+        cx.secret_or_development("secrets.edge", &file.secrets.edge, DEV_EDGE_SECRET)?;
+    if fell_back {
+        development.push("edge");
+    }
     if login == edge {
         return Err(cx.err(
             "secrets.edge",
