@@ -3,6 +3,11 @@
 //! with `demo`. This file holds the flags; what the commands beyond `run` and `token` do lives
 //! in [`cli`], outside the library.
 
+// No unwrap() outside tests (clippy.toml allows it in #[test] and #[cfg(test)] code): proper
+// errors, or expect("why it cannot fail") for startup invariants. Set in each crate root rather
+// than in Cargo.toml's [lints], which would reach into the integration tests as well.
+#![deny(clippy::unwrap_used)]
+
 mod cli;
 
 use std::path::PathBuf;
