@@ -20,6 +20,15 @@
 //!
 //! Arrows go one way: `edge → checkout → admission, stock`; `edge, checkout → metrics, config`;
 //! `orders → stock, config`.
+//!
+//! The library is the gateway and the order backend. What only the `flashgate` command needs
+//! (the storm load generator, the demo, `stock load|show`, the summary of `check`) lives in the
+//! binary, under `src/cli/`.
+
+// No unwrap() outside tests (clippy.toml allows it in #[test] and #[cfg(test)] code): proper
+// errors, or expect("why it cannot fail") for startup invariants. Set in each crate root rather
+// than in Cargo.toml's [lints], which would reach into the integration tests as well.
+#![deny(clippy::unwrap_used)]
 
 pub mod admission;
 pub mod checkout;

@@ -1,11 +1,14 @@
 //! The `flashgate` command: `run` the gateway, `check` a configuration, mint a login `token`
 //! for development and load tests, rehearse a sale with `storm`, and show everything at once
-//! with `demo`.
+//! with `demo`. This file holds the flags; what the commands beyond `run` and `token` do lives
+//! in [`cli`], outside the library.
 
-mod cli_stock;
-mod cli_summary;
-mod demo;
-mod storm;
+// No unwrap() outside tests (clippy.toml allows it in #[test] and #[cfg(test)] code): proper
+// errors, or expect("why it cannot fail") for startup invariants. Set in each crate root rather
+// than in Cargo.toml's [lints], which would reach into the integration tests as well.
+#![deny(clippy::unwrap_used)]
+
+mod cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,8 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use flashgate::admission::login;
 use flashgate::config::{Config, IdRange};
 use flashgate::edge::{self, Gateway};
+
+use cli::{demo, stock, storm, summary};
 
 #[derive(Parser)]
 #[command(
@@ -232,12 +238,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let config = Config::load(&config)?;
             let gateway = Gateway::build(config)?;
-            print!("{}", cli_summary::summary(&gateway));
+            print!("{}", summary::summary(&gateway));
             Ok(())
         }
         Command::Stock { action } => match action {
-            StockAction::Load { config, force } => cli_stock::load(&Config::load(&config)?, force),
-            StockAction::Show { config } => cli_stock::show(&Config::load(&config)?),
+            StockAction::Load { config, force } => stock::load(&Config::load(&config)?, force),
+            StockAction::Show { config } => stock::show(&Config::load(&config)?),
         },
         Command::Token {
             config,
@@ -310,22 +316,19 @@ fn warn_development_secrets(config: &Config) {
 }
 
 fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyhow::Result<()> {
-    use jsonwebtoken::{encode, EncodingKey, Header};
     use std::io::Write;
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock before 1970")?
         .saturating_add(ttl)
         .as_secs();
-    let key = EncodingKey::from_secret(config.secrets.login.bytes());
     let uids: Box<dyn Iterator<Item = String>> = match uid.parse::<IdRange>() {
         Ok(range) => Box::new((range.first..=range.last).map(move |n| format!("{prefix}{n}"))),
         Err(_) => Box::new(std::iter::once(format!("{prefix}{uid}"))),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for sub in uids {
-        let claims = serde_json::json!({ "sub": sub, "exp": exp });
-        let token = encode(&Header::default(), &claims, &key).context("signing a token")?;
+        let token = login::mint(&config.secrets.login, &sub, exp)?;
         writeln!(out, "{token}")?;
     }
     out.flush()?;

@@ -1,11 +1,15 @@
-//! Configuration: the shipped file is valid, and every kind of mistake is reported with the
-//! file, line and column — through the library and through `flashgate check`.
+//! Configuration: the shipped files are valid, and every kind of mistake is reported with the
+//! file, line and column — through the library, through `flashgate check`, and for the order
+//! backend's settings through `flashgate-orders`.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
+use std::time::Duration;
+
 use flashgate::config::{Config, ConfigError, Environment, Position};
+use flashgate::orders::settings::{self, Overrides, Settings};
 
 struct Env(HashMap<&'static str, &'static str>);
 
@@ -331,4 +335,149 @@ fn store_path_and_settlement_keys() {
     ));
     assert_eq!(at.line, 9, "{message}");
     assert!(message.contains("settle_after must be longer"), "{message}");
+}
+
+const ORDERS: &str = "\
+listen: 127.0.0.1:8081
+database: sqlite://orders.db
+payment_timeout: 15m
+edge_secret: ${EDGE}
+ledger:
+  max_deliveries: 3
+  claim_idle: 30s
+";
+
+fn orders(text: &str, flags: Overrides) -> Result<Settings, ConfigError> {
+    settings::parse(Path::new("orders.yaml"), text, flags, &env())
+}
+
+#[test]
+fn orders_settings_resolve_and_flags_override_the_file() {
+    let s = orders(ORDERS, Overrides::default()).unwrap();
+    assert_eq!(s.listen.port(), 8081);
+    assert_eq!(s.database, "sqlite://orders.db");
+    assert_eq!(s.redis, "redis://127.0.0.1:6379", "the default");
+    assert_eq!(s.payment_timeout, Duration::from_secs(15 * 60));
+    assert_eq!(s.edge_secret.bytes(), env().0["EDGE"].as_bytes());
+    assert!(!s.development_secret);
+    assert_eq!(s.max_deliveries, 3);
+    assert_eq!(s.claim_idle, Duration::from_secs(30));
+
+    let flags = Overrides {
+        listen: Some("127.0.0.1:9999".parse().unwrap()),
+        database: Some("sqlite://other.db".into()),
+        redis: Some("redis://127.0.0.1:7000".into()),
+        payment_timeout: Some(Duration::from_secs(5)),
+        config: None,
+    };
+    let s = orders(ORDERS, flags).unwrap();
+    assert_eq!(s.listen.port(), 9999);
+    assert_eq!(s.database, "sqlite://other.db");
+    assert_eq!(s.redis, "redis://127.0.0.1:7000");
+    assert_eq!(s.payment_timeout, Duration::from_secs(5));
+
+    // An unset variable falls back to the edge's development secret, marked as such.
+    let s = orders(
+        &ORDERS.replace("${EDGE}", "${NOPE_EDGE}"),
+        Overrides::default(),
+    )
+    .unwrap();
+    assert!(s.development_secret);
+    assert!(String::from_utf8_lossy(s.edge_secret.bytes()).contains("DEVELOPMENT"));
+}
+
+#[test]
+fn orders_settings_mistakes_name_line_and_column() {
+    // (what, text replaced, replacement, where the error must point, what it must say)
+    let cases = [
+        (
+            "a duration typo",
+            "15m",
+            "15 minuets",
+            (3, 18),
+            "payment_timeout: expected a duration",
+        ),
+        (
+            "a nested duration typo",
+            "30s",
+            "30 sec0nds",
+            (7, 15),
+            "ledger.claim_idle: expected a duration",
+        ),
+        (
+            "a misspelt key",
+            "  max_deliveries",
+            "  max_delivery",
+            (6, 3),
+            "unknown field `max_delivery`",
+        ),
+        (
+            "a short secret",
+            "${EDGE}",
+            "${SHORT}",
+            (4, 14),
+            "edge_secret is 9 bytes; a secret needs at least 32",
+        ),
+        (
+            "a bad variable reference",
+            "${EDGE}",
+            "${EDGE",
+            (4, 14),
+            "unclosed ${",
+        ),
+        (
+            "a bad address",
+            "127.0.0.1:8081",
+            "127.0.0.1:80810",
+            (1, 9),
+            "invalid socket address",
+        ),
+    ];
+    for (what, from, to, (line, column), says) in cases {
+        let text = ORDERS.replacen(from, to, 1);
+        assert_ne!(text, ORDERS, "{what}: the replacement applies");
+        let e = orders(&text, Overrides::default()).unwrap_err();
+        let message = e.to_string();
+        let at = e.position().unwrap_or_else(|| panic!("{what}: {message}"));
+        assert_eq!((at.line, at.column), (line, column), "{what}: {message}");
+        assert!(
+            message.starts_with(&format!("orders.yaml:{line}:{column}: ")),
+            "{message}"
+        );
+        assert!(message.contains(says), "{what}: {message}");
+    }
+}
+
+#[test]
+fn shipped_orders_settings_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let flags = Overrides {
+        config: Some(root.join("conf/orders.yaml")),
+        ..Overrides::default()
+    };
+    let s = settings::resolve_with(flags, &env()).unwrap();
+    assert_eq!(s.payment_timeout, Duration::from_secs(15 * 60));
+    assert_eq!(s.claim_idle, Duration::from_secs(30));
+}
+
+#[test]
+fn orders_binary_reports_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, ORDERS.replace("15m", "15 minuets")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashgate-orders"))
+        .args(["run", "--config"])
+        .arg(&bad)
+        .env("EDGE", "edge-secret-edge-secret-edge-secret-edge-0002")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "flashgate-orders: {}:3:18: payment_timeout: expected a duration",
+            bad.display()
+        )),
+        "stderr: {stderr}"
+    );
 }

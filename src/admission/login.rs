@@ -1,9 +1,11 @@
 //! Login: a JWT signed HS256 with the login secret, carried as `Authorization: Bearer <jwt>` or
 //! in the `fg_session` cookie. Only HS256 is accepted — `none`, RS256 and every other algorithm
-//! are refused — `exp` and `sub` are required, and `sub` is the user id.
+//! are refused — `exp` and `sub` are required, and `sub` is the user id. [`mint`] makes such
+//! tokens, for the `flashgate token` command, the storm, the demo and the tests; in production
+//! the shop's login service mints them with the same secret.
 
-use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
 
 use crate::config::Secret;
 
@@ -44,6 +46,28 @@ impl Login {
         let data = decode::<Claims>(token, &self.key, &self.validation).ok()?;
         valid_uid(&data.claims.sub).then_some(data.claims.sub)
     }
+}
+
+#[derive(Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    exp: u64,
+}
+
+/// Why a login token could not be minted.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign a login token: {0}")]
+pub struct MintError(#[from] jsonwebtoken::errors::Error);
+
+/// A login token for `uid`, signed HS256 with `secret` and expiring at `expires_at_secs` (Unix
+/// seconds): exactly what [`Login::verify`] accepts until then.
+pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> Result<String, MintError> {
+    let claims = MintedClaims {
+        sub: uid,
+        exp: expires_at_secs,
+    };
+    let key = EncodingKey::from_secret(secret.bytes());
+    Ok(encode(&Header::new(Algorithm::HS256), &claims, &key)?)
 }
 
 /// A user id is 1 to [`MAX_UID_BYTES`] bytes with no control characters (so it can be written
@@ -145,6 +169,18 @@ mod tests {
         ] {
             assert_eq!(login.verify(&t), None, "accepted {t}");
         }
+    }
+
+    #[test]
+    fn minted_tokens_verify_until_they_expire() {
+        let secret = Secret::new(KEY.to_vec());
+        let login = Login::new(&secret);
+        let t = super::mint(&secret, "u7", now() + 60).unwrap();
+        assert_eq!(login.verify(&t).as_deref(), Some("u7"));
+        let expired = super::mint(&secret, "u7", now() - 3600).unwrap();
+        assert_eq!(login.verify(&expired), None);
+        let other = super::mint(&Secret::new(b"x".repeat(40)), "u7", now() + 60).unwrap();
+        assert_eq!(login.verify(&other), None);
     }
 
     #[test]

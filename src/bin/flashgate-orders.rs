@@ -2,6 +2,11 @@
 //! payment sweeper; `reconcile` compares Redis with the database (and repairs Redis with
 //! `--fix`).
 
+// No unwrap() outside tests (clippy.toml allows it in #[test] and #[cfg(test)] code): proper
+// errors, or expect("why it cannot fail") for startup invariants. Set in each crate root rather
+// than in Cargo.toml's [lints], which would reach into the integration tests as well.
+#![deny(clippy::unwrap_used)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -57,9 +57,8 @@ struct Buyer {
 
 fn buyer(checkout: &Checkout, uid: &str) -> Buyer {
     let exp = now_ms() / 1000 + 3600;
-    let claims = serde_json::json!({ "sub": uid, "exp": exp });
-    let key = jsonwebtoken::EncodingKey::from_secret(LOGIN.as_bytes());
-    let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+    let secret = crate::config::Secret::new(LOGIN.as_bytes().to_vec());
+    let token = crate::admission::login::mint(&secret, uid, exp).unwrap();
     let path = checkout.sale(7).unwrap().gate.buy_path();
     Buyer { token, path }
 }

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use super::context::Ctx;
 use super::error::ConfigError;
 use super::schema::{Captcha, FileConfig};
-use super::validate::Ctx;
 use super::{Secret, MIN_SECRET_BYTES};
 
 /// The hardest proof of work accepted in the file: 2^32 hashes is minutes in a browser.
@@ -43,106 +43,98 @@ impl Default for CaptchaSettings {
     }
 }
 
-/// Resolve `captcha:` and check the sales that ask for a captcha against it. `others` are the
-/// login and edge secrets, which the token secret must differ from.
-pub(super) fn resolve(
-    cx: &Ctx,
-    file: &FileConfig,
-    others: [&Secret; 2],
-) -> Result<CaptchaSettings, ConfigError> {
-    let c = &file.captcha;
-    if c.difficulty > MAX_POW_BITS {
-        return Err(cx.err(
-            "captcha.difficulty",
-            format!(
-                "difficulty is in leading zero bits, 0 to {MAX_POW_BITS}; found {}",
-                c.difficulty
-            ),
-        ));
-    }
-    if c.max_difficulty < c.difficulty || c.max_difficulty > MAX_POW_BITS {
-        return Err(cx.err(
-            "captcha.max_difficulty",
-            format!(
-                "max_difficulty must be between difficulty ({}) and {MAX_POW_BITS}; found {}",
-                c.difficulty, c.max_difficulty
-            ),
-        ));
-    }
-    if c.raise_above == 0 {
-        return Err(cx.err(
-            "captcha.raise_above",
-            "raise_above is buys per second of one sale and must be at least 1",
-        ));
-    }
-    let ttl = c.challenge_ttl.0;
-    if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
-        return Err(cx.err(
-            "captcha.challenge_ttl",
-            "challenge_ttl must be between 1s and 1h",
-        ));
-    }
-    if c.single_use_capacity == 0 {
-        return Err(cx.err(
-            "captcha.single_use_capacity",
-            "single_use_capacity must be at least 1",
-        ));
-    }
-    // An unset variable leaves the secret unset: there is no development fallback, because the
-    // external captcha service has to hold the same key.
-    let mut unset = None;
-    let token_secret = match &c.token_secret {
-        None => None,
-        Some(text) => match cx.optional("captcha.token_secret", text)? {
-            Err(missing) => {
-                unset = Some(missing);
-                None
-            }
-            Ok(v) if v.len() < MIN_SECRET_BYTES => {
-                return Err(cx.err(
-                    "captcha.token_secret",
-                    format!(
-                        "captcha.token_secret is {} bytes; a secret needs at least \
-                         {MIN_SECRET_BYTES} (try: openssl rand -hex 32)",
-                        v.len()
-                    ),
-                ))
-            }
-            Ok(v) => {
-                let secret = Secret::new(v.into_bytes());
-                if others.contains(&&secret) {
-                    return Err(cx.err(
-                        "captcha.token_secret",
-                        "captcha.token_secret must differ from secrets.login and secrets.edge: \
-                         the captcha service must not be able to sign anything else",
-                    ));
-                }
-                Some(secret)
-            }
-        },
-    };
-    if token_secret.is_none() {
-        if let Some(i) = file.sales.iter().position(|s| s.captcha == Captcha::Token) {
-            let why = match unset {
-                Some(names) => format!("captcha.token_secret names {names}, which is not set"),
-                None => "captcha.token_secret is not set".to_string(),
-            };
+impl CaptchaSettings {
+    /// Resolve `captcha:` and check the sales that ask for a captcha against it. `others` are the
+    /// login and edge secrets, which the token secret must differ from.
+    pub(super) fn resolve(
+        cx: &Ctx,
+        file: &FileConfig,
+        others: [&Secret; 2],
+    ) -> Result<CaptchaSettings, ConfigError> {
+        let c = &file.captcha;
+        if c.difficulty > MAX_POW_BITS {
             return Err(cx.err(
-                &format!("sales[{i}].captcha"),
+                "captcha.difficulty",
                 format!(
-                    "product {} asks for captcha: token, but {why}: set it to the key the \
-                     captcha service signs passes with (at least {MIN_SECRET_BYTES} bytes)",
-                    file.sales[i].product
+                    "difficulty is in leading zero bits, 0 to {MAX_POW_BITS}; found {}",
+                    c.difficulty
                 ),
             ));
         }
+        if c.max_difficulty < c.difficulty || c.max_difficulty > MAX_POW_BITS {
+            return Err(cx.err(
+                "captcha.max_difficulty",
+                format!(
+                    "max_difficulty must be between difficulty ({}) and {MAX_POW_BITS}; found {}",
+                    c.difficulty, c.max_difficulty
+                ),
+            ));
+        }
+        if c.raise_above == 0 {
+            return Err(cx.err(
+                "captcha.raise_above",
+                "raise_above is buys per second of one sale and must be at least 1",
+            ));
+        }
+        let ttl = c.challenge_ttl.0;
+        if ttl < Duration::from_secs(1) || ttl > Duration::from_secs(3600) {
+            return Err(cx.err(
+                "captcha.challenge_ttl",
+                "challenge_ttl must be between 1s and 1h",
+            ));
+        }
+        if c.single_use_capacity == 0 {
+            return Err(cx.err(
+                "captcha.single_use_capacity",
+                "single_use_capacity must be at least 1",
+            ));
+        }
+        // An unset variable leaves the secret unset: there is no development fallback, because the
+        // external captcha service has to hold the same key.
+        let mut unset = None;
+        let token_secret = match &c.token_secret {
+            None => None,
+            Some(text) => match cx.secret("captcha.token_secret", text)? {
+                Err(missing) => {
+                    unset = Some(missing);
+                    None
+                }
+                Ok(secret) => {
+                    if others.contains(&&secret) {
+                        return Err(cx.err(
+                            "captcha.token_secret",
+                            "captcha.token_secret must differ from secrets.login and \
+                             secrets.edge: the captcha service must not be able to sign \
+                             anything else",
+                        ));
+                    }
+                    Some(secret)
+                }
+            },
+        };
+        if token_secret.is_none() {
+            if let Some(i) = file.sales.iter().position(|s| s.captcha == Captcha::Token) {
+                let why = match unset {
+                    Some(names) => format!("captcha.token_secret names {names}, which is not set"),
+                    None => "captcha.token_secret is not set".to_string(),
+                };
+                return Err(cx.err(
+                    &format!("sales[{i}].captcha"),
+                    format!(
+                        "product {} asks for captcha: token, but {why}: set it to the key the \
+                         captcha service signs passes with (at least {MIN_SECRET_BYTES} bytes)",
+                        file.sales[i].product
+                    ),
+                ));
+            }
+        }
+        Ok(CaptchaSettings {
+            difficulty: c.difficulty,
+            max_difficulty: c.max_difficulty,
+            raise_above: c.raise_above,
+            challenge_ttl: ttl,
+            token_secret,
+            single_use_capacity: c.single_use_capacity,
+        })
     }
-    Ok(CaptchaSettings {
-        difficulty: c.difficulty,
-        max_difficulty: c.max_difficulty,
-        raise_above: c.raise_above,
-        challenge_ttl: ttl,
-        token_secret,
-        single_use_capacity: c.single_use_capacity,
-    })
 }

@@ -3,12 +3,15 @@
 //! (`schema`) and the canonical form are kept apart: the file may offer shorthands and defaults,
 //! the canonical form is fully resolved — secrets read from the environment, URLs resolved to
 //! addresses, the catalog's extra ids loaded, every cross-field rule checked. Every error names
-//! the file, the line and the column.
+//! the file, the line and the column. The order backend's `conf/orders.yaml` is read with the
+//! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets).
 
 mod captcha;
+pub(crate) mod context;
 mod env;
 mod error;
-mod locate;
+pub(crate) mod locate;
+pub(crate) mod read;
 mod schema;
 mod validate;
 mod values;
@@ -27,7 +30,7 @@ pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, StoreKind};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
-pub use values::{IdRange, Timestamp};
+pub use values::{HumanDuration, IdRange, Timestamp};
 
 /// The smallest secret accepted, in bytes: HMAC-SHA256 keys shorter than its output are weak.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -241,33 +244,13 @@ impl Config {
 
     /// Read, parse and validate `path` against `env`.
     pub fn load_with(path: &Path, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let text = read::text(path)?;
         Self::parse(path, &text, env)
     }
 
     /// Parse and validate `text`, reporting errors against `path`.
     pub fn parse(path: &Path, text: &str, env: &dyn Environment) -> Result<Config, ConfigError> {
-        let locations = locate::Locations::index(text);
-        let deserializer = serde_yaml::Deserializer::from_str(text);
-        let file: schema::FileConfig =
-            serde_path_to_error::deserialize(deserializer).map_err(|e| {
-                // serde_yaml places errors raised by a value's own parser at the start of the
-                // enclosing mapping; the path of the failing value finds the value itself. Both
-                // are at or before the mistake, so the later of the two is the closer.
-                let field = e.path().to_string();
-                let inner = e.into_inner();
-                let message = clean_serde_message(&inner.to_string());
-                if message.contains("unknown field `") {
-                    return ConfigError::at(path, locations.find_key(&field), message);
-                }
-                let by_path = locations.find(&field);
-                let by_parser = Position::of_yaml_error(&inner);
-                let at = std::cmp::max_by_key(by_parser, by_path, |p| (p.line, p.column));
-                ConfigError::at(path, at, message)
-            })?;
+        let (file, locations) = read::parse::<schema::FileConfig>(path, text)?;
         validate::resolve(path, file, &locations, env)
     }
 
@@ -280,28 +263,4 @@ impl Config {
     pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
-}
-
-/// serde_yaml writes " at line X column Y" into its messages; the position is already in front.
-fn clean_serde_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(" at line ") {
-        out.push_str(&rest[..at]);
-        let tail = &rest[at + " at line ".len()..];
-        // Skip "N column M".
-        let skipped = tail
-            .split_once(" column ")
-            .filter(|(line, _)| line.chars().all(|c| c.is_ascii_digit()))
-            .map(|(_, after)| after.trim_start_matches(|c: char| c.is_ascii_digit()));
-        match skipped {
-            Some(after) => rest = after,
-            None => {
-                out.push_str(" at line ");
-                rest = tail;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }

@@ -1,20 +1,21 @@
 //! Turns the file as written ([`FileConfig`]) into the canonical [`Config`]: environment
 //! substitution, development-secret fallback, origin address resolution, the catalog's id file,
-//! and every rule that spans fields. Each failure points at the value it is about.
+//! and every rule that spans fields. Each failure points at the value it is about. Sections
+//! that resolve themselves ([`CaptchaSettings`]) are called from here; the helpers both use live
+//! in `context`, so the dependency goes one way.
 
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use super::env::{expand, Expanded};
+use super::captcha::CaptchaSettings;
+use super::context::Ctx;
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
 use super::schema::{FileConfig, FileStore, LimitKey, StoreKind};
 use super::values::IdRange;
-use super::{
-    Catalog, Config, Environment, Limit, Origin, Sale, Secret, Secrets, Store, MIN_SECRET_BYTES,
-};
+use super::{Catalog, Config, Environment, Limit, Origin, Sale, Secrets, Store};
 
 /// Development login secret, used only when `secrets.login` names an unset variable.
 pub const DEV_LOGIN_SECRET: &[u8] = b"flashgate-DEVELOPMENT-login-secret-do-not-use-in-production";
@@ -24,67 +25,6 @@ pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-us
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
 const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
 
-pub(super) struct Ctx<'a> {
-    file: &'a Path,
-    loc: &'a Locations,
-    env: &'a dyn Environment,
-}
-
-impl Ctx<'_> {
-    pub(super) fn err(&self, path: &str, message: impl std::fmt::Display) -> ConfigError {
-        ConfigError::at(self.file, self.loc.find(path), message)
-    }
-
-    /// Expand `${VAR}` in a value that must be fully set.
-    fn required(&self, path: &str, text: &str) -> Result<String, ConfigError> {
-        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
-            Expanded::Value(v) => Ok(v),
-            Expanded::Missing(names) => Err(self.err(
-                path,
-                format!("environment variable {} is not set", names.join(", ")),
-            )),
-        }
-    }
-
-    /// Expand a value that may name unset variables: `Err(names)` lists them.
-    pub(super) fn optional(
-        &self,
-        path: &str,
-        text: &str,
-    ) -> Result<Result<String, String>, ConfigError> {
-        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
-            Expanded::Value(v) => Ok(Ok(v)),
-            Expanded::Missing(names) => Ok(Err(names.join(", "))),
-        }
-    }
-
-    /// Expand a secret; an unset variable falls back to the development secret.
-    fn secret(
-        &self,
-        path: &str,
-        text: &str,
-        dev: &'static [u8],
-        fell_back: &mut Vec<&'static str>,
-        name: &'static str,
-    ) -> Result<Secret, ConfigError> {
-        match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {
-            Expanded::Missing(_) => {
-                fell_back.push(name);
-                Ok(Secret::new(dev))
-            }
-            Expanded::Value(v) if v.len() < MIN_SECRET_BYTES => Err(self.err(
-                path,
-                format!(
-                    "{path} is {} bytes; a secret needs at least {MIN_SECRET_BYTES} \
-                     (try: openssl rand -hex 32)",
-                    v.len()
-                ),
-            )),
-            Expanded::Value(v) => Ok(Secret::new(v.into_bytes())),
-        }
-    }
-}
-
 /// Resolve and check everything.
 pub fn resolve(
     file_path: &Path,
@@ -92,11 +32,7 @@ pub fn resolve(
     loc: &Locations,
     env: &dyn Environment,
 ) -> Result<Config, ConfigError> {
-    let cx = Ctx {
-        file: file_path,
-        loc,
-        env,
-    };
+    let cx = Ctx::new(file_path, loc, env);
     if file.threads == 0 {
         return Err(cx.err("threads", "threads must be at least 1"));
     }
@@ -105,20 +41,16 @@ pub fn resolve(
     }
 
     let mut development = Vec::new();
-    let login = cx.secret(
-        "secrets.login",
-        &file.secrets.login,
-        DEV_LOGIN_SECRET,
-        &mut development,
-        "login",
-    )?;
-    let edge = cx.secret(
-        "secrets.edge",
-        &file.secrets.edge,
-        DEV_EDGE_SECRET,
-        &mut development,
-        "edge",
-    )?;
+    let (login, fell_back) =
+        cx.secret_or_development("secrets.login", &file.secrets.login, DEV_LOGIN_SECRET)?;
+    if fell_back {
+        development.push("login");
+    }
+    let (edge, fell_back) =
+        cx.secret_or_development("secrets.edge", &file.secrets.edge, DEV_EDGE_SECRET)?;
+    if fell_back {
+        development.push("edge");
+    }
     if login == edge {
         return Err(cx.err(
             "secrets.edge",
@@ -131,7 +63,7 @@ pub fn resolve(
     let catalog = resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
     let limits = resolve_limits(&cx, &file)?;
-    let captcha = super::captcha::resolve(&cx, &file, [&login, &edge])?;
+    let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
 
     Ok(Config {
         file: file_path.to_path_buf(),

@@ -1,6 +1,9 @@
 //! `flashgate-orders` settings: an optional YAML file (`conf/orders.yaml`), overridden by
-//! command-line flags. The edge secret comes from `edge_secret:` (usually
-//! `${FLASHGATE_EDGE_SECRET}`) or the `FLASHGATE_EDGE_SECRET` variable; with neither, the
+//! command-line flags. The file is read by the edge's configuration machinery, so it behaves
+//! like `flashgate.yaml`: unknown keys are refused, durations are written the same way (`15m`,
+//! `30s`), `${NAME}` is expanded the same way, and every error names the file, the line and the
+//! column. The edge secret comes from `edge_secret:` (usually `${FLASHGATE_EDGE_SECRET}`) or
+//! the `FLASHGATE_EDGE_SECRET` variable, checked like the edge's own secrets; with neither, the
 //! edge's development secret is used with a loud warning, so `flashgate demo` works out of the
 //! box and a real deployment cannot miss it.
 
@@ -10,9 +13,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::context::Ctx;
+use crate::config::locate::Locations;
 use crate::config::{
-    expand_env, ConfigError, Expanded, Position, Secret, DEV_EDGE_SECRET, MIN_SECRET_BYTES,
+    read, ConfigError, Environment, HumanDuration, ProcessEnv, Secret, DEV_EDGE_SECRET,
 };
+
+/// Where the edge secret is read from when the file does not say.
+const DEFAULT_EDGE_SECRET: &str = "${FLASHGATE_EDGE_SECRET}";
 
 /// The file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -25,7 +33,7 @@ pub struct OrdersFile {
     /// `redis://host:port`.
     pub redis: Option<String>,
     /// How long a buyer has to pay, e.g. `15m`.
-    pub payment_timeout: Option<String>,
+    pub payment_timeout: Option<HumanDuration>,
     /// The edge's signing secret (`${ENV}` allowed).
     pub edge_secret: Option<String>,
     /// Ledger consumer settings.
@@ -40,7 +48,7 @@ pub struct LedgerFile {
     /// Failed deliveries before an entry goes to the dead-letter stream (default 5).
     pub max_deliveries: Option<u32>,
     /// Idle time before another consumer's pending entry is claimed (default 30s).
-    pub claim_idle: Option<String>,
+    pub claim_idle: Option<HumanDuration>,
 }
 
 /// Resolved settings.
@@ -79,59 +87,45 @@ pub struct Overrides {
     pub payment_timeout: Option<Duration>,
 }
 
-fn read_file(path: &Path) -> Result<OrdersFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    serde_yaml::from_str(&text).map_err(|e| ConfigError::at(path, Position::of_yaml_error(&e), e))
-}
-
-fn duration(path: &Path, text: &str, what: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        ConfigError::at(
-            path,
-            Position::START,
-            format!("{what}: expected a duration such as 15m, found {text:?} ({e})"),
-        )
-    })
-}
-
-/// Resolve the settings from the optional file, the flags and the environment.
+/// Resolve the settings from the optional file, the flags and the process environment.
 pub fn resolve(flags: Overrides) -> Result<Settings, ConfigError> {
-    let (file, path) = match &flags.config {
-        Some(path) => (read_file(path)?, path.clone()),
-        None => (OrdersFile::default(), PathBuf::from("(flags)")),
-    };
-    let payment_timeout = match (flags.payment_timeout, &file.payment_timeout) {
-        (Some(d), _) => d,
-        (None, Some(text)) => duration(&path, text, "payment_timeout")?,
-        (None, None) => Duration::from_secs(15 * 60),
-    };
-    let claim_idle = match &file.ledger.claim_idle {
-        Some(text) => duration(&path, text, "ledger.claim_idle")?,
-        None => Duration::from_secs(30),
-    };
-    let written = file
-        .edge_secret
-        .clone()
-        .unwrap_or_else(|| "${FLASHGATE_EDGE_SECRET}".to_string());
-    let (edge_secret, development_secret) = match expand_env(&written, |n| std::env::var(n).ok())
-        .map_err(|e| ConfigError::at(&path, Position::START, e))?
-    {
-        Expanded::Missing(_) => (Secret::new(DEV_EDGE_SECRET), true),
-        Expanded::Value(v) if v.len() < MIN_SECRET_BYTES => {
-            return Err(ConfigError::at(
-                &path,
-                Position::START,
-                format!(
-                    "edge_secret is {} bytes; a secret needs at least {MIN_SECRET_BYTES}",
-                    v.len()
-                ),
-            ))
+    resolve_with(flags, &ProcessEnv)
+}
+
+/// Resolve the settings from the optional file, the flags and `env`.
+pub fn resolve_with(flags: Overrides, env: &dyn Environment) -> Result<Settings, ConfigError> {
+    match flags.config.clone() {
+        Some(path) => {
+            let text = read::text(&path)?;
+            parse(&path, &text, flags, env)
         }
-        Expanded::Value(v) => (Secret::new(v.into_bytes()), false),
-    };
+        None => {
+            // No file: an error (a short FLASHGATE_EDGE_SECRET) has nowhere better to point.
+            let nowhere = Locations::default();
+            let cx = Ctx::new(Path::new("(flags)"), &nowhere, env);
+            settle(&cx, OrdersFile::default(), flags)
+        }
+    }
+}
+
+/// Resolve the settings from `text`, the contents of the file `path`, the flags and `env`.
+/// `flags.config` is not read.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    flags: Overrides,
+    env: &dyn Environment,
+) -> Result<Settings, ConfigError> {
+    let (file, locations) = read::parse::<OrdersFile>(path, text)?;
+    let cx = Ctx::new(path, &locations, env);
+    settle(&cx, file, flags)
+}
+
+/// The file's values under the flags, with the defaults for what neither gives.
+fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, ConfigError> {
+    let written = file.edge_secret.as_deref().unwrap_or(DEFAULT_EDGE_SECRET);
+    let (edge_secret, development_secret) =
+        cx.secret_or_development("edge_secret", written, DEV_EDGE_SECRET)?;
     Ok(Settings {
         listen: flags
             .listen
@@ -145,10 +139,16 @@ pub fn resolve(flags: Overrides) -> Result<Settings, ConfigError> {
             .redis
             .or(file.redis)
             .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()),
-        payment_timeout,
+        payment_timeout: flags
+            .payment_timeout
+            .or(file.payment_timeout.map(|d| d.0))
+            .unwrap_or(Duration::from_secs(15 * 60)),
         edge_secret,
         development_secret,
         max_deliveries: file.ledger.max_deliveries.unwrap_or(5).max(1),
-        claim_idle,
+        claim_idle: file
+            .ledger
+            .claim_idle
+            .map_or(Duration::from_secs(30), |d| d.0),
     })
 }

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, StatusCode};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use flashgate::admission::login;
+use flashgate::config::Secret;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const LOGIN_SECRET: &str = "test-login-secret-0123456789abcdef-0123";
@@ -48,14 +49,8 @@ pub fn at(offset_secs: i64) -> String {
 
 /// An HS256 login token for `uid` signed with `key`, expiring `ttl` seconds from now.
 pub fn token_with(key: &str, uid: &str, ttl: i64) -> String {
-    let exp = now_secs() as i64 + ttl;
-    let claims = serde_json::json!({ "sub": uid, "exp": exp });
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(key.as_bytes()),
-    )
-    .unwrap()
+    let exp = now_secs().saturating_add_signed(ttl);
+    login::mint(&Secret::new(key.as_bytes()), uid, exp).unwrap()
 }
 
 /// A valid login token for `uid`.

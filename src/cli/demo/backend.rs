@@ -17,7 +17,7 @@ use flashgate::config::Secret;
 use serde_json::Value;
 
 use super::origin::{self, Orders};
-use crate::storm::http::Http;
+use crate::cli::storm::http::Http;
 
 /// A child process, stopped when dropped.
 pub struct Running(pub Child);

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
-use crate::storm;
+use crate::cli::storm;
 use backend::{Backend, Running};
 
 /// The demo's settings (flags of `flashgate demo`).
@@ -195,7 +195,7 @@ pub async fn run(demo: Demo) -> anyhow::Result<()> {
     let won = report.count("won");
     let (orders, consistent) = backend.orders_line(&http, 42, demo.stock, won).await;
     println!("\n{orders}");
-    let visitor = crate::storm::mint(&login, std::iter::once("demo-visitor".to_string()))?;
+    let visitor = storm::mint(&login, std::iter::once("demo-visitor".to_string()))?;
     println!(
         "live page:    http://{listen}/?product=42#token={}",
         visitor[0]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ::http::{Method, Uri};
 use anyhow::{bail, Context};
 use flashgate::admission::captcha::pow;
+use flashgate::admission::login;
 use flashgate::config::Secret;
 use flashgate::signing::pass_token;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -90,22 +91,15 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Login tokens for `uids`, signed with the login secret `secret`, valid for an hour.
 pub(crate) fn mint(
     secret: &str,
     uids: impl Iterator<Item = String>,
 ) -> anyhow::Result<Vec<String>> {
-    use jsonwebtoken::{encode, EncodingKey, Header};
-    let key = EncodingKey::from_secret(secret.as_bytes());
+    let secret = Secret::new(secret.as_bytes());
     let exp = now_ms() / 1000 + 3600;
-    uids.map(|sub| {
-        encode(
-            &Header::default(),
-            &serde_json::json!({ "sub": sub, "exp": exp }),
-            &key,
-        )
-        .context("signing a login token")
-    })
-    .collect()
+    uids.map(|sub| login::mint(&secret, &sub, exp).map_err(anyhow::Error::from))
+        .collect()
 }
 
 /// The sale state in `button.js`.
