@@ -1,6 +1,8 @@
 //! The demo's stand-in for the order backend, used when `flashgate-orders` is not installed
 //! next to `flashgate`: an HTTP server on 127.0.0.1 that takes every `POST /orders`, checks the
-//! edge's `X-Flashgate-Signature`, counts the orders and answers like an order backend would.
+//! edge's `X-Flashgate-Signature`, counts the orders and answers like an order backend would —
+//! idempotent by reservation id, and answering the origin contract's settlement question
+//! `GET /orders/{reservation}` (200 held, 404 not).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -26,6 +28,8 @@ pub struct Orders {
     pub total: AtomicU64,
     /// Of those, how many carried a valid edge signature.
     pub signed: AtomicU64,
+    /// Reservation ids of the orders taken, for the edge's settlement question.
+    taken: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Serve on a free port of 127.0.0.1 until the runtime stops; returns the address.
@@ -54,6 +58,23 @@ pub async fn start(edge: Secret) -> anyhow::Result<(SocketAddr, Arc<Orders>)> {
 }
 
 fn answer(req: &Request<Incoming>, orders: &Orders, edge: &Secret) -> Response<Full<Bytes>> {
+    // The origin contract's settlement question: does it hold the order of this reservation?
+    if let Some(id) = req.uri().path().strip_prefix("/orders/") {
+        if req.method() == http::Method::GET {
+            let held = orders.taken.lock().contains(id);
+            return if held {
+                respond(
+                    StatusCode::OK,
+                    format!(r#"{{"outcome":"found","order":{{"id":"{id}"}}}}"#),
+                )
+            } else {
+                respond(
+                    StatusCode::NOT_FOUND,
+                    r#"{"outcome":"not_found"}"#.to_string(),
+                )
+            };
+        }
+    }
     if req.method() != http::Method::POST || req.uri().path() != "/orders" {
         return respond(
             StatusCode::NOT_FOUND,
@@ -75,9 +96,12 @@ fn answer(req: &Request<Incoming>, orders: &Orders, edge: &Secret) -> Response<F
         header("x-flashgate-timestamp").parse().unwrap_or(0),
         header("x-flashgate-signature"),
     );
-    orders.total.fetch_add(1, Ordering::Relaxed);
-    if signed {
-        orders.signed.fetch_add(1, Ordering::Relaxed);
+    // Idempotent by reservation id, as the contract asks: a retry is the same order.
+    if orders.taken.lock().insert(reservation.to_string()) {
+        orders.total.fetch_add(1, Ordering::Relaxed);
+        if signed {
+            orders.signed.fetch_add(1, Ordering::Relaxed);
+        }
     }
     let body = serde_json::json!({ "outcome": "won", "order": reservation }).to_string();
     respond(StatusCode::OK, body)
