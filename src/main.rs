@@ -237,7 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let config = Config::load(&config)?;
-            let gateway = Gateway::build(config)?;
+            let gateway = Gateway::inspect(config)?;
             print!("{}", summary::summary(&gateway));
             Ok(())
         }

@@ -55,6 +55,11 @@ pub fn origin_signature(
     hex::encode(m.finalize().into_bytes())
 }
 
+/// How long after its `X-Flashgate-Timestamp` a signed forward is accepted by
+/// `flashgate-orders` (either way, for clock skew). The edge's `origin.settle_after` should
+/// outlast it.
+pub const FORWARD_FRESH_MS: u64 = 30_000;
+
 /// `X-Flashgate-Signature` of a settlement question, `GET {origin.path}/{reservation}`: hex
 /// HMAC-SHA256 over `"lookup\n{reservation}\n{timestamp}"`. No forward signs a message of
 /// that shape (three lines, not four), so a question can never be replayed as a buy.

@@ -115,3 +115,34 @@ fn one_process_per_journal() {
         "it waited first"
     );
 }
+
+/// `flashgate check` looks at a configuration without opening its journal: it neither waits
+/// for the running gateway's lock nor rewrites the file.
+#[test]
+fn check_never_opens_the_journal() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = tempfile::tempdir().unwrap();
+    let running = MemoryStore::open([(42, 500)], data.path(), Fsync::Always).unwrap();
+    let journal = running.journal_path().unwrap().to_path_buf();
+    let before = std::fs::read(&journal).unwrap();
+    let shipped = std::fs::read_to_string(root.join("conf/flashgate.yaml")).unwrap();
+    assert!(shipped.contains("path: data/flashgate"));
+    let config = data.path().join("flashgate.yaml");
+    let yaml = shipped.replace(
+        "path: data/flashgate",
+        &format!("path: '{}'", data.path().display()),
+    );
+    std::fs::write(&config, yaml).unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .current_dir(root)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "it waited for the lock");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("journal in"));
+    assert_eq!(std::fs::read(&journal).unwrap(), before, "the journal is untouched");
+    drop(running);
+}

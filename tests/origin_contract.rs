@@ -250,6 +250,73 @@ async fn ambiguous_answers_settle_by_asking_the_origin() {
     assert_eq!(remaining(&edge, 9).await, 0.0);
 }
 
+/// An origin that answers 2xx and then fails in the middle of the body made the order: the
+/// unit stays sold, the buyer's answer is the origin's (cut short), never an edge 503 glued
+/// behind it, and the request is counted as won.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_short_after_its_header_keeps_the_unit() {
+    let origin = FaultOrigin::start().await;
+    let edge = start(&origin, "{ kind: memory }", &sale(12, 1), SETTLE).await;
+    let url = edge.buy_url(12).await;
+    origin.then(&[Act::Truncate]);
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(token("a"))
+        .send()
+        .await
+        .expect("the header arrives");
+    assert_eq!(resp.status().as_u16(), 201);
+    let body = resp.bytes().await;
+    assert!(
+        !body
+            .as_deref()
+            .is_ok_and(|b| String::from_utf8_lossy(b).contains("origin_unavailable")),
+        "no edge answer written into the origin's body: {body:?}"
+    );
+    let page = metrics_when(
+        &edge,
+        r#"flashgate_requests_total{outcome="won",route="buy"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &page,
+            r#"flashgate_requests_total{outcome="won",route="buy"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &page,
+            r#"flashgate_requests_total{outcome="origin_unavailable",route="buy"}"#
+        ),
+        Some(0.0)
+    );
+    assert_eq!(remaining(&edge, 12).await, 0.0, "the order holds the unit");
+    assert_eq!(origin.orders().len(), 1);
+}
+
+/// An origin without the settlement route (a bare 404, not `{"outcome":"not_found"}`) never
+/// gets a unit taken from an order it may hold: the unit stays held, asked about again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bare_404_to_the_settlement_question_settles_nothing() {
+    let origin = FaultOrigin::start().await;
+    origin.without_lookup();
+    let edge = start(&origin, "{ kind: memory }", &sale(13, 1), SETTLE).await;
+    let url = edge.buy_url(13).await;
+    let c = reqwest::Client::new();
+    origin.then(&[Act::Order(502)]);
+    assert_eq!(buy(&c, &url, "a").await.0, 502);
+    assert!(
+        eventually(10, || async { !origin.lookups().is_empty() }).await,
+        "asked"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(remaining(&edge, 13).await, 0.0, "a bare 404 is no answer");
+    assert_eq!(origin.orders().len(), 1);
+}
+
 /// The settlement question itself may fail: while the origin is down the unit stays held (the
 /// order may exist), and it is asked again until it answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

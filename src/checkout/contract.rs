@@ -14,8 +14,10 @@
 //! (`stock::SettledBy`): on Redis the order backend's ledger consumer makes the order or its
 //! payment timeout returns the unit; on the embedded store the edge waits until the forward's
 //! signature can no longer be accepted (`origin.settle_after`) and then asks the origin
-//! `GET {origin.path}/{reservation}`: `200` keeps the unit, `404` returns it, anything else is
-//! asked again later.
+//! `GET {origin.path}/{reservation}` ([`settlement_answer`]): `200 {"outcome":"found"}` keeps
+//! the unit, `404 {"outcome":"not_found"}` returns it — a promise that the origin holds no order
+//! for it and never will make one — and anything else (a bare 404 from a route that does not
+//! exist, a 503 while the forward may still be in progress) is asked again later.
 
 /// How a forward ended, as far as the edge saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,18 @@ pub enum Settlement {
     Ask,
 }
 
+/// What an answer to the settlement question says, from its status and the `outcome` of its
+/// JSON body: `Some(true)` the origin holds the order, `Some(false)` it holds none and never
+/// will, `None` no definite answer (ask again). Both the status and the outcome must agree, so
+/// a catch-all page or a missing route is never taken for an answer.
+pub fn settlement_answer(status: u16, outcome: Option<&str>) -> Option<bool> {
+    match (status, outcome) {
+        (200, Some("found")) => Some(true),
+        (404, Some("not_found")) => Some(false),
+        _ => None,
+    }
+}
+
 /// The contract itself.
 pub fn settlement(forwarded: Forwarded) -> Settlement {
     match forwarded {
@@ -52,6 +66,27 @@ pub fn settlement(forwarded: Forwarded) -> Settlement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_explicit_answer_settles() {
+        assert_eq!(settlement_answer(200, Some("found")), Some(true));
+        assert_eq!(settlement_answer(404, Some("not_found")), Some(false));
+        for (status, outcome) in [
+            (404, None),              // a route the origin does not have
+            (200, None),              // a catch-all page
+            (200, Some("not_found")), // status and body disagree
+            (404, Some("found")),
+            (503, Some("not_found")),
+            (409, Some("in_progress")),
+            (401, None),
+        ] {
+            assert_eq!(
+                settlement_answer(status, outcome),
+                None,
+                "{status} {outcome:?}"
+            );
+        }
+    }
 
     #[test]
     fn every_row_of_the_contract() {

@@ -126,6 +126,13 @@ impl Checkout {
             pending: settle::Pending::default(),
         };
         for reservation in checkout.store.unsettled() {
+            if !checkout.sales.contains_key(&reservation.product) {
+                tracing::warn!(
+                    reservation = %reservation.id, product = reservation.product,
+                    "left unsettled by the previous run, for a sale no longer configured: it stays held in the journal"
+                );
+                continue;
+            }
             tracing::warn!(
                 reservation = %reservation.id,
                 "left unsettled by the previous run; asking the origin once settle_after has passed"

@@ -5,8 +5,8 @@
 //! [`Pending`] queue, due `origin.settle_after` later, when the forward's signature can no
 //! longer be accepted by the origin. [`Checkout::settle_due`] then asks the origin through an
 //! [`OriginLookup`] and keeps or returns each unit by the answer; a question with no definite
-//! answer is asked again with a growing pause (1 s, 2 s, … 30 s), and the unit stays held
-//! meanwhile: the origin may hold its order. Reservations a previous run left unsettled (the
+//! answer is asked again with a growing pause (2 s, 4 s, 8 s, 16 s, then every 30 s), and the
+//! unit stays held meanwhile: the origin may hold its order. Reservations a previous run left unsettled (the
 //! store's journal knows them) are queued at start the same way.
 
 use std::collections::BTreeMap;
@@ -27,8 +27,9 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// Why the origin gave no definite answer to the settlement question.
 #[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    /// It answered something other than `200` or `404`.
-    #[error("origin answered {0} (only 200 and 404 settle a reservation)")]
+    /// It answered, but not one of the two answers that settle a reservation
+    /// (`contract::settlement_answer`).
+    #[error("origin answered {0} without a settling outcome (200 \"found\" or 404 \"not_found\")")]
     Status(u16),
     /// It could not be asked: connection refused, reset, timed out.
     #[error("origin could not be asked: {0}")]
@@ -38,7 +39,8 @@ pub enum LookupError {
 /// Asks the origin whether it holds an order for a reservation (`GET {origin.path}/{id}`).
 #[async_trait]
 pub trait OriginLookup: Send + Sync {
-    /// True: the origin holds the order. False: it holds none and will make none.
+    /// True: the origin holds the order. False: it holds none and will make none. Answers are
+    /// read with [`super::contract::settlement_answer`].
     async fn holds(&self, reservation: &Reservation) -> Result<bool, LookupError>;
 }
 
@@ -179,10 +181,10 @@ impl Checkout {
     }
 
     async fn keep(&self, reservation: &Reservation) {
-        self.metrics.settled.kept.inc();
         let Some(sale) = self.sales.get(&reservation.product) else {
             return;
         };
+        self.metrics.settled.kept.inc();
         if let Err(e) = self.store.keep(&sale.keys, reservation).await {
             // Not fatal: the reservation stays held and is asked about again after a restart.
             tracing::error!(reservation = %reservation.id, "recording a kept unit failed: {e}");
@@ -200,9 +202,9 @@ impl Checkout {
             .observe(started.elapsed().as_secs_f64());
         match released {
             Ok(returned) => {
-                self.metrics.settled.returned.inc();
                 // A sold-out hint would hide the returned unit for up to a second.
                 if returned {
+                    self.metrics.settled.returned.inc();
                     sale.gate.clear_sold_out();
                 }
                 tracing::info!(reservation = %reservation.id, returned, "{why}: unit returned");

@@ -55,6 +55,10 @@ pub enum BuildError {
     Metrics(#[from] prometheus::Error),
 }
 
+/// How long `flashgate-orders` accepts a signed forward; `settle_after` should outlast it.
+const ORIGIN_SIGNATURE_WINDOW: std::time::Duration =
+    std::time::Duration::from_millis(crate::signing::FORWARD_FRESH_MS);
+
 /// Everything the listeners share: built once from the configuration, held in an `Arc`.
 pub struct Gateway {
     /// The configuration it was built from.
@@ -83,6 +87,15 @@ impl Gateway {
         let (store, single_use) = match &config.store {
             Store::Memory { path, fsync } => {
                 let sales = config.sales.iter().map(|s| (s.product, s.stock));
+                let origin = &config.origin;
+                if origin.settle_after < origin.timeout + ORIGIN_SIGNATURE_WINDOW {
+                    tracing::warn!(
+                        settle_after = ?origin.settle_after,
+                        "origin.settle_after is shorter than origin.timeout plus the 30 s in which \
+                         flashgate-orders accepts a signed forward: the edge may ask the origin \
+                         about a forward it can still accept"
+                    );
+                }
                 let store = match path {
                     Some(dir) => MemoryStore::open(sales, dir, *fsync)?,
                     None => {
@@ -103,6 +116,15 @@ impl Gateway {
             Store::Cluster { urls, timeout } => redis(Target::Cluster(urls.clone()), *timeout),
         };
         Self::with_stores(config, store, single_use)
+    }
+
+    /// Assemble the gateway from `config` to look at, without opening its store: the journal
+    /// of `store.path` belongs to the running gateway, and `flashgate check` must neither wait
+    /// for its lock nor rewrite it.
+    pub fn inspect(config: Config) -> Result<Self, BuildError> {
+        let store = MemoryStore::new(config.sales.iter().map(|s| (s.product, s.stock)));
+        let used = MemorySingleUse::new(1);
+        Self::with_stores(config, Arc::new(store), Arc::new(used))
     }
 
     /// Assemble the gateway from `config` around existing stock and single-use stores.

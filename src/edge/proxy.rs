@@ -386,6 +386,16 @@ impl ProxyHttp for Edge {
             tracing::error!(reservation = %reservation.id, error = %e, ?forwarded, "forward failed");
             self.gw.checkout.settle(reservation, forwarded).await;
         }
+        let was_forwarded = ctx.outcome == Outcome::Won;
+        if !was_forwarded || session.response_written().is_some() {
+            // Either no forward failed (an edge answer could not be written: the client went
+            // away), or the origin's answer is already on its way and its body failed. Nothing
+            // more can be written; the outcome stays as it was, and the connection closes.
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        }
         ctx.outcome = Outcome::OriginUnavailable;
         // Pingora does not reuse a connection after a failed proxy; turning keepalive off makes
         // it say `Connection: close`, so no client sends its next request into a closing socket.

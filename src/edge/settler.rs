@@ -1,6 +1,9 @@
 //! The background task that settles forwards of unknown outcome on the embedded store: it asks
 //! the origin `GET {origin.path}/{reservation}` for every reservation the checkout has queued
-//! (`checkout::settle`) once it is due, and sleeps until the next one. The question is signed
+//! (`checkout::settle`) once it is due, and sleeps until the next one. Only `200` with
+//! `{"outcome":"found"}` or `404` with `{"outcome":"not_found"}` settles
+//! (`checkout::contract::settlement_answer`); the answer's body is read up to 64 KiB. The
+//! question is signed
 //! (`signing::lookup_signature`), carries the reservation, and is bounded by `origin.timeout`.
 //! On Redis nothing is ever queued (the ledger consumer settles), and the task only sleeps.
 
@@ -8,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::Empty;
+use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,6 +20,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::Gateway;
+use crate::checkout::contract::settlement_answer;
 use crate::checkout::{LookupError, OriginLookup};
 use crate::clock::now_ms;
 use crate::signing::lookup_signature;
@@ -28,6 +32,15 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// The largest answer read from the origin: an order's JSON, not a page.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// The one field of the answer the settlement reads.
+#[derive(serde::Deserialize)]
+struct Outcome {
+    outcome: String,
+}
 
 /// The settlement task of one gateway.
 pub struct Settler {
@@ -76,11 +89,18 @@ impl OriginLookup for Settler {
             .await
             .map_err(|_| LookupError::Unreachable(format!("no answer in {:?}", origin.timeout)))?
             .map_err(|e| LookupError::Unreachable(e.to_string()))?;
-        match answer.status().as_u16() {
-            200 => Ok(true),
-            404 => Ok(false),
-            other => Err(LookupError::Status(other)),
-        }
+        let status = answer.status().as_u16();
+        let body = Limited::new(answer.into_body(), MAX_ANSWER_BYTES);
+        let body = tokio::time::timeout(origin.timeout, body.collect())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|b| b.to_bytes());
+        let outcome = body
+            .as_deref()
+            .and_then(|b| serde_json::from_slice::<Outcome>(b).ok());
+        settlement_answer(status, outcome.as_ref().map(|o| o.outcome.as_str()))
+            .ok_or(LookupError::Status(status))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::signing::verify_origin_signature;
 use crate::stock::Reservation;
 
 /// How far a request's timestamp may be from now.
-pub const FRESH_MS: u64 = 30_000;
+pub const FRESH_MS: u64 = crate::signing::FORWARD_FRESH_MS;
 
 /// Why a request is refused (all answer 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -464,6 +464,23 @@ impl Journal {
         self.shared.path()
     }
 
+    /// A journal in `dir` whose every write fails (its file is opened read-only), as on a full
+    /// or failing disk: for tests of what a broken journal does to the store above it.
+    #[cfg(test)]
+    pub(crate) fn unwritable(dir: &Path) -> Journal {
+        let lock = Journal::lock(dir).expect("lock a fresh test directory");
+        let path = dir.join(JOURNAL_FILE);
+        fs::write(&path, b"").expect("create the test journal");
+        let read_only = File::open(&path).expect("open the test journal");
+        Journal::start(path, read_only, Fsync::Always, lock).expect("start the test journal")
+    }
+
+    /// The error that broke the journal, if a write or fsync failed: nothing more can be
+    /// recorded until the process restarts on a writable journal.
+    pub fn failure(&self) -> Option<JournalError> {
+        self.shared.broken()
+    }
+
     /// How many fsyncs the writer has done since [`Journal::create`] (the compaction's not
     /// counted).
     pub fn fsyncs(&self) -> u64 {

@@ -162,6 +162,15 @@ impl MemoryStore {
         self.journal.as_ref().map(Journal::path)
     }
 
+    /// Refuse a change the journal could not record: a broken journal stops the sale (503)
+    /// instead of taking units it cannot remember.
+    fn journal_failure(&self) -> Result<(), StoreError> {
+        match self.journal.as_ref().and_then(Journal::failure) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
     /// Queue `record` in the journal (call with the sale's lock held, so the journal's order is
     /// the order of the changes).
     fn record(&self, record: impl FnOnce() -> Record) -> Option<Appended> {
@@ -255,6 +264,7 @@ impl StockStore for MemoryStore {
         let Some(state) = self.sales.get(&sale.product) else {
             return Ok(Reserve::UnknownSale);
         };
+        self.journal_failure()?;
         let (reservation, remaining, appended) = {
             let mut state = state.lock();
             if state.buyers.contains_key(uid) {
@@ -288,7 +298,21 @@ impl StockStore for MemoryStore {
             (reservation, state.remaining, appended)
         };
         // Not answered before it is journaled: a unit sold is a unit the next start knows.
-        written(appended).await?;
+        if let Err(e) = written(appended).await {
+            // Nobody was told: give the unit back here. If the line did reach the file (a
+            // failed fsync), the next start finds it unsettled and asks the origin, which
+            // holds no order for it.
+            let mut state = state.lock();
+            if state
+                .buyers
+                .get(uid)
+                .is_some_and(|held| *held.id == *reservation.id)
+            {
+                state.buyers.remove(uid);
+                state.remaining += 1;
+            }
+            return Err(e);
+        }
         Ok(Reserve::Won {
             reservation,
             remaining,
@@ -303,6 +327,7 @@ impl StockStore for MemoryStore {
         let Some(state) = self.sales.get(&sale.product) else {
             return Ok(false);
         };
+        self.journal_failure()?;
         let appended = {
             let mut state = state.lock();
             // Only the reservation the user still holds gives a unit back; a second release, or
@@ -362,6 +387,10 @@ impl StockStore for MemoryStore {
         self.unsettled.clone()
     }
 
+    async fn ready(&self) -> bool {
+        self.journal_failure().is_ok()
+    }
+
     fn kind(&self) -> &'static str {
         if self.journal.is_some() {
             "memory (journaled)"
@@ -395,6 +424,36 @@ mod tests {
         let later = MemoryStore::new([(7, 3)]);
         let c = won(later.reserve(&sale, "a").await.unwrap());
         assert_ne!(a.id, c.id, "a new store (a restart) never repeats an id");
+    }
+
+    /// A disk that stops taking writes stops the sale: no unit is taken that the journal cannot
+    /// remember, buyers get an error (503 at the edge), and the store says it is not ready.
+    #[tokio::test]
+    async fn a_broken_journal_takes_no_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MemoryStore {
+            journal: Some(Journal::unwritable(dir.path())),
+            ..MemoryStore::new([(7, 3)])
+        };
+        let sale = SaleKeys::of(7);
+        assert!(store.ready().await, "not broken before its first write");
+        assert!(matches!(
+            store.reserve(&sale, "a").await,
+            Err(StoreError::Journal(_))
+        ));
+        assert!(
+            !store.ready().await,
+            "/readyz says 503 once the journal is broken"
+        );
+        for uid in ["a", "b", "c", "d"] {
+            assert!(store.reserve(&sale, uid).await.is_err(), "{uid}");
+        }
+        let stock = store.stock(&sale).await.unwrap().unwrap();
+        assert_eq!(
+            (stock.remaining, stock.buyers),
+            (3, 0),
+            "no unit held by nobody"
+        );
     }
 
     #[tokio::test]

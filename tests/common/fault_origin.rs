@@ -26,6 +26,8 @@ pub enum Act {
     Die,
     /// Record the order and never answer.
     Hang,
+    /// Record the order, answer 201 with a body cut short, and close the connection.
+    Truncate,
 }
 
 /// An order the origin holds.
@@ -47,6 +49,8 @@ struct State {
     lookups: Vec<String>,
     /// Reservation ids that came back naming another user than their first order.
     conflicts: Vec<String>,
+    /// Answer the settlement question like a server without that route: a bare 404.
+    no_lookup: bool,
 }
 
 impl State {
@@ -100,6 +104,11 @@ impl FaultOrigin {
     /// Buys received (retries included), by reservation id.
     pub fn received(&self) -> Vec<String> {
         self.state.lock().unwrap().received.clone()
+    }
+
+    /// Have no settlement route: every question gets a bare 404 with no outcome.
+    pub fn without_lookup(&self) {
+        self.state.lock().unwrap().no_lookup = true;
     }
 
     /// Reservation ids the edge sent again for another user or product.
@@ -165,6 +174,12 @@ impl FaultOrigin {
                     self.kill();
                     return;
                 }
+                Reply::Truncate => {
+                    let cut = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\n\
+                               content-length: 100\r\n\r\n{\"outcome\"";
+                    let _ = stream.write_all(cut.as_bytes()).await;
+                    return;
+                }
                 Reply::Hang => {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(120)) => {}
@@ -195,6 +210,9 @@ impl FaultOrigin {
         if method == "GET" {
             let id = path.rsplit('/').next().unwrap_or("").to_string();
             state.lookups.push(id.clone());
+            if state.no_lookup {
+                return Reply::Answer(404, "Not Found".into());
+            }
             return if state.orders.contains_key(&id) {
                 Reply::Answer(
                     200,
@@ -225,6 +243,10 @@ impl FaultOrigin {
                 state.record(&id, order);
                 Reply::Hang
             }
+            Act::Truncate => {
+                state.record(&id, order);
+                Reply::Truncate
+            }
         }
     }
 }
@@ -233,6 +255,7 @@ enum Reply {
     Answer(u16, String),
     Die,
     Hang,
+    Truncate,
 }
 
 type Request = (String, String, Vec<(String, String)>);
