@@ -140,9 +140,20 @@ fn check_never_opens_the_journal() {
         .arg(&config)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "it waited for the lock");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "it waited for the lock"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("journal in"));
-    assert_eq!(std::fs::read(&journal).unwrap(), before, "the journal is untouched");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        before,
+        "the journal is untouched"
+    );
     drop(running);
 }
