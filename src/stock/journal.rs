@@ -36,6 +36,8 @@
 //! batch and every later append answer [`JournalError::Broken`], and nothing is written after
 //! the failure, since a torn line followed by more lines would make the file unreadable.
 
+#[cfg(test)]
+pub(crate) mod testing;
 mod writer;
 
 use std::fs::{self, File, OpenOptions};
@@ -462,17 +464,6 @@ impl Journal {
     /// The journal file, `<dir>/journal`.
     pub fn path(&self) -> &Path {
         self.shared.path()
-    }
-
-    /// A journal in `dir` whose every write fails (its file is opened read-only), as on a full
-    /// or failing disk: for tests of what a broken journal does to the store above it.
-    #[cfg(test)]
-    pub(crate) fn unwritable(dir: &Path) -> Journal {
-        let lock = Journal::lock(dir).expect("lock a fresh test directory");
-        let path = dir.join(JOURNAL_FILE);
-        fs::write(&path, b"").expect("create the test journal");
-        let read_only = File::open(&path).expect("open the test journal");
-        Journal::start(path, read_only, Fsync::Always, lock).expect("start the test journal")
     }
 
     /// The error that broke the journal, if a write or fsync failed: nothing more can be
