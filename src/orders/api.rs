@@ -23,8 +23,9 @@ use serde_json::{json, Value};
 
 use super::db::{Payment, Refusal};
 use super::model::Source;
-use super::service::{now_ms, OrderError, Orders, Placed};
+use super::service::{OrderError, Orders, Placed};
 use super::verify::{verify, Unverified, FRESH_MS};
+use crate::clock::now_ms;
 
 /// The router over `orders`.
 pub fn router(orders: Arc<Orders>) -> Router {
@@ -67,7 +68,7 @@ fn unauthorized(orders: &Orders, why: Unverified) -> Response {
 }
 
 async fn create(State(orders): State<Arc<Orders>>, headers: HeaderMap) -> Response {
-    let now = now_ms() as u64;
+    let now = now_ms();
     let signed = match verify(&orders.edge_secret, now, |name| {
         headers.get(name).and_then(|v| v.to_str().ok())
     }) {

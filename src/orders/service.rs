@@ -12,7 +12,7 @@
 //! return is recorded, and retried until it is, so it happens exactly once.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::db::{Db, DbError, Insert, Payment, Refusal};
 use super::metrics::OrderMetrics;
@@ -74,12 +74,9 @@ pub struct Orders {
     pub metrics: OrderMetrics,
 }
 
-/// Now, in ms since the epoch.
+/// Now, in ms since the epoch, as the database stores times.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 impl Orders {

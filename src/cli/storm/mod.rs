@@ -15,7 +15,9 @@ pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use flashgate::clock::now_ms;
 
 use ::http::{Method, Uri};
 use anyhow::{bail, Context};
@@ -82,13 +84,6 @@ enum Sender {
     User(usize),
     Bot(usize),
     Unknown(usize),
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Login tokens for `uids`, signed with the login secret `secret`, valid for an hour.
