@@ -10,11 +10,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::buy_outcome as buy;
 use common::fault_origin::{Act, FaultOrigin};
 use common::redis_server::RedisServer;
 use common::*;
 use futures::StreamExt;
-use serde_json::Value;
 
 /// Origin keys of these tests: a forward may take 1 s, and the edge asks the origin about one
 /// of unknown outcome 1.5 s after it.
@@ -42,18 +42,6 @@ async fn start(origin: &FaultOrigin, store: &str, sales: &str, origin_keys: &str
         "",
     )
     .await
-}
-
-async fn buy(c: &reqwest::Client, url: &str, uid: &str) -> (u16, String) {
-    let resp = c
-        .post(url)
-        .bearer_auth(token(uid))
-        .send()
-        .await
-        .expect("edge answers");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    (status, body["outcome"].as_str().unwrap_or("").to_string())
 }
 
 async fn remaining(edge: &Edge, product: u64) -> f64 {

@@ -99,19 +99,8 @@ fn sale(product: u64, stock: u64) -> String {
 
 async fn buy(c: &reqwest::Client, url: &str, uid: &str) -> (u16, String, Duration) {
     let started = Instant::now();
-    let resp = c
-        .post(url)
-        .bearer_auth(token(uid))
-        .send()
-        .await
-        .expect("edge answers");
-    let status = resp.status().as_u16();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    (
-        status,
-        body["outcome"].as_str().unwrap_or("").to_string(),
-        started.elapsed(),
-    )
+    let (status, outcome) = buy_outcome(c, url, uid).await;
+    (status, outcome, started.elapsed())
 }
 
 fn ledger_reservations(redis: &RedisServer, product: u64) -> Vec<String> {

@@ -198,10 +198,7 @@ impl Replayed {
         // reservation id → its buyer, for the records that name only the id.
         let mut owner: HashMap<String, (u64, String)> = HashMap::new();
         let mut last_epoch = 0;
-        let inconsistent = |what: String| StoreError::Protocol {
-            script: "the journal",
-            answer: what,
-        };
+        let inconsistent = StoreError::Inconsistent;
         for record in records {
             match record {
                 Record::Start { epoch } => last_epoch = last_epoch.max(epoch),

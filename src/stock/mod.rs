@@ -83,6 +83,10 @@ pub enum StoreError {
         /// The configured capacity.
         capacity: usize,
     },
+    /// The embedded store's journal reads well but describes an impossible sale (a unit beyond
+    /// the stock, a second unit for one user, a reservation of a sale it never created).
+    #[error("the journal describes an impossible sale: {0}; it was not written by this store")]
+    Inconsistent(String),
     /// The embedded store's journal cannot record the change.
     #[error(transparent)]
     Journal(#[from] journal::JournalError),

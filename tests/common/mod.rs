@@ -261,6 +261,19 @@ pub fn sample(page: &str, series: &str) -> Option<f64> {
         .and_then(|l| l[series.len()..].trim().parse().ok())
 }
 
+/// POST a buy to `url` as `uid`: the status and the JSON body's `outcome` ("" if none).
+pub async fn buy_outcome(c: &reqwest::Client, url: &str, uid: &str) -> (u16, String) {
+    let resp = c
+        .post(url)
+        .bearer_auth(token(uid))
+        .send()
+        .await
+        .expect("edge answers");
+    let status = resp.status().as_u16();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    (status, body["outcome"].as_str().unwrap_or("").to_string())
+}
+
 /// A client that connects from `ip` (any 127.0.0.0/8 address works on Linux loopback).
 pub fn client_from(ip: &str) -> reqwest::Client {
     reqwest::Client::builder()
