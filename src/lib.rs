@@ -15,6 +15,7 @@
 //! - [`metrics`]: every exported metric.
 //! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
 //! - [`clock`]: the one wall clock.
+//! - [`uid`]: the user-id alphabet the login check admits, and the header form a UID travels in.
 //! - [`orders`]: the order backend `flashgate-orders` (durable orders, ledger consumer,
 //!   payment timeout, reconcile).
 //!
@@ -40,3 +41,4 @@ pub mod metrics;
 pub mod orders;
 pub mod signing;
 pub mod stock;
+pub mod uid;

@@ -193,7 +193,8 @@ enum StockAction {
         /// Configuration file.
         #[arg(long, short, default_value = "conf/flashgate.yaml")]
         config: PathBuf,
-        /// Start sales with buyers over: drops their buyers and ledger.
+        /// Restock sales that have buyers to the configured total: every buyer keeps their
+        /// unit; waits (up to 30 s) until every reservation has its order, never drops one.
         #[arg(long)]
         force: bool,
     },

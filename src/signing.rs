@@ -4,9 +4,10 @@
 //! - the sale path token: `hex(HMAC-SHA256(edge, "sale-path\n{product}\n{starts_at_ms}"))[..32]`,
 //!   the same on every edge node and unguessable before the sale opens;
 //! - the origin signature: `hex(HMAC-SHA256(edge, "{uid}\n{product}\n{reservation}\n{timestamp}"))`
-//!   sent as `X-Flashgate-Signature` beside the four headers it covers; the timestamp is Unix
-//!   milliseconds, so every attempt of a forward (a retry included) is signed anew. UIDs never
-//!   contain control characters (login refuses them), so the newline-joined form is unambiguous;
+//!   sent as `X-Flashgate-Signature` beside the four headers it covers, each as it is sent: the
+//!   UID in its header form ([`crate::uid::to_header`]), which has no newline, so the
+//!   newline-joined form is unambiguous. The timestamp is Unix milliseconds, so every attempt of
+//!   a forward (a retry included) is signed anew;
 //! - the captcha challenge MAC: `HMAC-SHA256(edge, "flashgate-challenge\n{uid}\n{product}\n
 //!   {expires_ms}\n{difficulty}\n{id}")[..16]`, binding a proof-of-work challenge to one user, one
 //!   product, one expiry and one difficulty;
@@ -42,7 +43,8 @@ pub fn sale_path_token(edge: &Secret, product: u64, starts_at_ms: u64) -> String
     token
 }
 
-/// The `X-Flashgate-Signature` of a forwarded winner.
+/// The `X-Flashgate-Signature` of a forwarded winner `uid` (the UID itself: it is signed in its
+/// header form).
 pub fn origin_signature(
     edge: &Secret,
     uid: &str,
@@ -50,6 +52,7 @@ pub fn origin_signature(
     reservation: &str,
     timestamp: u64,
 ) -> String {
+    let uid = crate::uid::to_header(uid);
     let mut m = mac(edge);
     m.update(format!("{uid}\n{product}\n{reservation}\n{timestamp}").as_bytes());
     hex::encode(m.finalize().into_bytes())
@@ -69,7 +72,8 @@ pub fn lookup_signature(edge: &Secret, reservation: &str, timestamp: u64) -> Str
     hex::encode(m.finalize().into_bytes())
 }
 
-/// Check an `X-Flashgate-Signature` in constant time.
+/// Check an `X-Flashgate-Signature` of a forward for `uid` (the UID itself, decoded from its
+/// header form) in constant time.
 pub fn verify_origin_signature(
     edge: &Secret,
     uid: &str,
@@ -237,5 +241,15 @@ mod tests {
             100,
             &sig
         ));
+    }
+
+    #[test]
+    fn origin_signature_covers_the_uid_as_sent() {
+        let mut m = mac(&key());
+        m.update(b"jos%C3%A9\n42\n42-1\n99");
+        assert_eq!(
+            origin_signature(&key(), "jos\u{e9}", 42, "42-1", 99),
+            hex::encode(m.finalize().into_bytes())
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use flashgate::config::{Config, ConfigError, Environment, Position};
 use flashgate::orders::settings::{self, Overrides, Settings};
+use flashgate::stock::redis::Target;
 
 struct Env(HashMap<&'static str, &'static str>);
 
@@ -343,7 +344,7 @@ database: sqlite://orders.db
 payment_timeout: 15m
 edge_secret: ${EDGE}
 ledger:
-  max_deliveries: 3
+  retry_for: 10m
   claim_idle: 30s
 ";
 
@@ -356,24 +357,31 @@ fn orders_settings_resolve_and_flags_override_the_file() {
     let s = orders(ORDERS, Overrides::default()).unwrap();
     assert_eq!(s.listen.port(), 8081);
     assert_eq!(s.database, "sqlite://orders.db");
-    assert_eq!(s.redis, "redis://127.0.0.1:6379", "the default");
+    assert_eq!(
+        s.redis,
+        Target::Single("redis://127.0.0.1:6379".into()),
+        "the default"
+    );
     assert_eq!(s.payment_timeout, Duration::from_secs(15 * 60));
     assert_eq!(s.edge_secret.bytes(), env().0["EDGE"].as_bytes());
     assert!(!s.development_secret);
-    assert_eq!(s.max_deliveries, 3);
+    assert_eq!(s.retry_for, Duration::from_secs(600));
     assert_eq!(s.claim_idle, Duration::from_secs(30));
+    assert!(s.consumer.ends_with("-8081"), "{}", s.consumer);
+    assert!(!s.max_deliveries_ignored);
 
     let flags = Overrides {
         listen: Some("127.0.0.1:9999".parse().unwrap()),
         database: Some("sqlite://other.db".into()),
         redis: Some("redis://127.0.0.1:7000".into()),
+        cluster: None,
         payment_timeout: Some(Duration::from_secs(5)),
         config: None,
     };
     let s = orders(ORDERS, flags).unwrap();
     assert_eq!(s.listen.port(), 9999);
     assert_eq!(s.database, "sqlite://other.db");
-    assert_eq!(s.redis, "redis://127.0.0.1:7000");
+    assert_eq!(s.redis, Target::Single("redis://127.0.0.1:7000".into()));
     assert_eq!(s.payment_timeout, Duration::from_secs(5));
 
     // An unset variable falls back to the edge's development secret, marked as such.
@@ -384,6 +392,51 @@ fn orders_settings_resolve_and_flags_override_the_file() {
     .unwrap();
     assert!(s.development_secret);
     assert!(String::from_utf8_lossy(s.edge_secret.bytes()).contains("DEVELOPMENT"));
+}
+
+#[test]
+fn orders_settings_on_a_redis_cluster_like_the_edge() {
+    let cluster =
+        "listen: 127.0.0.1:8081\ncluster: [redis://10.0.0.1:7000, redis://10.0.0.2:7000]\n";
+    let s = orders(cluster, Overrides::default()).unwrap();
+    assert_eq!(
+        s.redis,
+        Target::Cluster(vec![
+            "redis://10.0.0.1:7000".into(),
+            "redis://10.0.0.2:7000".into()
+        ])
+    );
+    // A flag wins over the file, either way round.
+    let flags = Overrides {
+        redis: Some("redis://127.0.0.1:6380".into()),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        orders(cluster, flags).unwrap().redis,
+        Target::Single("redis://127.0.0.1:6380".into())
+    );
+    let flags = Overrides {
+        cluster: Some(vec!["redis://127.0.0.1:7001".into()]),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        orders("redis: redis://127.0.0.1:6379\n", flags)
+            .unwrap()
+            .redis,
+        Target::Cluster(vec!["redis://127.0.0.1:7001".into()])
+    );
+    // Both in the file is a mistake, shown where the cluster is.
+    let both = format!("redis: redis://127.0.0.1:6379\n{cluster}");
+    let err = orders(&both, Overrides::default()).unwrap_err().to_string();
+    assert!(err.starts_with("orders.yaml:3:"), "{err}");
+    assert!(err.contains("not both"), "{err}");
+    // A file from before retry_for still starts, and the backend says max_deliveries is unused.
+    let old = "ledger: { max_deliveries: 5 }\n";
+    assert!(
+        orders(old, Overrides::default())
+            .unwrap()
+            .max_deliveries_ignored
+    );
 }
 
 #[test]
@@ -406,10 +459,10 @@ fn orders_settings_mistakes_name_line_and_column() {
         ),
         (
             "a misspelt key",
-            "  max_deliveries",
-            "  max_delivery",
+            "  retry_for",
+            "  retry_four",
             (6, 3),
-            "unknown field `max_delivery`",
+            "unknown field `retry_four`",
         ),
         (
             "a short secret",

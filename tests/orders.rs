@@ -482,7 +482,7 @@ async fn ledger_entries_of_a_dead_consumer_are_claimed_and_bad_ones_dead_lettere
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("orders.yaml");
-    std::fs::write(&config, "ledger: { claim_idle: 1s, max_deliveries: 3 }\n").unwrap();
+    std::fs::write(&config, "ledger: { claim_idle: 1s }\n").unwrap();
     let orders = OrdersServer::start_with(
         &db,
         &redis.url(),

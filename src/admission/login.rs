@@ -11,8 +11,6 @@ use crate::config::Secret;
 
 /// Name of the session cookie that may carry the login token.
 pub const SESSION_COOKIE: &str = "fg_session";
-/// Longest user id accepted, in bytes.
-pub const MAX_UID_BYTES: usize = 128;
 /// Clock skew tolerated on `exp`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
@@ -41,10 +39,10 @@ impl Login {
     }
 
     /// The user id of a valid token, or None for a missing, forged, expired, wrongly-signed or
-    /// malformed one, or one whose `sub` is not a usable id.
+    /// malformed one, or one whose `sub` is outside the UID alphabet ([`crate::uid`]).
     pub fn verify(&self, token: &str) -> Option<String> {
         let data = decode::<Claims>(token, &self.key, &self.validation).ok()?;
-        valid_uid(&data.claims.sub).then_some(data.claims.sub)
+        crate::uid::valid(&data.claims.sub).then_some(data.claims.sub)
     }
 }
 
@@ -68,12 +66,6 @@ pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> Result<String, 
     };
     let key = EncodingKey::from_secret(secret.bytes());
     Ok(encode(&Header::new(Algorithm::HS256), &claims, &key)?)
-}
-
-/// A user id is 1 to [`MAX_UID_BYTES`] bytes with no control characters (so it can be written
-/// into headers and signed strings unambiguously).
-pub fn valid_uid(uid: &str) -> bool {
-    !uid.is_empty() && uid.len() <= MAX_UID_BYTES && !uid.chars().any(char::is_control)
 }
 
 /// The login token of a request: the Bearer token if there is one, else the session cookie.

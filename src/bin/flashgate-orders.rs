@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use flashgate::orders::settings::{self, Overrides};
 use flashgate::orders::{self as orders, reconcile};
+use flashgate::stock::redis::ledger::Ledgers;
 
 #[derive(Parser)]
 #[command(
@@ -53,9 +54,13 @@ struct Common {
     /// postgres://user@host/db.
     #[arg(long)]
     database: Option<String>,
-    /// Redis holding the sales (default redis://127.0.0.1:6379).
-    #[arg(long)]
+    /// Redis holding the sales: the edge's store.url (default redis://127.0.0.1:6379).
+    #[arg(long, conflicts_with = "cluster")]
     redis: Option<String>,
+    /// A Redis Cluster holding the sales, by seed nodes: the edge's store.cluster
+    /// (redis://a:7000,redis://b:7000).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    cluster: Option<Vec<String>>,
     /// How long a buyer has to pay (default 15m).
     #[arg(long, value_parser = humantime::parse_duration)]
     payment_timeout: Option<Duration>,
@@ -68,6 +73,7 @@ impl Common {
             listen,
             database,
             redis,
+            cluster,
             payment_timeout,
         } = self;
         let settings = settings::resolve(Overrides {
@@ -75,6 +81,7 @@ impl Common {
             listen,
             database,
             redis,
+            cluster,
             payment_timeout,
         })?;
         if settings.development_secret {
@@ -114,8 +121,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { common, fix } => {
-            let state = orders::open(&common.settings()?).await?;
-            let reports = reconcile::compare(&state.db, &state.stock).await?;
+            let settings = common.settings()?;
+            let state = orders::open(&settings).await?;
+            let ledgers = Ledgers::new(settings.redis.clone(), Duration::from_secs(5));
+            let reports = reconcile::compare(&state.db, &state.stock, &ledgers).await?;
             for report in &reports {
                 println!("{report}");
             }
@@ -125,11 +134,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if fix {
-                let fixed = reconcile::fix(&state.db, &state.stock, &reports).await?;
-                println!("rewrote {fixed} sale(s) in Redis from the database");
+                let fixed = reconcile::fix(&state, &ledgers, &reports).await?;
+                println!(
+                    "made {} order(s) of dead-lettered reservations, settled {} other dead letter(s), \
+                     rewrote {} sale(s) in Redis from the database",
+                    fixed.placed, fixed.settled, fixed.rewritten
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
-                println!("{inconsistent} sale(s) differ; run again with --fix to rewrite Redis from the database");
+                println!("{inconsistent} sale(s) differ; run again with --fix to make the dead-lettered orders and rewrite Redis from the database");
                 Ok(ExitCode::from(3))
             }
         }

@@ -1,5 +1,8 @@
-//! `flashgate stock load|show`: seed the configured sales into the Redis store, and print each
-//! sale's remaining units, buyers and ledger length.
+//! `flashgate stock load|show`: seed the configured sales into the Redis store (or restock a
+//! sale that has buyers, with `--force`), and print each sale's remaining units, buyers and
+//! ledger length.
+
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use flashgate::config::{Config, Store};
@@ -28,25 +31,62 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting a runtime")
 }
 
-/// Seed every configured sale; refuses sales with buyers unless `force`.
+/// How long `stock load --force` waits for a sale's reservations to become orders.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Seed every configured sale; a sale with buyers is refused unless `force`, which restocks it
+/// once every reservation has its order (waiting up to [`SETTLE_WAIT`] for that).
 pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
     let store = store_of(config)?;
     runtime()?.block_on(async {
         let mut refused = 0;
         for sale in &config.sales {
-            match store.load(&SaleKeys::of(sale.product), sale.stock, force).await? {
-                Load::Loaded { dropped: 0 } => {
-                    println!("product {}: loaded {} units", sale.product, sale.stock)
+            let keys = SaleKeys::of(sale.product);
+            let started = Instant::now();
+            let mut waiting_said = false;
+            let load = loop {
+                match store.load(&keys, sale.stock, force).await? {
+                    Load::Unsettled(n) if started.elapsed() < SETTLE_WAIT => {
+                        if !waiting_said {
+                            eprintln!(
+                                "product {}: {n} reservation(s) have no order yet; waiting up to {}s for flashgate-orders to make them",
+                                sale.product,
+                                SETTLE_WAIT.as_secs()
+                            );
+                            waiting_said = true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    other => break other,
                 }
-                Load::Loaded { dropped } => println!(
-                    "product {}: loaded {} units (forced: dropped {dropped} buyers and the ledger)",
-                    sale.product, sale.stock
+            };
+            let product = sale.product;
+            match load {
+                Load::Loaded => println!("product {product}: loaded {} units", sale.stock),
+                Load::Restocked { held } => println!(
+                    "product {product}: restocked to {} units: {held} held by orders, {} on sale",
+                    sale.stock,
+                    sale.stock - held
                 ),
                 Load::HasBuyers(n) => {
                     refused += 1;
                     eprintln!(
-                        "product {}: NOT loaded: the sale has {n} buyers (use --force to start it over)",
-                        sale.product
+                        "product {product}: NOT loaded: the sale has {n} buyers (--force restocks it to {} units, keeping every buyer's unit)",
+                        sale.stock
+                    );
+                }
+                Load::Unsettled(n) => {
+                    refused += 1;
+                    eprintln!(
+                        "product {product}: NOT restocked: {n} reservation(s) still have no order after {}s; is flashgate-orders running? (nothing was changed)",
+                        SETTLE_WAIT.as_secs()
+                    );
+                }
+                Load::BelowHeld(n) => {
+                    refused += 1;
+                    eprintln!(
+                        "product {product}: NOT restocked: {n} units are held by buyers, more than the {} configured (nothing was changed)",
+                        sale.stock
                     );
                 }
             }

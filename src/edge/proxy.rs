@@ -299,7 +299,10 @@ impl ProxyHttp for Edge {
             timestamp,
         );
         upstream.insert_header("host", origin.host.as_str())?;
-        upstream.insert_header("x-flashgate-uid", reservation.uid.as_str())?;
+        upstream.insert_header(
+            "x-flashgate-uid",
+            crate::uid::to_header(&reservation.uid).as_ref(),
+        )?;
         upstream.insert_header("x-flashgate-product", reservation.product.to_string())?;
         upstream.insert_header("x-flashgate-reservation", reservation.id.as_str())?;
         upstream.insert_header("x-flashgate-timestamp", timestamp.to_string())?;

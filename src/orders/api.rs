@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /orders` | only edge-signed requests: 201 new order, 200 the same order again, 401 unsigned/forged/stale/replayed, 409 refused by a safeguard or reservation released, 503 store or database down |
+//! | `POST /orders` | only edge-signed requests: 201 new order, 200 the same order again, 401 unsigned/forged/stale/replayed, 409 refused by a safeguard or reservation released, 503 store or database down (with `Retry-After`, and no internals: the edge passes the answer to the buyer) |
 //! | `POST /orders/{id}/pay` | 200 paid (idempotent), 409 cancelled or past its deadline, 404 |
 //! | `GET /orders/{id}` | the order, or 404 |
 //! | `GET /orders?user=UID` | the user's orders |
@@ -50,11 +50,14 @@ fn failed(e: OrderError) -> Response {
             json!({"outcome": "unknown_product", "product": product}),
         ),
         other => {
+            // The cause is for the log: the edge passes this answer to the buyer.
             tracing::error!("order operation failed: {other}");
-            answer(
+            (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"outcome": "unavailable", "error": other.to_string()}),
+                [("retry-after", "1")],
+                Json(json!({"outcome": "unavailable"})),
             )
+                .into_response()
         }
     }
 }

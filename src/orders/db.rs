@@ -23,6 +23,9 @@ pub enum DbError {
     /// A stored value is not what the schema allows.
     #[error("database holds a bad value: {0}")]
     Corrupt(String),
+    /// An insert collided with a concurrent one that then vanished (rolled back): try again.
+    #[error("order {0} collided with a concurrent insert that did not commit; try again")]
+    Conflict(String),
 }
 
 /// Why an insert made no new order.
@@ -43,6 +46,25 @@ pub enum Insert {
     Existing(Order),
     /// The safeguards refused it.
     Refused(Refusal),
+}
+
+/// The result of [`Db::set_stock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockChange {
+    /// The stock was `from` and is now the new one.
+    Changed {
+        /// The stock before.
+        from: i64,
+    },
+    /// It already was.
+    Same,
+    /// No sale row yet (made with the first order, from the configured stock).
+    NoSale,
+    /// Refused: more orders hold a unit than the new stock.
+    BelowSold {
+        /// Units held by orders.
+        sold: i64,
+    },
 }
 
 /// The result of [`Db::pay`].
@@ -120,6 +142,32 @@ impl Db {
         Ok(())
     }
 
+    /// Set the stock of `product`'s sale, unless fewer than its orders hold.
+    pub async fn set_stock(&self, product: u64, stock: u64) -> Result<StockChange, DbError> {
+        let Some(row) = sqlx::query("SELECT stock, sold FROM sales WHERE product = $1")
+            .bind(product as i64)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(StockChange::NoSale);
+        };
+        let (from, sold): (i64, i64) = (row.try_get("stock")?, row.try_get("sold")?);
+        let to = i64::try_from(stock).map_err(|_| DbError::Corrupt(format!("stock {stock}")))?;
+        if from == to {
+            return Ok(StockChange::Same);
+        }
+        let done = sqlx::query("UPDATE sales SET stock = $2 WHERE product = $1 AND sold <= $2")
+            .bind(product as i64)
+            .bind(to)
+            .execute(&self.pool)
+            .await?;
+        Ok(if done.rows_affected() == 1 {
+            StockChange::Changed { from }
+        } else {
+            StockChange::BelowSold { sold }
+        })
+    }
+
     /// Whether a sale row exists for `product`.
     pub async fn has_sale(&self, product: u64) -> Result<bool, DbError> {
         let row = sqlx::query("SELECT product FROM sales WHERE product = $1")
@@ -161,8 +209,19 @@ impl Db {
             }
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
+                // The other unique index: this user holds an active order for the product.
+                // That order may be this very reservation's, committed by a concurrent insert
+                // (the forward and the ledger consumer racing; PostgreSQL checks that index
+                // before the id's), and then this is no refusal at all.
                 tx.rollback().await?;
-                return Ok(Insert::Refused(Refusal::Duplicate));
+                if let Some(existing) = self.order(&r.id).await? {
+                    return Ok(Insert::Existing(existing));
+                }
+                return if self.holds_active(&r.uid, r.product).await? {
+                    Ok(Insert::Refused(Refusal::Duplicate))
+                } else {
+                    Err(DbError::Conflict(r.id.clone()))
+                };
             }
             Err(e) => return Err(e.into()),
         }
@@ -180,6 +239,18 @@ impl Db {
             Some(order) => Ok(Insert::Created(order)),
             None => Err(DbError::Corrupt(format!("order {} vanished", r.id))),
         }
+    }
+
+    /// Whether `uid` holds an active (pending or paid) order for `product`.
+    pub async fn holds_active(&self, uid: &str, product: u64) -> Result<bool, DbError> {
+        let row = sqlx::query(
+            "SELECT id FROM orders WHERE uid = $1 AND product = $2 AND status <> 'cancelled'",
+        )
+        .bind(uid)
+        .bind(product as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// One order.

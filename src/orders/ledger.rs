@@ -1,252 +1,354 @@
 //! The ledger consumer: makes the orders the edge's forward never delivered. Every reservation
 //! `reserve.lua` makes is appended to its sale's ledger stream; if the edge dies between the
-//! reservation and the forward, or the origin was down, only the ledger knows the winner.
+//! reservation and the forward, the origin was down, or the forward's outcome is unknown, only
+//! the ledger knows the winner.
 //!
-//! One Redis Streams consumer group (`flashgate-orders`) over every sale's ledger, shared by all
-//! backend instances. Each entry is placed as an order (idempotent: an order the forward made is
-//! found and left alone; a released reservation makes none) and XACKed after the database
-//! commit. Entries pending on a consumer that died are claimed with XAUTOCLAIM after
-//! `claim_idle`. An entry that fails `max_deliveries` times is moved to the sale's dead-letter
-//! stream (`flashgate:{product}:ledger:dead`) and counted in
-//! `flashgate_orders_dead_letters_total`.
+//! One Redis Streams consumer group over every sale's ledger, shared by all backend instances,
+//! each sale read on its own ([`Ledgers`]). Sales are found in the registry
+//! `flashgate stock load` writes (`SALES_REGISTRY`), never by scanning the keyspace, so a sale
+//! loaded after the backend started is picked up within [`DISCOVER_EVERY`]. Each entry is placed
+//! as an order (idempotent: an order the forward made is found and left alone; a released
+//! reservation makes none) and acknowledged after the database commit.
 //!
-//! Sales are discovered by their `flashgate:{product}:meta` key, written by
-//! `flashgate stock load`, so a sale loaded after the backend started is picked up too.
+//! What can go wrong, and what happens:
+//!
+//! - **The database or Redis fails** (an outage, a lock, a failover): the entry stays pending
+//!   and is tried again after 1 s, 2 s, 4 s … at most every 30 s, for `ledger.retry_for`
+//!   (default 1 h). A failure stops that sale's round — the next entry would wait on the same
+//!   outage — but not the other sales'. While any entry is failing,
+//!   `flashgate_orders_ledger_unplaced` and `flashgate_orders_ledger_oldest_unplaced_seconds`
+//!   say so (alert `FlashgateOrdersUnplaced`). An entry that still has no order after
+//!   `retry_for` goes to the sale's dead-letter stream with its unit still held for its buyer,
+//!   and `flashgate_orders_dead_letters_total` counts it: `flashgate-orders reconcile --fix`
+//!   makes its order (or returns its unit if the sale refuses it). Nothing is dropped, and no
+//!   count of attempts that a short outage could use up decides anything.
+//! - **An entry without a reservation** (not written by `reserve.lua`): dead-lettered at once;
+//!   it holds no unit.
+//! - **The group or the whole ledger disappears** (`NOGROUP`: data loss, a failover to a
+//!   replica that never saw the group, a stray `DEL`): the group is created again at the
+//!   stream's start, and that sale's entries are read again (placing is idempotent).
+//! - **A backend instance dies** with entries pending: another instance takes them over after
+//!   `ledger.claim_idle` (XAUTOCLAIM); the same instance, restarted, takes its own back at once
+//!   (its consumer name is stable: host and listen port).
+//!
+//! The registry also carries each sale's configured stock: the database's `sales.stock`
+//! follows a later `stock load` (a restock) within the same 2 s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
-use redis::streams::{
-    StreamAutoClaimOptions, StreamAutoClaimReply, StreamId, StreamReadOptions, StreamReadReply,
-};
-use redis::{AsyncCommands, RedisError};
-
-use super::model::Source;
 use super::service::Orders;
-use crate::stock::Reservation;
-use crate::stock::SaleKeys;
+use crate::orders::model::Source;
+use crate::stock::redis::ledger::{Entry, Ledgers};
+use crate::stock::{SaleKeys, StoreError};
 
-/// The consumer group every backend instance joins.
-pub const GROUP: &str = "flashgate-orders";
+/// How often the registry is read (new sales, changed stock).
+pub const DISCOVER_EVERY: Duration = Duration::from_secs(2);
+/// How often this consumer's own pending entries are looked at for retries.
+const RETRY_TICK: Duration = Duration::from_secs(1);
+/// The pause after a round that found nothing to do.
+const IDLE_PAUSE: Duration = Duration::from_millis(200);
+/// Entries read per command.
+const BATCH: usize = 100;
+/// Pages of XAUTOCLAIM per sale per claim round.
+const CLAIM_PAGES: usize = 10;
+/// The first pause after a failure, doubled each time up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest pause between two tries of one entry.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Ledger consumer settings.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
-    /// Redis URL.
-    pub redis_url: String,
-    /// This consumer's name in the group (unique per running instance).
+    /// This consumer's name in the group: stable across restarts of one instance.
     pub consumer: String,
-    /// Failed deliveries before an entry goes to the dead-letter stream.
-    pub max_deliveries: u32,
-    /// Idle time after which another consumer's pending entry is claimed.
+    /// Idle time after which another consumer's pending entry is taken over.
     pub claim_idle: Duration,
+    /// How long an entry that cannot be placed is tried before it is dead-lettered.
+    pub retry_for: Duration,
 }
 
-/// How often sales are looked for, own pending entries retried, and dead consumers' claimed.
-const DISCOVER_EVERY: Duration = Duration::from_secs(2);
-const RETRY_EVERY: Duration = Duration::from_secs(1);
-const BLOCK_MS: usize = 500;
+/// An entry that failed, and when to try it again.
+#[derive(Debug, Clone, Copy)]
+struct Failing {
+    since: Instant,
+    attempts: u32,
+    next: Instant,
+}
+
+/// The pause after the `attempts`-th failure in a row: 1 s, 2 s, 4 s … at most [`MAX_BACKOFF`].
+pub fn backoff(attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(16);
+    (FIRST_BACKOFF * 2u32.pow(doublings)).min(MAX_BACKOFF)
+}
+
+/// How handling one entry ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Placed (or found settled) and acknowledged, or dead-lettered.
+    Done,
+    /// Not yet due for another try.
+    Later,
+    /// It failed: the sale's round stops here.
+    Failed,
+}
 
 struct Consumer {
     orders: Arc<Orders>,
+    ledgers: Ledgers,
     settings: LedgerSettings,
-    conn: ConnectionManager,
-    ledgers: Vec<String>,
-    attempts: HashMap<String, u32>,
+    sales: Vec<SaleKeys>,
+    failing: HashMap<(u64, String), Failing>,
 }
 
-/// Run the consumer until the process ends. Errors are logged and retried; it never returns
-/// unless Redis cannot even be addressed.
-pub async fn run(orders: Arc<Orders>, settings: LedgerSettings) -> Result<(), RedisError> {
-    let client = redis::Client::open(settings.redis_url.as_str())?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(
-            Duration::from_millis(BLOCK_MS as u64) + Duration::from_secs(5),
-        ))
-        .set_connection_timeout(Some(Duration::from_secs(2)));
-    let conn = ConnectionManager::new_lazy_with_config(client, config)?;
+/// Run the consumer until the process ends. Every error is logged and retried.
+pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings) {
     let mut consumer = Consumer {
         orders,
+        ledgers,
         settings,
-        conn,
-        ledgers: Vec::new(),
-        attempts: HashMap::new(),
+        sales: Vec::new(),
+        failing: HashMap::new(),
     };
-    let mut discovered = Instant::now() - DISCOVER_EVERY;
-    let mut retried = Instant::now();
-    let mut claimed = Instant::now();
+    let long_ago = Instant::now().checked_sub(Duration::from_secs(3600));
+    let mut discovered = long_ago;
+    let mut retried = long_ago;
+    let mut claimed = long_ago;
+    let claim_every = consumer.settings.claim_idle.min(Duration::from_secs(10));
     loop {
-        let round = async {
-            if discovered.elapsed() >= DISCOVER_EVERY {
-                consumer.discover().await?;
-                discovered = Instant::now();
+        if discovered.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) {
+            if let Err(e) = consumer.discover().await {
+                tracing::warn!("ledger consumer: reading the sales registry failed: {e}");
             }
-            if consumer.ledgers.is_empty() {
-                tokio::time::sleep(Duration::from_millis(BLOCK_MS as u64)).await;
-                return Ok(());
+            discovered = Some(Instant::now());
+        }
+        let retry = retried.is_none_or(|at| at.elapsed() >= RETRY_TICK);
+        let claim = claimed.is_none_or(|at| at.elapsed() >= claim_every);
+        let mut busy = false;
+        for sale in consumer.sales.clone() {
+            match consumer.round(&sale, retry, claim).await {
+                Ok(handled) => busy |= handled > 0,
+                Err(e) if e.is_no_group() => consumer.regroup(&sale).await,
+                Err(e) => {
+                    tracing::warn!(product = sale.product, "ledger consumer: {e}; retrying")
+                }
             }
-            if retried.elapsed() >= RETRY_EVERY {
-                consumer.read("0", None).await?;
-                retried = Instant::now();
-            }
-            if claimed.elapsed() >= consumer.settings.claim_idle.min(Duration::from_secs(10)) {
-                consumer.claim().await?;
-                claimed = Instant::now();
-            }
-            consumer.read(">", Some(BLOCK_MS)).await
-        };
-        if let Err(e) = round.await {
-            tracing::warn!("ledger consumer: {e}; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if retry {
+            retried = Some(Instant::now());
+        }
+        if claim {
+            claimed = Some(Instant::now());
+        }
+        consumer.publish();
+        if !busy {
+            tokio::time::sleep(IDLE_PAUSE).await;
         }
     }
 }
 
 impl Consumer {
-    /// Find every sale's ledger and make sure the group exists on it.
-    async fn discover(&mut self) -> Result<(), RedisError> {
-        let mut cursor = 0u64;
-        let mut found = Vec::new();
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("flashgate:{*}:meta")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.conn)
-                .await?;
-            found.extend(keys.iter().filter_map(|k| product_of(k)));
-            if next == 0 {
-                break;
+    /// Read the registry: consume every sale in it, and let the database's stock follow each
+    /// sale's configured total.
+    async fn discover(&mut self) -> Result<(), StoreError> {
+        for product in self.orders.stock.registered().await? {
+            if !self.sales.iter().any(|s| s.product == product) {
+                let sale = SaleKeys::of(product);
+                self.ledgers.create_group(&sale).await?;
+                tracing::info!(product, ledger = %sale.ledger, "consuming sale ledger");
+                self.sales.push(sale);
             }
-            cursor = next;
-        }
-        for product in found {
-            let ledger = SaleKeys::of(product).ledger;
-            if self.ledgers.contains(&ledger) {
-                continue;
+            if let Some(stock) = self.orders.stock.configured_stock(product).await? {
+                if let Err(e) = self.orders.follow_stock(product, stock).await {
+                    tracing::warn!(
+                        product,
+                        "the database's stock cannot follow the sale's: {e}"
+                    );
+                }
             }
-            let created: Result<(), RedisError> =
-                self.conn.xgroup_create_mkstream(&ledger, GROUP, "0").await;
-            match created {
-                Ok(()) => {}
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                Err(e) => return Err(e),
-            }
-            tracing::info!(%ledger, "consuming sale ledger");
-            self.ledgers.push(ledger);
         }
         Ok(())
     }
 
-    /// Read entries from every ledger: `">"` for new ones, `"0"` for this consumer's pending.
-    async fn read(&mut self, from: &str, block: Option<usize>) -> Result<(), RedisError> {
-        let mut options = StreamReadOptions::default()
-            .group(GROUP, &self.settings.consumer)
-            .count(100);
-        if let Some(ms) = block {
-            options = options.block(ms);
+    /// The sale's group is gone: create it again at the start of the ledger.
+    async fn regroup(&mut self, sale: &SaleKeys) {
+        self.orders.metrics.ledger_regrouped.inc();
+        match self.ledgers.create_group(sale).await {
+            Ok(_) => tracing::warn!(
+                product = sale.product,
+                "the sale's ledger lost its consumer group (Redis lost data, or the key was removed); \
+                 created it again and reading the ledger from its start"
+            ),
+            Err(e) => tracing::warn!(
+                product = sale.product,
+                "the sale's ledger lost its consumer group and creating it failed: {e}"
+            ),
         }
-        let ids: Vec<&str> = self.ledgers.iter().map(|_| from).collect();
-        let reply: Option<StreamReadReply> = self
-            .conn
-            .xread_options(&self.ledgers, &ids, &options)
+    }
+
+    /// One round over one sale: take over dead consumers' entries, retry this consumer's own
+    /// due entries, read new ones. The number of entries handled.
+    async fn round(
+        &mut self,
+        sale: &SaleKeys,
+        retry: bool,
+        claim: bool,
+    ) -> Result<usize, StoreError> {
+        let mut handled = 0;
+        if claim {
+            let mut start = "0-0".to_string();
+            for _ in 0..CLAIM_PAGES {
+                let (entries, next) = self
+                    .ledgers
+                    .claim(
+                        sale,
+                        &self.settings.consumer,
+                        self.settings.claim_idle,
+                        &start,
+                        BATCH,
+                    )
+                    .await?;
+                match self.handle_all(sale, entries).await? {
+                    (n, true) => handled += n,
+                    (n, false) => return Ok(handled + n),
+                }
+                let Some(next) = next else { break };
+                start = next;
+            }
+        }
+        if retry {
+            let mut after = "0".to_string();
+            let mut pending = HashSet::new();
+            loop {
+                let entries = self
+                    .ledgers
+                    .read_pending(sale, &self.settings.consumer, &after, BATCH)
+                    .await?;
+                let Some(last) = entries.last().map(|e| e.id.clone()) else {
+                    break;
+                };
+                pending.extend(entries.iter().map(|e| e.id.clone()));
+                match self.handle_all(sale, entries).await? {
+                    (n, true) => handled += n,
+                    (n, false) => return Ok(handled + n),
+                }
+                after = last;
+            }
+            // Entries this consumer no longer holds (another instance took them over) are no
+            // longer its failures.
+            self.failing
+                .retain(|(product, id), _| *product != sale.product || pending.contains(id));
+        }
+        let entries = self
+            .ledgers
+            .read_new(sale, &self.settings.consumer, BATCH)
             .await?;
-        for stream in reply.map(|r| r.keys).unwrap_or_default() {
-            for entry in stream.ids {
-                self.handle(&stream.key, entry).await?;
-            }
-        }
-        Ok(())
+        Ok(handled + self.handle_all(sale, entries).await?.0)
     }
 
-    /// Take over entries another consumer left pending longer than `claim_idle`.
-    async fn claim(&mut self) -> Result<(), RedisError> {
-        let idle = self.settings.claim_idle.as_millis() as u64;
-        for ledger in self.ledgers.clone() {
-            let reply: StreamAutoClaimReply = self
-                .conn
-                .xautoclaim_options(
-                    &ledger,
-                    GROUP,
-                    &self.settings.consumer,
-                    idle,
-                    "0-0",
-                    StreamAutoClaimOptions::default().count(100),
-                )
-                .await?;
-            for entry in reply.claimed {
-                self.handle(&ledger, entry).await?;
+    /// Handle `entries` in order until one fails: (entries placed or dead-lettered, whether
+    /// none failed).
+    async fn handle_all(
+        &mut self,
+        sale: &SaleKeys,
+        entries: Vec<Entry>,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut done = 0;
+        for entry in entries {
+            match self.handle(sale, &entry).await? {
+                Handled::Done => done += 1,
+                Handled::Later => {}
+                Handled::Failed => return Ok((done, false)),
             }
         }
-        Ok(())
+        Ok((done, true))
     }
 
-    /// Place one entry's order; ack it when done, dead-letter it when it keeps failing.
-    async fn handle(&mut self, ledger: &str, entry: StreamId) -> Result<(), RedisError> {
-        let reservation = match reservation_of(&entry) {
-            Some(r) => r,
-            None => return self.dead_letter(ledger, &entry, "malformed entry").await,
+    /// Place one entry's order; acknowledge it when done, back off when it fails.
+    async fn handle(&mut self, sale: &SaleKeys, entry: &Entry) -> Result<Handled, StoreError> {
+        let key = (sale.product, entry.id.clone());
+        let now = Instant::now();
+        if self.failing.get(&key).is_some_and(|f| f.next > now) {
+            return Ok(Handled::Later);
+        }
+        let Some(reservation) = &entry.reservation else {
+            self.dead_letter(
+                sale,
+                entry,
+                "malformed entry: no reservation, uid or product",
+            )
+            .await?;
+            return Ok(Handled::Done);
         };
-        match self.orders.place(&reservation, Source::Ledger).await {
+        match self.orders.place(reservation, Source::Ledger).await {
             Ok(_) => {
-                self.attempts.remove(&entry.id);
-                let _: i64 = self.conn.xack(ledger, GROUP, &[&entry.id]).await?;
-                Ok(())
+                self.ledgers.ack(sale, &entry.id).await?;
+                if let Some(f) = self.failing.remove(&key) {
+                    tracing::info!(
+                        reservation = %reservation.id, attempts = f.attempts,
+                        "ledger entry placed after {:.0?} of failures", f.since.elapsed()
+                    );
+                }
+                Ok(Handled::Done)
             }
             Err(e) => {
-                let tries = self.attempts.entry(entry.id.clone()).or_insert(0);
-                *tries += 1;
-                tracing::warn!(entry = %entry.id, tries = *tries, "ledger entry failed: {e}");
-                if *tries >= self.settings.max_deliveries {
-                    self.dead_letter(ledger, &entry, &e.to_string()).await
-                } else {
-                    Ok(())
+                let failing = self.failing.entry(key.clone()).or_insert(Failing {
+                    since: now,
+                    attempts: 0,
+                    next: now,
+                });
+                failing.attempts += 1;
+                failing.next = now + backoff(failing.attempts);
+                let Failing {
+                    since, attempts, ..
+                } = *failing;
+                if since.elapsed() >= self.settings.retry_for {
+                    let why = format!(
+                        "no order after {attempts} tries in {:.0?} (ledger.retry_for): {e}; \
+                         the unit stays held for its buyer until `flashgate-orders reconcile --fix`",
+                        since.elapsed()
+                    );
+                    self.dead_letter(sale, entry, &why).await?;
+                    self.failing.remove(&key);
+                    return Ok(Handled::Failed);
                 }
+                // The first failure and then one in ten: an outage must not flood the log.
+                if attempts == 1 || attempts % 10 == 0 {
+                    tracing::warn!(
+                        reservation = %reservation.id, attempts,
+                        "ledger entry has no order yet, trying again in {:?}: {e}",
+                        backoff(attempts)
+                    );
+                }
+                Ok(Handled::Failed)
             }
         }
     }
 
     async fn dead_letter(
-        &mut self,
-        ledger: &str,
-        entry: &StreamId,
+        &self,
+        sale: &SaleKeys,
+        entry: &Entry,
         why: &str,
-    ) -> Result<(), RedisError> {
-        let mut fields: Vec<(String, String)> = entry
-            .map
-            .keys()
-            .filter_map(|k| entry.get::<String>(k).map(|v| (k.clone(), v)))
-            .collect();
-        fields.push(("error".into(), why.to_string()));
-        fields.push(("entry".into(), entry.id.clone()));
-        let dead = format!("{ledger}:dead");
-        let _: String = self.conn.xadd(&dead, "*", &fields).await?;
-        let _: i64 = self.conn.xack(ledger, GROUP, &[&entry.id]).await?;
-        self.attempts.remove(&entry.id);
+    ) -> Result<(), StoreError> {
+        self.ledgers.dead_letter(sale, entry, why).await?;
         self.orders.metrics.dead_letters.inc();
-        tracing::error!(entry = %entry.id, %dead, "ledger entry moved to the dead-letter stream: {why}");
+        tracing::error!(entry = %entry.id, dead = %sale.dead, "ledger entry moved to the dead-letter stream: {why}");
         Ok(())
     }
-}
 
-/// The product of a `flashgate:{product}:meta` key.
-fn product_of(key: &str) -> Option<u64> {
-    key.strip_prefix("flashgate:{")?
-        .strip_suffix("}:meta")?
-        .parse()
-        .ok()
-}
-
-fn reservation_of(entry: &StreamId) -> Option<Reservation> {
-    Some(Reservation {
-        id: entry.get("reservation")?,
-        uid: entry.get("uid")?,
-        product: entry.get::<String>("product")?.parse().ok()?,
-    })
+    /// Export how many entries are failing and for how long the oldest has been.
+    fn publish(&self) {
+        let metrics = &self.orders.metrics;
+        metrics.ledger_unplaced.set(self.failing.len() as i64);
+        let oldest = self
+            .failing
+            .values()
+            .map(|f| f.since.elapsed().as_secs_f64())
+            .fold(0.0, f64::max);
+        metrics.ledger_oldest_unplaced.set(oldest);
+    }
 }
 
 #[cfg(test)]
@@ -254,9 +356,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_product_of_a_meta_key() {
-        assert_eq!(product_of("flashgate:{42}:meta"), Some(42));
-        assert_eq!(product_of("flashgate:{x}:meta"), None);
-        assert_eq!(product_of("other:{42}:meta"), None);
+    fn backoff_doubles_up_to_its_ceiling() {
+        let pauses: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
+        assert_eq!(backoff(u32::MAX), MAX_BACKOFF);
+        assert_eq!(backoff(0), FIRST_BACKOFF);
     }
 }

@@ -1,7 +1,10 @@
 //! The order backend's metrics, in one registry: orders by source and result, payments,
-//! cancellations, refused requests, dead letters. Label values are fixed names.
+//! cancellations, refused requests, and the ledger consumer's health (entries without an order
+//! yet, lost groups recreated, dead letters). Label values are fixed names.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric of `flashgate-orders`.
 pub struct OrderMetrics {
@@ -16,6 +19,12 @@ pub struct OrderMetrics {
     pub units_returned: IntCounter,
     /// Ledger entries moved to a dead-letter stream.
     pub dead_letters: IntCounter,
+    /// Ledger consumer groups found lost and created again.
+    pub ledger_regrouped: IntCounter,
+    /// Ledger entries that failed to become orders and are being tried again.
+    pub ledger_unplaced: IntGauge,
+    /// Seconds the oldest of those has been failing.
+    pub ledger_oldest_unplaced: Gauge,
 }
 
 impl OrderMetrics {
@@ -48,13 +57,34 @@ impl OrderMetrics {
         )?;
         let dead_letters = counter(
             "flashgate_orders_dead_letters_total",
-            "Ledger entries that failed too often and moved to the dead-letter stream.",
+            "Ledger entries moved to the dead-letter stream (no order after ledger.retry_for, \
+             or malformed); their units are held for reconcile --fix.",
+        )?;
+        let ledger_regrouped = counter(
+            "flashgate_orders_ledger_groups_recreated_total",
+            "Sale ledgers whose consumer group was lost and created again.",
+        )?;
+        let ledger_unplaced = IntGauge::new(
+            "flashgate_orders_ledger_unplaced",
+            "Ledger entries that failed to become orders and are being tried again.",
+        )?;
+        let ledger_oldest_unplaced = Gauge::new(
+            "flashgate_orders_ledger_oldest_unplaced_seconds",
+            "How long the oldest failing ledger entry has been without an order.",
         )?;
         registry.register(Box::new(orders.clone()))?;
         registry.register(Box::new(unauthorized.clone()))?;
-        for c in [&paid, &cancelled, &units_returned, &dead_letters] {
+        for c in [
+            &paid,
+            &cancelled,
+            &units_returned,
+            &dead_letters,
+            &ledger_regrouped,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
+        registry.register(Box::new(ledger_unplaced.clone()))?;
+        registry.register(Box::new(ledger_oldest_unplaced.clone()))?;
         Ok(OrderMetrics {
             registry,
             orders,
@@ -63,6 +93,9 @@ impl OrderMetrics {
             cancelled,
             units_returned,
             dead_letters,
+            ledger_regrouped,
+            ledger_unplaced,
+            ledger_oldest_unplaced,
         })
     }
 

@@ -23,8 +23,8 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stock::redis::ledger::Ledgers;
 use crate::stock::redis::sales::RedisSales;
-use crate::stock::redis::Target;
 use db::Db;
 use ledger::LedgerSettings;
 use metrics::OrderMetrics;
@@ -51,19 +51,13 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Redis could not be addressed.
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
 }
 
 /// Open the database and Redis for `settings`.
 pub async fn open(settings: &Settings) -> Result<Orders, StartError> {
     Ok(Orders {
         db: Db::connect(&settings.database).await?,
-        stock: Arc::new(RedisSales::new(
-            Target::Single(settings.redis.clone()),
-            REDIS_TIMEOUT,
-        )),
+        stock: Arc::new(RedisSales::new(settings.redis.clone(), REDIS_TIMEOUT)),
         payment_timeout: settings.payment_timeout,
         edge_secret: settings.edge_secret.clone(),
         metrics: OrderMetrics::new()?,
@@ -80,17 +74,19 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
             source,
         })?;
     let consumer = LedgerSettings {
-        redis_url: settings.redis.clone(),
-        consumer: format!("orders-{}-{}", settings.listen.port(), std::process::id()),
-        max_deliveries: settings.max_deliveries,
+        consumer: settings.consumer.clone(),
         claim_idle: settings.claim_idle,
+        retry_for: settings.retry_for,
     };
-    let ledger_orders = orders.clone();
-    tokio::spawn(async move {
-        if let Err(e) = ledger::run(ledger_orders, consumer).await {
-            tracing::error!("ledger consumer stopped: {e}");
-        }
-    });
+    if settings.max_deliveries_ignored {
+        tracing::warn!(
+            "ledger.max_deliveries is no longer used: a ledger entry is tried for ledger.retry_for ({:?}) \
+             with backoff, then held for reconcile",
+            settings.retry_for
+        );
+    }
+    let ledgers = Ledgers::new(settings.redis.clone(), REDIS_TIMEOUT);
+    tokio::spawn(ledger::run(orders.clone(), ledgers, consumer));
     let sweep_orders = orders.clone();
     let every =
         (settings.payment_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));

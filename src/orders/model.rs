@@ -10,6 +10,8 @@ pub enum Source {
     Forward,
     /// The ledger consumer found a reservation the forward never delivered.
     Ledger,
+    /// `flashgate-orders reconcile --fix` made the order of a dead-lettered reservation.
+    Reconcile,
 }
 
 impl Source {
@@ -18,6 +20,7 @@ impl Source {
         match self {
             Source::Forward => "forward",
             Source::Ledger => "ledger",
+            Source::Reconcile => "reconcile",
         }
     }
 }

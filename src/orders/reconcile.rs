@@ -1,15 +1,20 @@
 //! `flashgate-orders reconcile`: compare each sale in Redis (units left, buyers) with the order
-//! database, report every difference, and with `--fix` rewrite Redis from the database — the
-//! source of truth after a Redis failover lost writes. Run `--fix` while the sale is paused:
-//! a reservation made but not yet turned into an order is not in the database, and `--fix`
-//! drops it.
+//! database, and list the reservations the ledger consumer gave up on (its dead-letter
+//! stream); report every difference, and with `--fix` first make the orders of those
+//! reservations (their buyers were told they won, and their units are still held), then rewrite
+//! Redis from the database — the source of truth after a Redis failover lost writes. Run
+//! `--fix` while the sale is paused: a reservation made but not yet turned into an order is not
+//! in the database, and the rewrite drops it.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
 use super::db::Db;
-use super::service::OrderError;
+use super::model::Source;
+use super::service::{OrderError, Orders, Placed};
+use crate::stock::redis::ledger::{Entry, Ledgers};
 use crate::stock::redis::sales::RedisSales;
+use crate::stock::SaleKeys;
 
 /// One sale's comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +29,8 @@ pub struct SaleReport {
     pub only_in_redis: Vec<(String, String)>,
     /// Active orders whose reservation Redis does not hold (Redis lost them).
     pub only_in_db: Vec<(String, String)>,
+    /// Ledger entries the consumer gave up on: their reservations have no order yet.
+    pub dead: Vec<Entry>,
 }
 
 impl SaleReport {
@@ -32,6 +39,7 @@ impl SaleReport {
         self.redis_remaining == Some(self.expected_remaining)
             && self.only_in_redis.is_empty()
             && self.only_in_db.is_empty()
+            && self.dead.is_empty()
     }
 }
 
@@ -55,43 +63,99 @@ impl fmt::Display for SaleReport {
         for (uid, id) in &self.only_in_db {
             write!(f, "\n  order {id} of {uid} is not held in Redis")?;
         }
+        for entry in &self.dead {
+            match &entry.reservation {
+                Some(r) => write!(
+                    f,
+                    "\n  reservation {} of {} was dead-lettered without an order (ledger entry {})",
+                    r.id, r.uid, entry.id
+                )?,
+                None => write!(
+                    f,
+                    "\n  malformed ledger entry {} was dead-lettered",
+                    entry.id
+                )?,
+            }
+        }
         Ok(())
     }
 }
 
-/// Compare every sale the database knows.
-pub async fn compare(db: &Db, redis: &RedisSales) -> Result<Vec<SaleReport>, OrderError> {
+/// Compare every sale the database or the sales registry knows.
+pub async fn compare(
+    db: &Db,
+    redis: &RedisSales,
+    ledgers: &Ledgers,
+) -> Result<Vec<SaleReport>, OrderError> {
+    let mut products: BTreeSet<u64> = db.products().await?.into_iter().collect();
+    products.extend(redis.registered().await?);
     let mut reports = Vec::new();
-    for product in db.products().await? {
-        let summary = db
-            .sale(product)
-            .await?
-            .ok_or(OrderError::UnknownSale(product))?;
+    for product in products {
+        let stock = match db.sale(product).await? {
+            Some(summary) => u64::try_from(summary.stock).unwrap_or(0),
+            None => match redis.configured_stock(product).await? {
+                Some(stock) => stock,
+                None => continue,
+            },
+        };
         let holders: BTreeSet<(String, String)> = db.holders(product).await?.into_iter().collect();
         let buyers: BTreeSet<(String, String)> = redis.buyers(product).await?.into_iter().collect();
-        let expected = u64::try_from(summary.stock)
-            .unwrap_or(0)
-            .saturating_sub(holders.len() as u64);
         reports.push(SaleReport {
             product,
-            expected_remaining: expected,
+            expected_remaining: stock.saturating_sub(holders.len() as u64),
             redis_remaining: redis.stock(product).await?.map(|s| s.remaining),
             only_in_redis: buyers.difference(&holders).cloned().collect(),
             only_in_db: holders.difference(&buyers).cloned().collect(),
+            dead: ledgers.dead(&SaleKeys::of(product)).await?,
         });
     }
     Ok(reports)
 }
 
-/// Rewrite Redis from the database for every inconsistent sale in `reports`.
-pub async fn fix(db: &Db, redis: &RedisSales, reports: &[SaleReport]) -> Result<usize, OrderError> {
-    let mut fixed = 0;
-    for report in reports.iter().filter(|r| !r.consistent()) {
-        let holders = db.holders(report.product).await?;
-        redis
+/// What [`fix`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fixed {
+    /// Dead-lettered reservations that now have their order.
+    pub placed: usize,
+    /// Dead-lettered reservations settled otherwise (released before, or refused by a
+    /// safeguard, their unit returned), and malformed entries removed.
+    pub settled: usize,
+    /// Sales rewritten in Redis from the database.
+    pub rewritten: usize,
+}
+
+/// Make the orders of the dead-lettered reservations in `reports`, then rewrite Redis from the
+/// database for every sale that still differs.
+pub async fn fix(
+    orders: &Orders,
+    ledgers: &Ledgers,
+    reports: &[SaleReport],
+) -> Result<Fixed, OrderError> {
+    let mut fixed = Fixed::default();
+    for report in reports {
+        let sale = SaleKeys::of(report.product);
+        for entry in &report.dead {
+            if let Some(r) = &entry.reservation {
+                match orders.place(r, Source::Reconcile).await? {
+                    Placed::Created(_) | Placed::Existing(_) => fixed.placed += 1,
+                    Placed::Refused(_) | Placed::Released => fixed.settled += 1,
+                }
+            } else {
+                fixed.settled += 1;
+            }
+            ledgers.forget_dead(&sale, &entry.id).await?;
+        }
+    }
+    for report in compare(&orders.db, &orders.stock, ledgers).await? {
+        if report.consistent() {
+            continue;
+        }
+        let holders = orders.db.holders(report.product).await?;
+        orders
+            .stock
             .rewrite(report.product, report.expected_remaining, &holders)
             .await?;
-        fixed += 1;
+        fixed.rewritten += 1;
     }
     Ok(fixed)
 }

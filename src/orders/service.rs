@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::db::{Db, DbError, Insert, Payment, Refusal};
+use super::db::{Db, DbError, Insert, Payment, Refusal, StockChange};
 use super::metrics::OrderMetrics;
 use super::model::{Order, Source};
 use crate::config::Secret;
@@ -36,6 +36,16 @@ pub enum OrderError {
     /// Neither the database nor Redis knows this sale.
     #[error("no sale for product {0}: was `flashgate stock load` run?")]
     UnknownSale(u64),
+    /// The sale was loaded with fewer units than the database has orders for.
+    #[error("product {product} was loaded with {stock} units, but {sold} orders hold one")]
+    Restock {
+        /// The product.
+        product: u64,
+        /// The stock loaded.
+        stock: u64,
+        /// Units held by orders in the database.
+        sold: i64,
+    },
 }
 
 /// What placing an order did.
@@ -99,9 +109,8 @@ impl Orders {
         if let Some(existing) = self.db.order(&r.id).await? {
             return Ok(Placed::Existing(existing));
         }
-        if !self.stock.confirm(r).await? {
-            return Ok(Placed::Released);
-        }
+        // Everything that can fail for want of a sale comes before the claim: a claimed
+        // reservation is one only this backend can settle, so it must become an order.
         if !self.db.has_sale(r.product).await? {
             let stock = self
                 .stock
@@ -109,6 +118,9 @@ impl Orders {
                 .await?
                 .ok_or(OrderError::UnknownSale(r.product))?;
             self.db.ensure_sale(r.product, stock).await?;
+        }
+        if !self.stock.confirm(r).await? {
+            return Ok(Placed::Released);
         }
         let now = now_ms();
         let deadline = now + self.payment_timeout.as_millis() as i64;
@@ -121,6 +133,25 @@ impl Orders {
                 Ok(Placed::Refused(why))
             }
         }
+    }
+
+    /// Let the database's stock of `product` follow the sale's configured total (a restock
+    /// with `flashgate stock load --force`). Nothing to do before the sale's first order.
+    pub async fn follow_stock(&self, product: u64, stock: u64) -> Result<(), OrderError> {
+        match self.db.set_stock(product, stock).await? {
+            StockChange::Changed { from } => {
+                tracing::info!(product, from, to = stock, "the sale was restocked")
+            }
+            StockChange::Same | StockChange::NoSale => {}
+            StockChange::BelowSold { sold } => {
+                return Err(OrderError::Restock {
+                    product,
+                    stock,
+                    sold,
+                })
+            }
+        }
+        Ok(())
     }
 
     /// Pay order `id`.

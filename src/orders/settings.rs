@@ -18,6 +18,7 @@ use crate::config::locate::Locations;
 use crate::config::{
     read, ConfigError, Environment, HumanDuration, ProcessEnv, Secret, DEV_EDGE_SECRET,
 };
+use crate::stock::redis::Target;
 
 /// Where the edge secret is read from when the file does not say.
 const DEFAULT_EDGE_SECRET: &str = "${FLASHGATE_EDGE_SECRET}";
@@ -30,8 +31,10 @@ pub struct OrdersFile {
     pub listen: Option<SocketAddr>,
     /// `sqlite://path` or `postgres://...`.
     pub database: Option<String>,
-    /// `redis://host:port`.
+    /// `redis://host:port`: the edge's `store.url`.
     pub redis: Option<String>,
+    /// Seed nodes of a Redis Cluster: the edge's `store.cluster` (instead of `redis`).
+    pub cluster: Option<Vec<String>>,
     /// How long a buyer has to pay, e.g. `15m`.
     pub payment_timeout: Option<HumanDuration>,
     /// The edge's signing secret (`${ENV}` allowed).
@@ -45,10 +48,16 @@ pub struct OrdersFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerFile {
-    /// Failed deliveries before an entry goes to the dead-letter stream (default 5).
+    /// No longer used (entries are retried for `retry_for`); accepted with a warning so an
+    /// older file still starts.
     pub max_deliveries: Option<u32>,
+    /// How long an entry that cannot become an order is tried before it is dead-lettered, its
+    /// unit held for `reconcile --fix` (default 1h).
+    pub retry_for: Option<HumanDuration>,
     /// Idle time before another consumer's pending entry is claimed (default 30s).
     pub claim_idle: Option<HumanDuration>,
+    /// This instance's consumer name in the group (default `orders-{host}-{listen port}`).
+    pub consumer: Option<String>,
 }
 
 /// Resolved settings.
@@ -58,18 +67,22 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Database URL.
     pub database: String,
-    /// Redis URL.
-    pub redis: String,
+    /// Where the sales are: the edge's Redis or Redis Cluster.
+    pub redis: Target,
     /// Payment deadline after an order is made.
     pub payment_timeout: Duration,
     /// The edge's signing secret.
     pub edge_secret: Secret,
     /// Whether the development secret is in use.
     pub development_secret: bool,
-    /// Failed deliveries before dead-lettering.
-    pub max_deliveries: u32,
+    /// How long a failing ledger entry is tried before it is dead-lettered.
+    pub retry_for: Duration,
     /// Idle time before claiming.
     pub claim_idle: Duration,
+    /// The ledger consumer's name.
+    pub consumer: String,
+    /// Whether the file set `ledger.max_deliveries`, which is no longer used.
+    pub max_deliveries_ignored: bool,
 }
 
 /// Flags that override the file.
@@ -83,6 +96,8 @@ pub struct Overrides {
     pub database: Option<String>,
     /// `--redis`.
     pub redis: Option<String>,
+    /// `--cluster`.
+    pub cluster: Option<Vec<String>>,
     /// `--payment-timeout`.
     pub payment_timeout: Option<Duration>,
 }
@@ -126,29 +141,61 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
     let written = file.edge_secret.as_deref().unwrap_or(DEFAULT_EDGE_SECRET);
     let (edge_secret, development_secret) =
         cx.secret_or_development("edge_secret", written, DEV_EDGE_SECRET)?;
+    let redis = match (flags.cluster, flags.redis, file.cluster, file.redis) {
+        (Some(urls), ..) => Target::Cluster(urls),
+        (None, Some(url), ..) => Target::Single(url),
+        (None, None, Some(_), Some(_)) => {
+            return Err(cx.err(
+                "cluster",
+                "give redis (one server) or cluster (seed nodes), not both",
+            ))
+        }
+        (None, None, Some(urls), None) if urls.is_empty() => {
+            return Err(cx.err("cluster", "cluster needs at least one seed node"))
+        }
+        (None, None, Some(urls), None) => Target::Cluster(urls),
+        (None, None, None, url) => {
+            Target::Single(url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()))
+        }
+    };
+    let listen = flags
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081)));
     Ok(Settings {
-        listen: flags
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+        listen,
         database: flags
             .database
             .or(file.database)
             .unwrap_or_else(|| "sqlite://flashgate-orders.db".to_string()),
-        redis: flags
-            .redis
-            .or(file.redis)
-            .unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()),
+        redis,
         payment_timeout: flags
             .payment_timeout
             .or(file.payment_timeout.map(|d| d.0))
             .unwrap_or(Duration::from_secs(15 * 60)),
         edge_secret,
         development_secret,
-        max_deliveries: file.ledger.max_deliveries.unwrap_or(5).max(1),
+        retry_for: file
+            .ledger
+            .retry_for
+            .map_or(Duration::from_secs(3600), |d| d.0),
         claim_idle: file
             .ledger
             .claim_idle
             .map_or(Duration::from_secs(30), |d| d.0),
+        consumer: file
+            .ledger
+            .consumer
+            .unwrap_or_else(|| format!("orders-{}-{}", host_name(), listen.port())),
+        max_deliveries_ignored: file.ledger.max_deliveries.is_some(),
     })
+}
+
+/// This machine's name, for a consumer name that stays the same across restarts.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
 }

@@ -38,13 +38,16 @@ pub struct Signed {
     pub timestamp_ms: u64,
 }
 
-/// Verify the edge's headers, looked up by `header(name)`.
+/// Verify the edge's headers, looked up by `header(name)`. The UID arrives in its header form
+/// (`crate::uid`) and is decoded; the signature covers it as it arrived.
 pub fn verify<'a>(
     edge: &Secret,
     now_ms: u64,
     header: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Signed, Unverified> {
-    let uid = header("x-flashgate-uid").ok_or(Unverified::Unsigned)?;
+    let uid = header("x-flashgate-uid")
+        .and_then(crate::uid::from_header)
+        .ok_or(Unverified::Unsigned)?;
     let product: u64 = header("x-flashgate-product")
         .and_then(|p| p.parse().ok())
         .ok_or(Unverified::Unsigned)?;
@@ -53,7 +56,7 @@ pub fn verify<'a>(
         .and_then(|t| t.parse().ok())
         .ok_or(Unverified::Unsigned)?;
     let signature = header("x-flashgate-signature").ok_or(Unverified::Unsigned)?;
-    if !verify_origin_signature(edge, uid, product, reservation, timestamp_ms, signature) {
+    if !verify_origin_signature(edge, &uid, product, reservation, timestamp_ms, signature) {
         return Err(Unverified::Forged);
     }
     if timestamp_ms.abs_diff(now_ms) > FRESH_MS {
@@ -63,7 +66,7 @@ pub fn verify<'a>(
         reservation: Reservation {
             id: reservation.to_string(),
             product,
-            uid: uid.to_string(),
+            uid,
         },
         signature: signature.to_string(),
         timestamp_ms,

@@ -1,8 +1,15 @@
 //! Every name a sale has in a store, built once per sale when the gateway starts and handed to
 //! each store call, so the buy path formats no key. In Redis the names of one sale share the
-//! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:seq`, `:meta`,
-//! `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot. The
-//! embedded store needs only the product. No other file spells a key.
+//! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:ledger:dead`, `:seq`,
+//! `:meta`, `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot.
+//! Besides them, one key lists every sale: [`SALES_REGISTRY`], the set of product ids
+//! `flashgate stock load` ever loaded, which the order backend reads to find the ledgers (never
+//! a SCAN of the keyspace). The embedded store needs only the product. No other file spells a
+//! key.
+
+/// The set of every product id `flashgate stock load` loaded (a key of its own: on a Cluster it
+/// lives on one node, apart from the sales it lists).
+pub const SALES_REGISTRY: &str = "flashgate:sales";
 
 /// The names of one sale's state in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +22,8 @@ pub struct SaleKeys {
     pub buyers: String,
     /// Stream of every reservation made.
     pub ledger: String,
+    /// Ledger entries the order backend gave up on, held for `flashgate-orders reconcile`.
+    pub dead: String,
     /// Last reservation number of the sale.
     pub seq: String,
     /// Sale metadata (the stock `flashgate stock load` configured).
@@ -34,6 +43,7 @@ impl SaleKeys {
             stock: k("stock"),
             buyers: k("buyers"),
             ledger: k("ledger"),
+            dead: k("ledger:dead"),
             seq: k("seq"),
             meta: k("meta"),
             confirmed: k("confirmed"),
@@ -61,6 +71,7 @@ mod tests {
             &k.stock,
             &k.buyers,
             &k.ledger,
+            &k.dead,
             &k.seq,
             &k.meta,
             &k.confirmed,

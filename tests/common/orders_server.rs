@@ -100,25 +100,43 @@ impl OrdersServer {
         payment_timeout: &str,
         extra: &[&str],
     ) -> Self {
+        let redis = ["--redis".to_string(), redis_url.to_string()];
+        Self::launch(database, &redis, payment_timeout, extra).await
+    }
+
+    /// Start against a Redis Cluster given by its seed nodes.
+    pub async fn start_on_cluster(
+        database: &Database,
+        urls: &[String],
+        payment_timeout: &str,
+    ) -> Self {
+        let redis = ["--cluster".to_string(), urls.join(",")];
+        Self::launch(database, &redis, payment_timeout, &[]).await
+    }
+
+    async fn launch(
+        database: &Database,
+        redis: &[String],
+        payment_timeout: &str,
+        extra: &[&str],
+    ) -> Self {
         let port = free_port();
         let logdir = tempfile::tempdir().expect("temp dir");
+        let mut args = vec![
+            "run".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--database".into(),
+            database.url(),
+            "--payment-timeout".into(),
+            payment_timeout.to_string(),
+        ];
+        args.extend(redis.iter().cloned());
+        args.extend(extra.iter().map(|a| a.to_string()));
         let mut server = OrdersServer {
             child: None,
             port,
-            args: vec![
-                "run".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--database".into(),
-                database.url(),
-                "--redis".into(),
-                redis_url.to_string(),
-                "--payment-timeout".into(),
-                payment_timeout.to_string(),
-            ]
-            .into_iter()
-            .chain(extra.iter().map(|a| a.to_string()))
-            .collect(),
+            args,
             log: logdir.path().join("orders.log"),
             _logdir: logdir,
         };

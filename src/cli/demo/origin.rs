@@ -88,9 +88,10 @@ fn answer(req: &Request<Incoming>, orders: &Orders, edge: &Secret) -> Response<F
             .unwrap_or("")
     };
     let reservation = header("x-flashgate-reservation");
+    let uid = flashgate::uid::from_header(header("x-flashgate-uid")).unwrap_or_default();
     let signed = verify_origin_signature(
         edge,
-        header("x-flashgate-uid"),
+        &uid,
         header("x-flashgate-product").parse().unwrap_or(0),
         reservation,
         header("x-flashgate-timestamp").parse().unwrap_or(0),

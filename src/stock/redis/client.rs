@@ -21,12 +21,21 @@ const BREAKER_THRESHOLD: u32 = 3;
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(500);
 
 /// Where a client connects.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// One Redis server.
     Single(String),
     /// A Redis Cluster, by seed nodes.
     Cluster(Vec<String>),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Single(url) => f.write_str(url),
+            Target::Cluster(urls) => write!(f, "cluster [{}]", urls.join(", ")),
+        }
+    }
 }
 
 #[derive(Clone)]

@@ -9,7 +9,8 @@
 //! - [`RedisStore`]: what the edge does — reserve, release, read the stock, claim a captcha.
 //! - [`sales::RedisSales`]: everything else on a sale's keys — seeding it (`stock load`), and the
 //!   order backend's side of the protocol (confirm, release of an order's unit, reconcile).
-//! - [`client::RedisClient`]: the guarded, time-bounded connection both use.
+//! - [`ledger::Ledgers`]: the sale ledgers as the order backend's consumer group reads them.
+//! - [`client::RedisClient`]: the guarded, time-bounded connection all of them use.
 //!
 //! A reserve that times out may still have run in Redis. The unit then stays with that user,
 //! recorded in the sale's ledger, and the order backend's ledger consumer turns it into an
@@ -17,6 +18,7 @@
 //! consumer settles a forward whose outcome the edge cannot know ([`SettledBy::Ledger`]).
 
 pub mod client;
+pub mod ledger;
 pub mod sales;
 
 use std::time::Duration;

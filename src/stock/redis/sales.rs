@@ -1,5 +1,5 @@
-//! A sale's keys in Redis beyond buying: seeding the sale (`flashgate stock load`,
-//! `lua/load.lua`), reading it (`stock show`, reconcile), and the order backend's side of the
+//! A sale's keys in Redis beyond buying: seeding or restocking the sale (`flashgate stock load`,
+//! `lua/load.lua`) and listing it in the sales registry, reading it (`stock show`, reconcile), and the order backend's side of the
 //! protocol — claiming a reservation for an order before writing it (`lua/confirm.lua`), so an
 //! edge can never free a unit an order holds; returning a cancelled order's unit
 //! (`lua/release.lua` as the order backend); rewriting a sale from the order database
@@ -11,18 +11,26 @@ use redis::Script;
 
 use super::client::{RedisClient, Target};
 use super::{read_stock, release_invocation};
+use crate::stock::keys::SALES_REGISTRY;
 use crate::stock::{Reservation, SaleKeys, SaleStock, StoreError};
 
 /// What `load` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Load {
-    /// The sale now holds the configured stock; `dropped` buyers were removed (with --force).
-    Loaded {
-        /// Buyers removed.
-        dropped: u64,
+    /// The sale had no buyers: every unit is on sale.
+    Loaded,
+    /// The sale was restocked (`force`): these buyers keep their units, the rest is on sale.
+    Restocked {
+        /// Units orders hold.
+        held: u64,
     },
     /// Refused: the sale has this many buyers and `force` was not given.
     HasBuyers(u64),
+    /// Refused: this many reservations have no order yet (`force` never drops one; ask again
+    /// once the order backend has made their orders).
+    Unsettled(u64),
+    /// Refused: the new total is below the units this many buyers hold.
+    BelowHeld(u64),
 }
 
 /// Sales in Redis, as the CLI and the order backend see them.
@@ -54,25 +62,45 @@ impl RedisSales {
         self.client.ping().await
     }
 
-    /// Seed `sale` with `units`. Refuses a sale that has buyers unless `force`. Also loads the
-    /// reserve, release and confirm scripts, so the first buy after a seed is one round trip.
+    /// Seed `sale` with `units` in all (`lua/load.lua`). A sale with buyers is refused unless
+    /// `force`, which restocks it without dropping a reservation. The sale is entered in the
+    /// registry the order backend reads ([`SALES_REGISTRY`]) whatever the answer, and the
+    /// reserve, release and confirm scripts are loaded, so the first buy after a seed is one
+    /// round trip.
     pub async fn load(&self, sale: &SaleKeys, units: u64, force: bool) -> Result<Load, StoreError> {
+        let mut register = redis::pipe();
+        register.sadd(SALES_REGISTRY, sale.product).ignore();
+        self.client.query::<()>(register).await?;
         let mut inv = self.load.prepare_invoke();
         inv.key(&sale.stock)
             .key(&sale.buyers)
-            .key(&sale.ledger)
             .key(&sale.meta)
             .key(&sale.confirmed)
             .arg(units)
             .arg(if force { "1" } else { "0" });
-        let answer: (String, u64) = self.client.invoke(inv).await?;
+        let (answer, n): (String, u64) = self.client.invoke(inv).await?;
         for script in [&self.reserve, &self.release, &self.confirm] {
             self.client.load_script(script).await?;
         }
-        Ok(match answer.0.as_str() {
-            "has_buyers" => Load::HasBuyers(answer.1),
-            _ => Load::Loaded { dropped: answer.1 },
-        })
+        match answer.as_str() {
+            "loaded" => Ok(Load::Loaded),
+            "restocked" => Ok(Load::Restocked { held: n }),
+            "has_buyers" => Ok(Load::HasBuyers(n)),
+            "unsettled" => Ok(Load::Unsettled(n)),
+            "below_held" => Ok(Load::BelowHeld(n)),
+            _ => Err(StoreError::Protocol {
+                script: "load.lua",
+                answer: format!("{answer} {n}"),
+            }),
+        }
+    }
+
+    /// Every product `flashgate stock load` entered in the registry.
+    pub async fn registered(&self) -> Result<Vec<u64>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.smembers(SALES_REGISTRY);
+        let (members,): (Vec<String>,) = self.client.query(pipe).await?;
+        Ok(members.iter().filter_map(|m| m.parse().ok()).collect())
     }
 
     /// Claim `reservation` for an order. False when the reservation no longer holds a unit.
