@@ -194,9 +194,12 @@ enum StockAction {
         #[arg(long, short, default_value = "conf/flashgate.yaml")]
         config: PathBuf,
         /// Restock sales that have buyers to the configured total: every buyer keeps their
-        /// unit; waits (up to 30 s) until every reservation has its order, never drops one.
+        /// unit; waits (see --wait) until every reservation has its order, never drops one.
         #[arg(long)]
         force: bool,
+        /// With --force: how long to wait for reservations still without an order.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
     },
     /// Print remaining units, buyers and ledger length per sale.
     Show {
@@ -243,7 +246,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stock { action } => match action {
-            StockAction::Load { config, force } => stock::load(&Config::load(&config)?, force),
+            StockAction::Load {
+                config,
+                force,
+                wait,
+            } => stock::load(&Config::load(&config)?, force, wait),
             StockAction::Show { config } => stock::show(&Config::load(&config)?),
         },
         Command::Token {

@@ -197,8 +197,14 @@ async fn ambiguous_answers_settle_by_asking_the_origin() {
     let url = edge.buy_url(9).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Order(500), Act::Refuse(500), Act::Hang]);
-    assert_eq!(buy(&c, &url, "made-then-500").await.0, 500);
-    assert_eq!(buy(&c, &url, "refused-500").await.0, 500);
+    // The buyer gets the edge's own answer, never the origin's error page.
+    for uid in ["made-then-500", "refused-500"] {
+        assert_eq!(
+            buy(&c, &url, uid).await,
+            (503, "origin_unavailable".into()),
+            "{uid}"
+        );
+    }
     let started = Instant::now();
     assert_eq!(
         buy(&c, &url, "timed-out").await,
@@ -295,7 +301,7 @@ async fn a_bare_404_to_the_settlement_question_settles_nothing() {
     let url = edge.buy_url(13).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Order(502)]);
-    assert_eq!(buy(&c, &url, "a").await.0, 502);
+    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
     assert!(
         eventually(10, || async { !origin.lookups().is_empty() }).await,
         "asked"
@@ -314,7 +320,7 @@ async fn settlement_waits_for_an_answer() {
     let url = edge.buy_url(10).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Refuse(503)]);
-    assert_eq!(buy(&c, &url, "a").await.0, 503);
+    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
     origin.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(remaining(&edge, 10).await, 0.0, "no answer: still held");

@@ -31,12 +31,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting a runtime")
 }
 
-/// How long `stock load --force` waits for a sale's reservations to become orders.
-const SETTLE_WAIT: Duration = Duration::from_secs(30);
-
 /// Seed every configured sale; a sale with buyers is refused unless `force`, which restocks it
-/// once every reservation has its order (waiting up to [`SETTLE_WAIT`] for that).
-pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
+/// once every reservation has its order (waiting up to `wait` for that).
+pub fn load(config: &Config, force: bool, wait: Duration) -> anyhow::Result<()> {
     let store = store_of(config)?;
     runtime()?.block_on(async {
         let mut refused = 0;
@@ -46,12 +43,12 @@ pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
             let mut waiting_said = false;
             let load = loop {
                 match store.load(&keys, sale.stock, force).await? {
-                    Load::Unsettled(n) if started.elapsed() < SETTLE_WAIT => {
+                    Load::Unsettled(n) if started.elapsed() < wait => {
                         if !waiting_said {
                             eprintln!(
-                                "product {}: {n} reservation(s) have no order yet; waiting up to {}s for flashgate-orders to make them",
+                                "product {}: {n} reservation(s) have no order yet; waiting up to {:?} for flashgate-orders to make them",
                                 sale.product,
-                                SETTLE_WAIT.as_secs()
+                                wait
                             );
                             waiting_said = true;
                         }
@@ -78,8 +75,7 @@ pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
                 Load::Unsettled(n) => {
                     refused += 1;
                     eprintln!(
-                        "product {product}: NOT restocked: {n} reservation(s) still have no order after {}s; is flashgate-orders running? (nothing was changed)",
-                        SETTLE_WAIT.as_secs()
+                        "product {product}: NOT restocked: {n} reservation(s) still have no order after {wait:?}; is flashgate-orders running? (nothing was changed)"
                     );
                 }
                 Load::BelowHeld(n) => {

@@ -6,7 +6,10 @@
 //! on to the origin: `upstream_request_filter` rewrites it into `POST origin.path` with the
 //! signed `X-Flashgate-*` headers (client-sent ones removed). How the forward ended — the
 //! origin's status, or a failure after or before any attempt reached it — goes back to
-//! `Checkout::settle`, which keeps, returns or defers the unit by the origin contract.
+//! `Checkout::settle`, which keeps, returns or defers the unit by the origin contract. The
+//! origin's `2xx` and `4xx` answers go to the buyer as they are; a `5xx` is replaced by the
+//! edge's own `503 origin_unavailable` with `Retry-After`, so no origin's internals reach the
+//! public.
 //!
 //! "Reached" is sticky across retries: once any attempt connected (a fresh connection or a
 //! reused keep-alive one, where the request may have been delivered), a later attempt that
@@ -349,6 +352,15 @@ impl ProxyHttp for Edge {
                 .checkout
                 .settle(reservation, Forwarded::Answered(status))
                 .await;
+        }
+        if status >= 500 {
+            // An origin's error page or internals never reach the public: ending the proxy
+            // here makes `fail_to_proxy` answer the edge's own `503 origin_unavailable` with
+            // `Retry-After` (the unit was settled above, by the contract, as unknown).
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(status),
+                "the origin answered with a server error",
+            ));
         }
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! Making and settling orders, shared by the HTTP API, the ledger consumer and the sweeper.
 //!
 //! Placing an order for a reservation: an existing order with that id is returned as it is;
-//! otherwise the reservation is claimed in Redis (`confirm.lua` — a released reservation makes
-//! no order), the sale row is created from the stock `flashgate stock load` recorded, and the
-//! order is inserted under the database's safeguards. If a safeguard trips (the sale is sold
+//! otherwise the sale row is made sure of (created from the stock `flashgate stock load`
+//! recorded), the reservation is claimed in Redis (`confirm.lua` — a released reservation makes
+//! no order; a claimed one only this backend can settle, so nothing that could fail for want of
+//! a sale comes after it), and the order is inserted under the database's safeguards. If a safeguard trips (the sale is sold
 //! out in the database, or the user already holds an active order) the unit is returned to
 //! Redis and the request refused: the database, not Redis, has the last word.
 //!

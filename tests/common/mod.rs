@@ -3,10 +3,12 @@
 //! normalise.
 #![allow(dead_code)]
 
+pub mod crowd;
 pub mod fault_origin;
 pub mod orders_server;
 pub mod redis_server;
 pub mod suite;
+pub mod tcp_proxy;
 
 use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

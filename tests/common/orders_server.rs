@@ -20,6 +20,19 @@ pub fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_string())
 }
 
+/// The address of [`postgres_base`]'s server (its host must be an IP address).
+pub fn postgres_addr() -> std::net::SocketAddr {
+    let base = postgres_base();
+    let authority = base
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("a postgres URL");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    host_port
+        .parse()
+        .expect("FLASHGATE_TEST_POSTGRES names its server by IP address and port")
+}
+
 fn psql(sql: &str) {
     let out = Command::new("psql")
         .arg(postgres_base())
@@ -59,6 +72,20 @@ impl Database {
                 format!("{}?options=-c%20search_path%3D{schema}", postgres_base())
             }
         }
+    }
+
+    /// The URL of the same database reached through 127.0.0.1:`port` (a [`super::tcp_proxy`]
+    /// in front of PostgreSQL); SQLite has no address and is returned as it is.
+    pub fn url_through(&self, port: u16) -> String {
+        let url = self.url();
+        let Database::Postgres { .. } = self else {
+            return url;
+        };
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, path) = rest.split_once('/').expect("a database path");
+        let user = authority.rsplit_once('@').map_or("", |(u, _)| u);
+        let at = if user.is_empty() { "" } else { "@" };
+        format!("{scheme}://{user}{at}127.0.0.1:{port}/{path}")
     }
 
     /// A name for messages.
@@ -101,7 +128,13 @@ impl OrdersServer {
         extra: &[&str],
     ) -> Self {
         let redis = ["--redis".to_string(), redis_url.to_string()];
-        Self::launch(database, &redis, payment_timeout, extra).await
+        Self::launch(&database.url(), &redis, payment_timeout, extra).await
+    }
+
+    /// Start against the database at `database_url` (e.g. through a proxy).
+    pub async fn start_at(database_url: &str, redis_url: &str, payment_timeout: &str) -> Self {
+        let redis = ["--redis".to_string(), redis_url.to_string()];
+        Self::launch(database_url, &redis, payment_timeout, &[]).await
     }
 
     /// Start against a Redis Cluster given by its seed nodes.
@@ -111,11 +144,11 @@ impl OrdersServer {
         payment_timeout: &str,
     ) -> Self {
         let redis = ["--cluster".to_string(), urls.join(",")];
-        Self::launch(database, &redis, payment_timeout, &[]).await
+        Self::launch(&database.url(), &redis, payment_timeout, &[]).await
     }
 
     async fn launch(
-        database: &Database,
+        database_url: &str,
         redis: &[String],
         payment_timeout: &str,
         extra: &[&str],
@@ -127,7 +160,7 @@ impl OrdersServer {
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--database".into(),
-            database.url(),
+            database_url.to_string(),
             "--payment-timeout".into(),
             payment_timeout.to_string(),
         ];

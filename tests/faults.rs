@@ -1,0 +1,351 @@
+//! The sale under faults, end to end: a paced storm (`common::crowd`) through a real edge on
+//! the Redis store into `flashgate-orders`, each process real, and in the middle of the storm
+//! one fault:
+//!
+//! - Redis SIGKILLed and restarted from its append-only file;
+//! - the order backend SIGKILLed and restarted;
+//! - the database unavailable for 40 s: SQLite's write lock held by another process, and
+//!   PostgreSQL cut by a TCP proxy the test starts (never by touching the machine's server);
+//! - `flashgate stock load --force` run while reservations are unsettled, and a restock to
+//!   more units in the middle of the sale.
+//!
+//! After each ([`judge`]): every answer the crowd got was a sale's answer, and every error
+//! answer a 503 with `Retry-After`; within a bounded time every reserved unit is sold with an
+//! order or back on sale — the database's active orders are exactly Redis's buyers, and units
+//! left plus units sold are the stock; no user holds two, nothing is oversold, every winner a
+//! client saw has an order, nothing is dead-lettered, and the whole stock sold (no undersell).
+//! Everything is bounded and on 127.0.0.1; redis-server processes are the test's own.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
+
+use common::crowd::{Answer, Crowd, Pace};
+use common::orders_server::{postgres_addr, Database, OrdersServer};
+use common::redis_server::RedisServer;
+use common::tcp_proxy::TcpProxy;
+use common::*;
+use flashgate::stock::redis::sales::RedisSales;
+use flashgate::stock::redis::Target;
+use sqlx::Row;
+
+/// How long the database stays away in the outage tests.
+const OUTAGE: Duration = Duration::from_secs(40);
+/// How long, at most, everything may take to settle once the fault is over.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// The processes of one sale.
+struct Stand {
+    redis: RedisServer,
+    orders: OrdersServer,
+    edge: Edge,
+    sales: RedisSales,
+    product: u64,
+}
+
+fn sale_yaml(product: u64, stock: u64) -> String {
+    format!(
+        "  - {{ product: {product}, stock: {stock}, starts_at: '{}', ends_at: '{}' }}",
+        at(-60),
+        at(3600)
+    )
+}
+
+/// Redis, the backend on `database_url`, and an edge selling `stock` units of `product`.
+async fn stand(database_url: &str, product: u64, stock: u64) -> Stand {
+    let redis = RedisServer::start();
+    let orders = OrdersServer::start_at(database_url, &redis.url(), "15m").await;
+    let origin = format!("127.0.0.1:{}", orders.port).parse().unwrap();
+    let store = format!("{{ kind: redis, url: '{}', timeout: 500ms }}", redis.url());
+    let edge = edge(Setup {
+        store: &store,
+        origin,
+        sales: &sale_yaml(product, stock),
+        limits: "  []",
+        trusted: "[]",
+        blocklist: "",
+    })
+    .await;
+    let sales = RedisSales::new(Target::Single(redis.url()), Duration::from_secs(2));
+    Stand {
+        redis,
+        orders,
+        edge,
+        sales,
+        product,
+    }
+}
+
+fn pace(users: usize, arrivals_per_s: f64, max_duration: Duration) -> Pace {
+    Pace {
+        users,
+        arrivals_per_s,
+        workers: 4,
+        pause: Duration::from_millis(20),
+        max_duration,
+        max_requests: 100_000,
+    }
+}
+
+/// Wait until the storm has run for `at`.
+async fn until(crowd: &Crowd, at: Duration) {
+    if let Some(rest) = at.checked_sub(crowd.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+}
+
+/// The database's active orders of `product` as (uid, reservation), and its sale row.
+async fn database(url: &str, product: u64) -> (Vec<(String, String)>, Option<(i64, i64)>) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url)
+        .await
+        .expect("read the database");
+    let rows = sqlx::query(
+        "SELECT uid, id FROM orders WHERE product = $1 AND status <> 'cancelled' ORDER BY id",
+    )
+    .bind(product as i64)
+    .fetch_all(&pool)
+    .await
+    .expect("orders");
+    let active = rows
+        .iter()
+        .map(|r| (r.get::<String, _>("uid"), r.get::<String, _>("id")))
+        .collect();
+    let sale = sqlx::query("SELECT stock, sold FROM sales WHERE product = $1")
+        .bind(product as i64)
+        .fetch_optional(&pool)
+        .await
+        .expect("sales")
+        .map(|r| (r.get::<i64, _>("stock"), r.get::<i64, _>("sold")));
+    pool.close().await;
+    (active, sale)
+}
+
+/// Every answer was one a sale gives, and every error answer a 503 that says when to retry;
+/// with `fault_seen`, some client saw the fault (a 503).
+fn judge_answers(answers: &[Answer], fault_seen: bool) {
+    let mut by_status: BTreeMap<(u16, String), usize> = BTreeMap::new();
+    for a in answers {
+        *by_status.entry((a.status, a.outcome.clone())).or_default() += 1;
+    }
+    let wrong: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| !matches!(a.status, 200 | 201 | 409 | 410 | 503))
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "answers no sale gives: {:?}\nall: {by_status:?}",
+        &wrong[..wrong.len().min(5)]
+    );
+    let bare: Vec<&Answer> = answers
+        .iter()
+        .filter(|a| a.status == 503 && !a.retry_after)
+        .collect();
+    assert!(
+        bare.is_empty(),
+        "503s without Retry-After: {:?}",
+        &bare[..bare.len().min(5)]
+    );
+    assert!(
+        !fault_seen || answers.iter().any(|a| a.status == 503),
+        "the fault was never seen by a client: {by_status:?}"
+    );
+    eprintln!("answers: {by_status:?}");
+}
+
+/// The sale settles: see the module docs. `database_url` reaches the database directly.
+async fn judge(
+    stand: &Stand,
+    database_url: &str,
+    stock: u64,
+    answers: &[Answer],
+    fault_seen: bool,
+) {
+    judge_answers(answers, fault_seen);
+    let product = stand.product;
+    let deadline = Instant::now() + SETTLE;
+    let (buyers, remaining, active, sale) = loop {
+        let buyers: BTreeSet<(String, String)> = stand
+            .sales
+            .buyers(product)
+            .await
+            .expect("Redis answers")
+            .into_iter()
+            .collect();
+        let remaining = stand
+            .sales
+            .stock(product)
+            .await
+            .expect("Redis answers")
+            .expect("the sale exists")
+            .remaining;
+        let (active, sale) = database(database_url, product).await;
+        let settled = active.iter().cloned().collect::<BTreeSet<_>>() == buyers
+            && remaining + buyers.len() as u64 == stock;
+        if settled || Instant::now() > deadline {
+            break (buyers, remaining, active, sale);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let orders: BTreeSet<(String, String)> = active.iter().cloned().collect();
+    assert_eq!(
+        orders.symmetric_difference(&buyers).collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "every reserved unit has its order and every order its unit, within {SETTLE:?}\n{}",
+        stand.orders.log()
+    );
+    assert_eq!(
+        remaining + buyers.len() as u64,
+        stock,
+        "every unit is sold or back on sale"
+    );
+    let users: HashSet<&String> = active.iter().map(|(uid, _)| uid).collect();
+    assert_eq!(users.len(), active.len(), "a user holds two units");
+    assert!(active.len() as u64 <= stock, "oversold");
+    assert_eq!(
+        sale,
+        Some((stock as i64, active.len() as i64)),
+        "the database's sale row"
+    );
+    let winners: BTreeSet<&String> = answers
+        .iter()
+        .filter(|a| (a.status == 200 || a.status == 201) && a.outcome == "won")
+        .map(|a| &a.uid)
+        .collect();
+    let missing: Vec<&&String> = winners.iter().filter(|w| !users.contains(**w)).collect();
+    assert!(missing.is_empty(), "winners without an order: {missing:?}");
+    assert_eq!(
+        stand
+            .redis
+            .cli(&["XLEN", &format!("flashgate:{{{product}}}:ledger:dead")])
+            .trim(),
+        "0",
+        "nothing dead-lettered"
+    );
+    assert_eq!(remaining, 0, "the whole stock sold: no undersell");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_sigkilled_and_restarted_from_its_aof_mid_storm() {
+    let db = Database::sqlite();
+    let mut stand = stand(&db.url(), 101, 120).await;
+    let url = stand.edge.buy_url(101).await;
+    let crowd = Crowd::start(&url, "r", pace(400, 10.0, Duration::from_secs(25)));
+    until(&crowd, Duration::from_secs(5)).await;
+    stand.redis.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stand.redis.restart();
+    let answers = crowd.finish().await;
+    judge(&stand, &db.url(), 120, &answers, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn order_backend_sigkilled_and_restarted_mid_storm() {
+    let db = Database::postgres();
+    let mut stand = stand(&db.url(), 102, 120).await;
+    let url = stand.edge.buy_url(102).await;
+    let crowd = Crowd::start(&url, "b", pace(400, 10.0, Duration::from_secs(25)));
+    until(&crowd, Duration::from_secs(5)).await;
+    stand.orders.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stand.orders.restart().await;
+    let answers = crowd.finish().await;
+    judge(&stand, &db.url(), 120, &answers, true).await;
+}
+
+/// Holds SQLite's write lock on the backend's database file, as a stuck writer would.
+async fn sqlite_write_lock(db: &Database) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let Database::Sqlite(dir) = db else {
+        panic!("a SQLite database")
+    };
+    let path = dir.path().join("orders.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("open the backend's database");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .expect("take the write lock");
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_locked_for_forty_seconds_mid_storm() {
+    let db = Database::sqlite();
+    let stand = stand(&db.url(), 103, 200).await;
+    let url = stand.edge.buy_url(103).await;
+    let crowd = Crowd::start(&url, "s", pace(400, 5.0, Duration::from_secs(70)));
+    until(&crowd, Duration::from_secs(8)).await;
+    let mut lock = sqlite_write_lock(&db).await;
+    tokio::time::sleep(OUTAGE).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    drop(lock);
+    let answers = crowd.finish().await;
+    judge(&stand, &db.url(), 200, &answers, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_cut_for_forty_seconds_mid_storm() {
+    let db = Database::postgres();
+    let proxy = TcpProxy::start(postgres_addr()).await;
+    let stand = stand(&db.url_through(proxy.port), 104, 200).await;
+    let url = stand.edge.buy_url(104).await;
+    let crowd = Crowd::start(&url, "p", pace(400, 5.0, Duration::from_secs(70)));
+    until(&crowd, Duration::from_secs(8)).await;
+    proxy.cut();
+    tokio::time::sleep(OUTAGE).await;
+    proxy.restore();
+    let answers = crowd.finish().await;
+    judge(&stand, &db.url(), 200, &answers, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_load_force_mid_storm_drops_nothing_and_restocks() {
+    let db = Database::sqlite();
+    let stand = stand(&db.url(), 105, 100).await;
+    let config = stand.edge.dir.path().join("flashgate.yaml");
+    let config = config.to_string_lossy().to_string();
+    let url = stand.edge.buy_url(105).await;
+    let crowd = Crowd::start(&url, "f", pace(400, 10.0, Duration::from_secs(30)));
+    let load = |wait: &str| {
+        flashgate(&[
+            "stock", "load", "--force", "--wait", wait, "--config", &config,
+        ])
+    };
+    // While reservations are in flight: either every one has its order at some moment and the
+    // sale is restocked to the same total, or the load is refused and changes nothing.
+    until(&crowd, Duration::from_secs(4)).await;
+    let mut outcomes = Vec::new();
+    for _ in 0..5 {
+        let out = load("1s");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            said.contains("restocked to 100 units") || said.contains("NOT restocked"),
+            "{said}"
+        );
+        outcomes.push(out.status.success());
+    }
+    eprintln!("forced loads of the same stock: {outcomes:?}");
+    // Fifty more units found mid-sale: restocked to 150, every buyer keeping theirs.
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("stock: 100", "stock: 150"),
+    )
+    .unwrap();
+    let restocked = (0..3).any(|_| load("20s").status.success());
+    assert!(
+        restocked,
+        "a restock succeeds within a minute of a live sale"
+    );
+    let answers = crowd.finish().await;
+    // The fault here is the reload itself: no client needs to have seen a 503.
+    judge(&stand, &db.url(), 150, &answers, false).await;
+}
