@@ -43,15 +43,19 @@ fn answer(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
-fn failed(e: OrderError) -> Response {
+fn failed(orders: &Orders, e: OrderError) -> Response {
     match e {
         OrderError::UnknownSale(product) => answer(
             StatusCode::NOT_FOUND,
             json!({"outcome": "unknown_product", "product": product}),
         ),
         other => {
-            // The cause is for the log: the edge passes this answer to the buyer.
-            tracing::error!("order operation failed: {other}");
+            // The cause is for the log, never for the buyer.
+            if let Some(held) = orders.failures.lock().admit() {
+                tracing::error!(
+                    "order operation failed: {other} ({held} more failures since the last report)"
+                );
+            }
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 [("retry-after", "1")],
@@ -85,7 +89,7 @@ async fn create(State(orders): State<Arc<Orders>>, headers: HeaderMap) -> Respon
     {
         Ok(true) => {}
         Ok(false) => return unauthorized(&orders, Unverified::Replayed),
-        Err(e) => return failed(e.into()),
+        Err(e) => return failed(&orders, e.into()),
     }
     match orders.place(&signed.reservation, Source::Forward).await {
         Ok(Placed::Created(order)) => answer(
@@ -102,7 +106,7 @@ async fn create(State(orders): State<Arc<Orders>>, headers: HeaderMap) -> Respon
             answer(StatusCode::CONFLICT, json!({"outcome": "duplicate"}))
         }
         Ok(Placed::Released) => answer(StatusCode::CONFLICT, json!({"outcome": "released"})),
-        Err(e) => failed(e),
+        Err(e) => failed(&orders, e),
     }
 }
 
@@ -116,7 +120,7 @@ async fn pay(State(orders): State<Arc<Orders>>, Path(id): Path<String>) -> Respo
             json!({"outcome": "too_late", "order": order}),
         ),
         Ok(Payment::NotFound) => answer(StatusCode::NOT_FOUND, json!({"outcome": "not_found"})),
-        Err(e) => failed(e),
+        Err(e) => failed(&orders, e),
     }
 }
 
@@ -124,7 +128,7 @@ async fn show(State(orders): State<Arc<Orders>>, Path(id): Path<String>) -> Resp
     match orders.db.order(&id).await {
         Ok(Some(order)) => answer(StatusCode::OK, json!({"outcome": "found", "order": order})),
         Ok(None) => answer(StatusCode::NOT_FOUND, json!({"outcome": "not_found"})),
-        Err(e) => failed(e.into()),
+        Err(e) => failed(&orders, e.into()),
     }
 }
 
@@ -140,7 +144,7 @@ async fn list(
     };
     match orders.db.orders_of(user).await {
         Ok(list) => answer(StatusCode::OK, json!({"outcome": "found", "orders": list})),
-        Err(e) => failed(e.into()),
+        Err(e) => failed(&orders, e.into()),
     }
 }
 
@@ -148,7 +152,7 @@ async fn sale(State(orders): State<Arc<Orders>>, Path(product): Path<u64>) -> Re
     match orders.db.sale(product).await {
         Ok(Some(summary)) => answer(StatusCode::OK, json!(summary)),
         Ok(None) => answer(StatusCode::NOT_FOUND, json!({"outcome": "not_found"})),
-        Err(e) => failed(e.into()),
+        Err(e) => failed(&orders, e.into()),
     }
 }
 

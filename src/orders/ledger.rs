@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::service::Orders;
+use crate::logging::Throttle;
 use crate::orders::model::Source;
 use crate::stock::redis::ledger::{Entry, Ledgers};
 use crate::stock::{SaleKeys, StoreError};
@@ -100,7 +101,12 @@ struct Consumer {
     settings: LedgerSettings,
     sales: Vec<SaleKeys>,
     failing: HashMap<(u64, String), Failing>,
+    /// Redis or the database failing is seen every round: one line per 10 s says so.
+    quiet: Throttle,
 }
+
+/// How often a failure seen every round is logged.
+const QUIET: Duration = Duration::from_secs(10);
 
 /// Run the consumer until the process ends. Every error is logged and retried.
 pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings) {
@@ -110,6 +116,7 @@ pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings
         settings,
         sales: Vec::new(),
         failing: HashMap::new(),
+        quiet: Throttle::new(QUIET),
     };
     let long_ago = Instant::now().checked_sub(Duration::from_secs(3600));
     let mut discovered = long_ago;
@@ -119,7 +126,7 @@ pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings
     loop {
         if discovered.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) {
             if let Err(e) = consumer.discover().await {
-                tracing::warn!("ledger consumer: reading the sales registry failed: {e}");
+                consumer.warn(format_args!("reading the sales registry failed: {e}"));
             }
             discovered = Some(Instant::now());
         }
@@ -130,9 +137,7 @@ pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings
             match consumer.round(&sale, retry, claim).await {
                 Ok(handled) => busy |= handled > 0,
                 Err(e) if e.is_no_group() => consumer.regroup(&sale).await,
-                Err(e) => {
-                    tracing::warn!(product = sale.product, "ledger consumer: {e}; retrying")
-                }
+                Err(e) => consumer.warn(format_args!("sale {}: {e}; retrying", sale.product)),
             }
         }
         if retry {
@@ -169,6 +174,15 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// Log a failure that may repeat every round, at most once per [`QUIET`].
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if let Some(held) = self.quiet.admit() {
+            tracing::warn!(
+                "ledger consumer: {what} ({held} similar failures since the last report)"
+            );
+        }
     }
 
     /// The sale's group is gone: create it again at the start of the ledger.

@@ -23,6 +23,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::logging::Throttle;
 use crate::stock::redis::ledger::Ledgers;
 use crate::stock::redis::sales::RedisSales;
 use db::Db;
@@ -61,6 +62,7 @@ pub async fn open(settings: &Settings) -> Result<Orders, StartError> {
         payment_timeout: settings.payment_timeout,
         edge_secret: settings.edge_secret.clone(),
         metrics: OrderMetrics::new()?,
+        failures: parking_lot::Mutex::new(Throttle::new(Duration::from_secs(5))),
     })
 }
 
@@ -91,6 +93,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     let every =
         (settings.payment_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     tokio::spawn(async move {
+        let mut quiet = Throttle::new(Duration::from_secs(10));
         loop {
             tokio::time::sleep(every).await;
             match sweep_orders.sweep().await {
@@ -102,7 +105,13 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
                     )
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!("payment timeout sweep failed: {e}"),
+                Err(e) => {
+                    if let Some(held) = quiet.admit() {
+                        tracing::warn!(
+                            "payment timeout sweep failed: {e} ({held} more since the last report)"
+                        )
+                    }
+                }
             }
         }
     });

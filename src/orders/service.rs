@@ -83,6 +83,8 @@ pub struct Orders {
     pub edge_secret: Secret,
     /// Every metric.
     pub metrics: OrderMetrics,
+    /// Failures answered 503 repeat per request during an outage: logged at most every 5 s.
+    pub failures: parking_lot::Mutex<crate::logging::Throttle>,
 }
 
 /// Now, in ms since the epoch, as the database stores times.
