@@ -122,13 +122,37 @@ async fn database(url: &str, product: u64) -> (Vec<(String, String)>, Option<(i6
     (active, sale)
 }
 
-/// Every answer was one a sale gives, and every error answer a 503 that says when to retry;
-/// with `fault_seen`, some client saw the fault (a 503).
-fn judge_answers(answers: &[Answer], fault_seen: bool) {
-    let mut by_status: BTreeMap<(u16, String), usize> = BTreeMap::new();
+/// How many answers of each status and outcome.
+fn histogram(answers: &[Answer]) -> BTreeMap<(u16, String), usize> {
+    let mut by_status = BTreeMap::new();
     for a in answers {
         *by_status.entry((a.status, a.outcome.clone())).or_default() += 1;
     }
+    by_status
+}
+
+/// Answers of one stretch of the storm: counts by status and outcome, and who asked.
+type Slice<'a> = (BTreeMap<(u16, String), usize>, HashSet<&'a String>);
+
+/// The answers per 5 s of the storm, for a failure's message.
+fn timeline(answers: &[Answer]) -> String {
+    let mut slices: BTreeMap<u64, Slice> = BTreeMap::new();
+    for a in answers {
+        let slice = slices.entry(a.at.as_secs() / 5 * 5).or_default();
+        *slice.0.entry((a.status, a.outcome.clone())).or_default() += 1;
+        slice.1.insert(&a.uid);
+    }
+    slices
+        .iter()
+        .map(|(at, (counts, users))| format!("{at:>3} s: {} users {counts:?}", users.len()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every answer was one a sale gives, and every error answer a 503 that says when to retry;
+/// with `fault_seen`, some client saw the fault (a 503).
+fn judge_answers(answers: &[Answer], fault_seen: bool) {
+    let by_status = histogram(answers);
     let wrong: Vec<&Answer> = answers
         .iter()
         .filter(|a| !matches!(a.status, 200 | 201 | 409 | 410 | 503))
@@ -162,7 +186,6 @@ async fn judge(
     answers: &[Answer],
     fault_seen: bool,
 ) {
-    judge_answers(answers, fault_seen);
     let product = stand.product;
     let deadline = Instant::now() + SETTLE;
     let (buyers, remaining, active, sale) = loop {
@@ -223,7 +246,13 @@ async fn judge(
         "0",
         "nothing dead-lettered"
     );
-    assert_eq!(remaining, 0, "the whole stock sold: no undersell");
+    assert_eq!(
+        remaining,
+        0,
+        "the whole stock sold: no undersell\n{}",
+        timeline(answers)
+    );
+    judge_answers(answers, fault_seen);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -254,23 +283,6 @@ async fn order_backend_sigkilled_and_restarted_mid_storm() {
     judge(&stand, &db.url(), 120, &answers, true).await;
 }
 
-/// Holds SQLite's write lock on the backend's database file, as a stuck writer would.
-async fn sqlite_write_lock(db: &Database) -> sqlx::SqliteConnection {
-    use sqlx::Connection;
-    let Database::Sqlite(dir) = db else {
-        panic!("a SQLite database")
-    };
-    let path = dir.path().join("orders.db");
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open the backend's database");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .await
-        .expect("take the write lock");
-    conn
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_locked_for_forty_seconds_mid_storm() {
     let db = Database::sqlite();
@@ -278,10 +290,9 @@ async fn sqlite_locked_for_forty_seconds_mid_storm() {
     let url = stand.edge.buy_url(103).await;
     let crowd = Crowd::start(&url, "s", pace(400, 5.0, Duration::from_secs(70)));
     until(&crowd, Duration::from_secs(8)).await;
-    let mut lock = sqlite_write_lock(&db).await;
+    let lock = db.sqlite_write_lock().await;
     tokio::time::sleep(OUTAGE).await;
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
-    drop(lock);
+    lock.release().await;
     let answers = crowd.finish().await;
     judge(&stand, &db.url(), 200, &answers, true).await;
 }

@@ -6,12 +6,10 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::orders_server::{Database, OrdersServer};
+use common::orders_server::{reconcile, Database, OrdersServer};
 use common::redis_server::RedisServer;
 use common::redis_server::SaleStore;
 use common::*;
-use flashgate::config::Secret;
-use flashgate::signing::origin_signature;
 use flashgate::stock::redis::Target;
 use flashgate::stock::{Reservation, Reserve};
 use futures::StreamExt;
@@ -19,10 +17,6 @@ use serde_json::Value;
 
 fn now_ms() -> u64 {
     now_secs() * 1000
-}
-
-fn edge_secret() -> Secret {
-    Secret::new(EDGE_SECRET.as_bytes().to_vec())
 }
 
 async fn seeded(redis: &RedisServer, product: u64, stock: u64) -> SaleStore {
@@ -36,28 +30,6 @@ async fn reserve(store: &SaleStore, product: u64, uid: &str) -> Reservation {
         Reserve::Won { reservation, .. } => reservation,
         other => panic!("{uid} did not win: {other:?}"),
     }
-}
-
-/// POST /orders as the edge would, with `ts` and optionally a different signature.
-async fn forward(
-    orders: &OrdersServer,
-    r: &Reservation,
-    ts: u64,
-    signature: Option<&str>,
-) -> (u16, Value) {
-    let sig = origin_signature(&edge_secret(), &r.uid, r.product, &r.id, ts);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/orders", orders.base()))
-        .header("x-flashgate-uid", &r.uid)
-        .header("x-flashgate-product", r.product.to_string())
-        .header("x-flashgate-reservation", &r.id)
-        .header("x-flashgate-timestamp", ts.to_string())
-        .header("x-flashgate-signature", signature.unwrap_or(&sig))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
 }
 
 /// A won order: 201 when this request made it, 200 when the ledger consumer made it first.
@@ -93,13 +65,13 @@ async fn only_fresh_edge_signed_requests_make_orders() {
             .await
             .unwrap();
         assert_eq!(unsigned.status(), 401, "{kind}: unsigned");
-        let (status, body) = forward(&orders, &r, now_ms(), Some(&"0".repeat(64))).await;
+        let (status, body) = orders.forward(&r, now_ms(), Some(&"0".repeat(64))).await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("forged")),
             "{kind}"
         );
-        let (status, body) = forward(&orders, &r, now_ms() - 60_000, None).await;
+        let (status, body) = orders.forward(&r, now_ms() - 60_000, None).await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("stale")),
@@ -107,19 +79,19 @@ async fn only_fresh_edge_signed_requests_make_orders() {
         );
 
         let ts = now_ms();
-        let (status, body) = forward(&orders, &r, ts, None).await;
+        let (status, body) = orders.forward(&r, ts, None).await;
         // 201 when the forward made the order, 200 when the ledger consumer was first.
         assert!(won(status, &body), "{kind}: {status} {body}");
         assert_eq!(body["order"]["id"], r.id.as_str());
         assert_eq!(body["order"]["status"], "pending");
-        let (status, body) = forward(&orders, &r, ts, None).await;
+        let (status, body) = orders.forward(&r, ts, None).await;
         assert_eq!(
             (status, body["reason"].as_str()),
             (401, Some("replayed")),
             "{kind}"
         );
         // The edge retrying the same reservation signs anew: the same order comes back.
-        let (status, body) = forward(&orders, &r, ts + 5, None).await;
+        let (status, body) = orders.forward(&r, ts + 5, None).await;
         assert_eq!(
             (status, body["order"]["id"].as_str()),
             (200, Some(r.id.as_str())),
@@ -163,7 +135,7 @@ async fn forward_and_ledger_racing_make_one_order_each() {
         let answers: Vec<u16> = futures::stream::iter(reservations.iter())
             .map(|r| {
                 let orders = &orders;
-                async move { forward(orders, r, now_ms(), None).await.0 }
+                async move { orders.forward(r, now_ms(), None).await.0 }
             })
             .buffer_unordered(8)
             .collect()
@@ -219,7 +191,7 @@ async fn unpaid_orders_return_their_unit_once_and_late_payment_fails() {
             Reserve::SoldOut,
             "{kind}"
         );
-        let (status, body) = forward(&orders, &a, now_ms(), None).await;
+        let (status, body) = orders.forward(&a, now_ms(), None).await;
         assert!(won(status, &body), "{kind}: {status} {body}");
         wait_for("the payment timeout", || async {
             orders.get(&format!("/orders/{}", a.id)).await.1["order"]["status"] == "cancelled"
@@ -249,7 +221,7 @@ async fn unpaid_orders_return_their_unit_once_and_late_payment_fails() {
             "{kind}"
         );
         let b = reserve(&store, 3, "b").await;
-        let (status, body) = forward(&orders, &b, now_ms(), None).await;
+        let (status, body) = orders.forward(&b, now_ms(), None).await;
         assert!(
             won(status, &body),
             "{kind}: b buys the returned unit: {status} {body}"
@@ -388,26 +360,11 @@ async fn reconcile_reports_and_repairs_redis_from_the_database() {
     let mut made = Vec::new();
     for uid in ["x", "y", "z"] {
         let r = reserve(&store, 8, uid).await;
-        let (status, body) = forward(&orders, &r, now_ms(), None).await;
+        let (status, body) = orders.forward(&r, now_ms(), None).await;
         assert!(won(status, &body), "{status} {body}");
         made.push(r);
     }
-    let reconcile = |fix: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate-orders"));
-        cmd.args([
-            "reconcile",
-            "--database",
-            &db.url(),
-            "--redis",
-            &redis.url(),
-        ]);
-        if fix {
-            cmd.arg("--fix");
-        }
-        cmd.env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
-            .output()
-            .unwrap()
-    };
+    let reconcile = |fix: bool| reconcile(&db, &redis.url(), fix);
     let clean = reconcile(false);
     assert!(
         clean.status.success(),
@@ -480,16 +437,8 @@ async fn ledger_entries_of_a_dead_consumer_are_claimed_and_bad_ones_dead_lettere
         "{taken}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("orders.yaml");
-    std::fs::write(&config, "ledger: { claim_idle: 1s }\n").unwrap();
-    let orders = OrdersServer::start_with(
-        &db,
-        &redis.url(),
-        "15m",
-        &["--config", &config.to_string_lossy()],
-    )
-    .await;
+    let orders =
+        OrdersServer::start_with(&db, &redis.url(), "15m", "ledger: { claim_idle: 1s }\n").await;
     wait_for("the dead consumer's entries to be claimed", || async {
         orders.get("/sales/6").await.1["pending"] == 3
     })

@@ -9,13 +9,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::orders_server::{Database, OrdersServer};
+use common::orders_server::{reconcile, Database, OrdersServer};
 use common::redis_server::{RedisCluster, RedisServer, SaleStore};
 use common::*;
-use flashgate::config::Secret;
 use flashgate::orders::db::{Db, Insert};
 use flashgate::orders::model::Source;
-use flashgate::signing::origin_signature;
 use flashgate::stock::redis::Target;
 use flashgate::stock::{Reservation, Reserve};
 use serde_json::Value;
@@ -126,40 +124,9 @@ async fn sales_are_found_without_scanning_the_keyspace() {
     assert_eq!(redis.calls("keys"), 0, "discovery listed the keyspace");
 }
 
-/// Holds SQLite's write lock on `path` until dropped, as a long migration or a stuck writer
-/// would.
-struct SqliteWriteLock {
-    conn: sqlx::SqliteConnection,
-}
-
-impl SqliteWriteLock {
-    async fn take(path: &std::path::Path) -> Self {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .expect("open the backend's SQLite file");
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut conn)
-            .await
-            .expect("take the write lock");
-        SqliteWriteLock { conn }
-    }
-
-    async fn release(mut self) {
-        sqlx::query("ROLLBACK")
-            .execute(&mut self.conn)
-            .await
-            .expect("release the write lock");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_forty_second_database_outage_strands_no_unit() {
     let db = Database::sqlite();
-    let Database::Sqlite(dir) = &db else {
-        unreachable!()
-    };
-    let file = dir.path().join("orders.db");
     let redis = RedisServer::start();
     let store = seeded(&redis, &[(41, 10)]).await;
     let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
@@ -170,7 +137,7 @@ async fn a_forty_second_database_outage_strands_no_unit() {
         Vec::<String>::new()
     );
 
-    let lock = SqliteWriteLock::take(&file).await;
+    let lock = db.sqlite_write_lock().await;
     // One winner during the outage, whose forward failed: only the ledger can make its order.
     let during = [reserve(&store, 41, "p").await];
     tokio::time::sleep(Duration::from_secs(40)).await;
@@ -200,21 +167,7 @@ async fn a_failing_backend_answers_without_its_internals() {
     let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
     let r = reserve(&store, 51, "a").await;
     redis.kill();
-    let ts = now_secs() * 1000;
-    let secret = Secret::new(EDGE_SECRET.as_bytes().to_vec());
-    let resp = reqwest::Client::new()
-        .post(format!("{}/orders", orders.base()))
-        .header("x-flashgate-uid", &r.uid)
-        .header("x-flashgate-product", "51")
-        .header("x-flashgate-reservation", &r.id)
-        .header("x-flashgate-timestamp", ts.to_string())
-        .header(
-            "x-flashgate-signature",
-            origin_signature(&secret, &r.uid, 51, &r.id, ts),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = orders.forward_response(&r, now_secs() * 1000, None).await;
     assert_eq!(resp.status(), 503);
     assert!(
         resp.headers().contains_key("retry-after"),
@@ -376,22 +329,8 @@ async fn the_backend_runs_on_a_redis_cluster() {
 
     // And the forward path: a signed POST confirms on the sale's node.
     let r = reserve(&store, 91, "forwarded").await;
-    let ts = now_secs() * 1000;
-    let secret = Secret::new(EDGE_SECRET.as_bytes().to_vec());
-    let resp = reqwest::Client::new()
-        .post(format!("{}/orders", orders.base()))
-        .header("x-flashgate-uid", &r.uid)
-        .header("x-flashgate-product", "91")
-        .header("x-flashgate-reservation", &r.id)
-        .header("x-flashgate-timestamp", ts.to_string())
-        .header(
-            "x-flashgate-signature",
-            origin_signature(&secret, &r.uid, 91, &r.id, ts),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
+    let (status, body) = orders.forward(&r, now_secs() * 1000, None).await;
+    assert!(status == 200 || status == 201, "{status} {body}");
     assert_eq!(orders.get("/sales/91").await.1["sold"], 2);
 }
 
@@ -400,28 +339,17 @@ async fn the_backend_runs_on_a_redis_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_entry_past_retry_for_is_held_for_reconcile() {
     let db = Database::sqlite();
-    let Database::Sqlite(dir) = &db else {
-        unreachable!()
-    };
-    let file = dir.path().join("orders.db");
     let redis = RedisServer::start();
     let store = seeded(&redis, &[(42, 5)]).await;
-    let config = dir.path().join("orders.yaml");
-    std::fs::write(&config, "ledger: { retry_for: 4s }\n").unwrap();
-    let orders = OrdersServer::start_with(
-        &db,
-        &redis.url(),
-        "15m",
-        &["--config", &config.to_string_lossy()],
-    )
-    .await;
+    let orders =
+        OrdersServer::start_with(&db, &redis.url(), "15m", "ledger: { retry_for: 4s }\n").await;
     let first = reserve(&store, 42, "first").await;
     assert_eq!(
         orders_for_all(&orders, &[&first], 20).await,
         Vec::<String>::new()
     );
 
-    let lock = SqliteWriteLock::take(&file).await;
+    let lock = db.sqlite_write_lock().await;
     let late = reserve(&store, 42, "late").await;
     let deadline = Instant::now() + Duration::from_secs(40);
     while redis.cli(&["XLEN", "flashgate:{42}:ledger:dead"]).trim() != "1" {
@@ -447,22 +375,7 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         "held for reconcile, not retried"
     );
 
-    let reconcile = |fix: bool| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_flashgate-orders"));
-        cmd.args([
-            "reconcile",
-            "--database",
-            &db.url(),
-            "--redis",
-            &redis.url(),
-        ]);
-        if fix {
-            cmd.arg("--fix");
-        }
-        cmd.env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
-            .output()
-            .unwrap()
-    };
+    let reconcile = |fix: bool| reconcile(&db, &redis.url(), fix);
     let report = reconcile(false);
     let text = String::from_utf8_lossy(&report.stdout);
     assert_eq!(report.status.code(), Some(3), "{text}");

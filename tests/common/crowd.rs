@@ -12,6 +12,8 @@ use super::token;
 /// One answer the crowd got.
 #[derive(Debug, Clone)]
 pub struct Answer {
+    /// When the answer came, since the storm started.
+    pub at: Duration,
     pub uid: String,
     pub status: u16,
     pub outcome: String,
@@ -71,8 +73,13 @@ impl Crowd {
                         }
                         let arrived = (1.0 + started.elapsed().as_secs_f64() * pace.arrivals_per_s)
                             .min(pace.users as f64) as usize;
-                        let uid = format!("{prefix}{}", n % arrived.max(1));
-                        let answer = buy(&client, &url, &uid).await;
+                        // A user drawn at random among those arrived (a multiplicative hash of
+                        // the request number): `n % arrived` would alias with the arrival rate
+                        // and keep hitting the same few users.
+                        let draw = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                        let uid = format!("{prefix}{}", draw % arrived.max(1) as u64);
+                        let mut answer = buy(&client, &url, &uid).await;
+                        answer.at = started.elapsed();
                         answers.lock().unwrap().push(answer);
                         tokio::time::sleep(pace.pause).await;
                     }
@@ -118,6 +125,7 @@ async fn buy(client: &reqwest::Client, url: &str, uid: &str) -> Answer {
     let Ok(resp) = sent else {
         // No answer at all: the judge counts these as failures.
         return Answer {
+            at: Duration::ZERO,
             uid: uid.to_string(),
             status: 0,
             outcome: format!("{:?}", sent.err()),
@@ -128,6 +136,7 @@ async fn buy(client: &reqwest::Client, url: &str, uid: &str) -> Answer {
     let retry_after = resp.headers().contains_key("retry-after");
     let body: serde_json::Value = resp.json().await.unwrap_or_default();
     Answer {
+        at: Duration::ZERO,
         uid: uid.to_string(),
         status,
         outcome: body["outcome"].as_str().unwrap_or("").to_string(),

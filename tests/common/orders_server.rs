@@ -4,6 +4,10 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use flashgate::config::Secret;
+use flashgate::signing::origin_signature;
+use flashgate::stock::Reservation;
+
 use super::{free_port, EDGE_SECRET};
 
 /// Where a test's orders live.
@@ -88,6 +92,24 @@ impl Database {
         format!("{scheme}://{user}{at}127.0.0.1:{port}/{path}")
     }
 
+    /// Hold SQLite's write lock on this database until the lock is released, as a stuck
+    /// writer or a long migration would.
+    pub async fn sqlite_write_lock(&self) -> SqliteWriteLock {
+        use sqlx::Connection;
+        let Database::Sqlite(dir) = self else {
+            panic!("a SQLite database")
+        };
+        let path = dir.path().join("orders.db");
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .expect("open the backend's SQLite file");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut conn)
+            .await
+            .expect("take the write lock");
+        SqliteWriteLock { conn }
+    }
+
     /// A name for messages.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -105,6 +127,39 @@ impl Drop for Database {
     }
 }
 
+/// SQLite's write lock, held (see [`Database::sqlite_write_lock`]).
+pub struct SqliteWriteLock {
+    conn: sqlx::SqliteConnection,
+}
+
+impl SqliteWriteLock {
+    /// Let writers in again.
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.conn)
+            .await
+            .expect("release the write lock");
+    }
+}
+
+/// `flashgate-orders reconcile [--fix]` against `database` and the Redis at `redis_url`.
+pub fn reconcile(database: &Database, redis_url: &str, fix: bool) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flashgate-orders"));
+    cmd.args([
+        "reconcile",
+        "--database",
+        &database.url(),
+        "--redis",
+        redis_url,
+    ]);
+    if fix {
+        cmd.arg("--fix");
+    }
+    cmd.env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+        .output()
+        .expect("run flashgate-orders reconcile")
+}
+
 /// A running `flashgate-orders run`.
 pub struct OrdersServer {
     child: Option<Child>,
@@ -117,24 +172,25 @@ pub struct OrdersServer {
 impl OrdersServer {
     /// Start on a free port against `database` and `redis_url`.
     pub async fn start(database: &Database, redis_url: &str, payment_timeout: &str) -> Self {
-        Self::start_with(database, redis_url, payment_timeout, &[]).await
+        let redis = ["--redis".to_string(), redis_url.to_string()];
+        Self::launch(&database.url(), &redis, payment_timeout, None).await
     }
 
-    /// Start with extra command-line arguments.
+    /// Start with `yaml` as its settings file (`--config`); flags still override it.
     pub async fn start_with(
         database: &Database,
         redis_url: &str,
         payment_timeout: &str,
-        extra: &[&str],
+        yaml: &str,
     ) -> Self {
         let redis = ["--redis".to_string(), redis_url.to_string()];
-        Self::launch(&database.url(), &redis, payment_timeout, extra).await
+        Self::launch(&database.url(), &redis, payment_timeout, Some(yaml)).await
     }
 
     /// Start against the database at `database_url` (e.g. through a proxy).
     pub async fn start_at(database_url: &str, redis_url: &str, payment_timeout: &str) -> Self {
         let redis = ["--redis".to_string(), redis_url.to_string()];
-        Self::launch(database_url, &redis, payment_timeout, &[]).await
+        Self::launch(database_url, &redis, payment_timeout, None).await
     }
 
     /// Start against a Redis Cluster given by its seed nodes.
@@ -144,17 +200,18 @@ impl OrdersServer {
         payment_timeout: &str,
     ) -> Self {
         let redis = ["--cluster".to_string(), urls.join(",")];
-        Self::launch(&database.url(), &redis, payment_timeout, &[]).await
+        Self::launch(&database.url(), &redis, payment_timeout, None).await
     }
 
     async fn launch(
         database_url: &str,
         redis: &[String],
         payment_timeout: &str,
-        extra: &[&str],
+        yaml: Option<&str>,
     ) -> Self {
         let port = free_port();
         let logdir = tempfile::tempdir().expect("temp dir");
+        let config = logdir.path().join("orders.yaml");
         let mut args = vec![
             "run".to_string(),
             "--listen".into(),
@@ -165,7 +222,13 @@ impl OrdersServer {
             payment_timeout.to_string(),
         ];
         args.extend(redis.iter().cloned());
-        args.extend(extra.iter().map(|a| a.to_string()));
+        if let Some(yaml) = yaml {
+            std::fs::write(&config, yaml).expect("write the settings file");
+            args.extend([
+                "--config".to_string(),
+                config.to_string_lossy().into_owned(),
+            ]);
+        }
         let mut server = OrdersServer {
             child: None,
             port,
@@ -252,6 +315,43 @@ impl OrdersServer {
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// POST /orders for `r` as the edge would, stamped `ts`, with `signature` instead of the
+    /// right one if given.
+    pub async fn forward_response(
+        &self,
+        r: &Reservation,
+        ts: u64,
+        signature: Option<&str>,
+    ) -> reqwest::Response {
+        let secret = Secret::new(EDGE_SECRET.as_bytes().to_vec());
+        let right = origin_signature(&secret, &r.uid, r.product, &r.id, ts);
+        reqwest::Client::new()
+            .post(format!("{}/orders", self.base()))
+            .header(
+                "x-flashgate-uid",
+                flashgate::uid::to_header(&r.uid).as_ref(),
+            )
+            .header("x-flashgate-product", r.product.to_string())
+            .header("x-flashgate-reservation", &r.id)
+            .header("x-flashgate-timestamp", ts.to_string())
+            .header("x-flashgate-signature", signature.unwrap_or(&right))
+            .send()
+            .await
+            .expect("orders answers")
+    }
+
+    /// [`Self::forward_response`]'s status and JSON body.
+    pub async fn forward(
+        &self,
+        r: &Reservation,
+        ts: u64,
+        signature: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let resp = self.forward_response(r, ts, signature).await;
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
     }
 
     /// POST with no body.
