@@ -1,6 +1,8 @@
 //! The blocklist: users and addresses that may not buy. One entry a line — `uid:123`,
 //! `ip:203.0.113.7`, `cidr:198.51.100.0/24` — with blank lines and `#` comments allowed. A bad
-//! line is a config error naming the blocklist file, its line and column.
+//! line is a config error naming the blocklist file, its line and column. An `ip:` entry
+//! blocks the address's subject (`client_ip::subject`): an IPv6 address blocks its /64, so a
+//! client rotating addresses inside it stays blocked; `cidr:` entries are taken as written.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -8,6 +10,7 @@ use std::path::Path;
 
 use ipnet::IpNet;
 
+use super::client_ip::subject;
 use crate::config::{ConfigError, Position};
 
 /// The parsed blocklist.
@@ -57,7 +60,7 @@ impl Blocklist {
                     let ip: IpAddr = value
                         .parse()
                         .map_err(|_| bad(format!("expected an IP address, found {value:?}")))?;
-                    list.ips.insert(ip.to_canonical());
+                    list.ips.insert(subject(ip));
                 }
                 "cidr" => {
                     let net: IpNet = value.parse().map_err(|_| {
@@ -84,7 +87,8 @@ impl Blocklist {
 
     /// Whether this address may not buy.
     pub fn blocks_ip(&self, ip: IpAddr) -> bool {
-        self.ips.contains(&ip) || self.nets.iter().any(|n| n.contains(&ip))
+        let ip = ip.to_canonical();
+        self.ips.contains(&subject(ip)) || self.nets.iter().any(|n| n.contains(&ip))
     }
 
     /// Entries by kind: (uids, ips, networks).
@@ -106,6 +110,17 @@ mod tests {
         assert!(b.blocks_ip("203.0.113.7".parse().unwrap()));
         assert!(b.blocks_ip("198.51.100.200".parse().unwrap()));
         assert!(!b.blocks_ip("198.51.101.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn an_ipv6_entry_blocks_its_64_and_a_cidr_only_itself() {
+        let text = "ip:2001:db8:9:9::1\ncidr:2001:db8:7::5/128\n";
+        let b = Blocklist::parse(Path::new("b.txt"), text).unwrap();
+        assert!(b.blocks_ip("2001:db8:9:9::1".parse().unwrap()));
+        assert!(b.blocks_ip("2001:db8:9:9:ffff::77".parse().unwrap()));
+        assert!(!b.blocks_ip("2001:db8:9:a::1".parse().unwrap()));
+        assert!(b.blocks_ip("2001:db8:7::5".parse().unwrap()));
+        assert!(!b.blocks_ip("2001:db8:7::6".parse().unwrap()));
     }
 
     #[test]

@@ -1,10 +1,41 @@
 //! Who the client is, by IP. The TCP peer is the client unless the peer is a trusted proxy; then
 //! `X-Forwarded-For` is read from the right, skipping trusted hops, and the first untrusted hop
-//! is the client. Hops to the left of it were written by the client and are never believed.
+//! is the client. Hops to the left of it were written by the client and are never believed. A
+//! hop may carry a port, as some proxies write it (`1.2.3.4:5678`, `[2001:db8::1]:443`).
+//!
+//! What per-address checks count is the client's [`subject`]: its IPv4 address, or the /64 its
+//! IPv6 address lies in — one host or household holds a whole /64, and rotating addresses
+//! inside it must not escape a per-IP limit or an `ip:` blocklist entry.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ipnet::IpNet;
+
+/// Bits of an IPv6 address that name its subject (the rest names a device in one network).
+pub const IPV6_SUBJECT_BITS: u32 = 64;
+
+/// The address per-address checks count: an IPv4 address itself, an IPv6 address's /64.
+pub fn subject(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - IPV6_SUBJECT_BITS));
+            IpAddr::V6(Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port (`[…]` around IPv6).
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(with_port) = hop.parse::<SocketAddr>() {
+        return Some(with_port.ip());
+    }
+    hop.strip_prefix('[')?.strip_suffix(']')?.parse().ok()
+}
 
 fn trusted(ip: IpAddr, proxies: &[IpNet]) -> bool {
     proxies.iter().any(|n| n.contains(&ip))
@@ -26,7 +57,7 @@ where
             return nearest;
         };
         for hop in line.rsplit(',') {
-            let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            let Some(ip) = parse_hop(hop) else {
                 // Unparseable: whatever stands left of it is the client's word. The nearest
                 // hop a trusted proxy vouched for is the best we know.
                 return nearest;
@@ -69,6 +100,40 @@ mod tests {
         assert_eq!(run("10.0.0.1", &[]), ip("10.0.0.1"));
         assert_eq!(run("10.0.0.1", &["10.0.0.9"]), ip("10.0.0.9"));
         assert_eq!(run("10.0.0.1", &["nonsense, 10.0.0.9"]), ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn hops_written_with_a_port_are_addresses() {
+        assert_eq!(run("10.0.0.1", &["1.2.3.4:5678"]), ip("1.2.3.4"));
+        assert_eq!(run("10.0.0.1", &["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(run("10.0.0.1", &["[2001:db8::1]"]), ip("2001:db8::1"));
+        assert_eq!(
+            run("10.0.0.1", &["6.6.6.6, 1.2.3.4:80, 10.0.0.7:3128"]),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            run("10.0.0.1", &["1.2.3.4:http"]),
+            ip("10.0.0.1"),
+            "no guess"
+        );
+    }
+
+    #[test]
+    fn an_ipv6_subject_is_its_64() {
+        assert_eq!(
+            subject(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            subject(ip("2001:db8:1:2::1")),
+            subject(ip("2001:db8:1:2::2"))
+        );
+        assert_ne!(
+            subject(ip("2001:db8:1:2::1")),
+            subject(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(subject(ip("1.2.3.4")), ip("1.2.3.4"));
+        assert_eq!(subject(ip("::ffff:1.2.3.4")), ip("1.2.3.4"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Login: a JWT signed HS256 with the login secret, carried as `Authorization: Bearer <jwt>` or
 //! in the `fg_session` cookie. Only HS256 is accepted — `none`, RS256 and every other algorithm
-//! are refused — `exp` and `sub` are required, and `sub` is the user id. [`mint`] makes such
+//! are refused — `exp` and `sub` are required, `nbf` is honoured when present (a token not yet
+//! valid is refused), `aud` is not checked (a token for the shop's other services is still the
+//! user's login), and `sub` — a string, or an integer written as a number — is the user id. [`mint`] makes such
 //! tokens, for the `flashgate token` command, the storm, the demo and the tests; in production
 //! the shop's login service mints them with the same secret.
 
@@ -16,7 +18,26 @@ const LEEWAY_SECS: u64 = 5;
 
 #[derive(Deserialize)]
 struct Claims {
-    sub: String,
+    sub: Subject,
+}
+
+/// `sub` as login services write it: a string, or an integer id written as a JSON number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Subject {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl Subject {
+    fn into_uid(self) -> String {
+        match self {
+            Subject::Text(s) => s,
+            Subject::Unsigned(n) => n.to_string(),
+            Subject::Signed(n) => n.to_string(),
+        }
+    }
 }
 
 /// Verifies login tokens.
@@ -29,9 +50,12 @@ impl Login {
     /// A verifier for tokens signed with `secret`.
     pub fn new(secret: &Secret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // `sub` is required by `Claims` itself: the library would insist on a string.
+        validation.set_required_spec_claims(&["exp"]);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
         Login {
             key: DecodingKey::from_secret(secret.bytes()),
             validation,
@@ -42,7 +66,8 @@ impl Login {
     /// malformed one, or one whose `sub` is outside the UID alphabet ([`crate::uid`]).
     pub fn verify(&self, token: &str) -> Option<String> {
         let data = decode::<Claims>(token, &self.key, &self.validation).ok()?;
-        crate::uid::valid(&data.claims.sub).then_some(data.claims.sub)
+        let uid = data.claims.sub.into_uid();
+        crate::uid::valid(&uid).then_some(uid)
     }
 }
 
@@ -74,9 +99,14 @@ pub fn token_from<'a>(
     cookie: Option<&'a [u8]>,
 ) -> Option<&'a str> {
     if let Some(value) = authorization.and_then(|v| std::str::from_utf8(v).ok()) {
+        // `get`, not indexing: byte 7 may fall inside a multi-byte character (`€€€`).
         let value = value.trim();
-        if value.len() > 7 && value[..7].eq_ignore_ascii_case("bearer ") {
-            return Some(value[7..].trim());
+        let scheme = value.get(..7).filter(|s| s.eq_ignore_ascii_case("bearer "));
+        if let (Some(_), Some(token)) = (scheme, value.get(7..)) {
+            let token = token.trim();
+            if !token.is_empty() {
+                return Some(token);
+            }
         }
     }
     let cookies = std::str::from_utf8(cookie?).ok()?;
@@ -176,6 +206,53 @@ mod tests {
     }
 
     #[test]
+    fn nbf_in_the_future_is_refused_aud_is_not_checked_and_numeric_sub_is_an_id() {
+        let login = Login::new(&Secret::new(KEY.to_vec()));
+        let future = mint(
+            Algorithm::HS256,
+            KEY,
+            json!({"sub": "u", "exp": now() + 7200, "nbf": now() + 3600}),
+        );
+        assert_eq!(login.verify(&future), None, "not valid before its nbf");
+        let started = mint(
+            Algorithm::HS256,
+            KEY,
+            json!({"sub": "u", "exp": now() + 7200, "nbf": now() - 10}),
+        );
+        assert_eq!(login.verify(&started).as_deref(), Some("u"));
+        for aud in [json!("shop"), json!(["shop", "app"])] {
+            let t = mint(
+                Algorithm::HS256,
+                KEY,
+                json!({"sub": "u", "exp": now() + 60, "aud": aud}),
+            );
+            assert_eq!(login.verify(&t).as_deref(), Some("u"), "aud {aud}");
+        }
+        for (sub, uid) in [(json!(12345), "12345"), (json!(-7), "-7")] {
+            let t = mint(
+                Algorithm::HS256,
+                KEY,
+                json!({"sub": sub, "exp": now() + 60}),
+            );
+            assert_eq!(login.verify(&t).as_deref(), Some(uid));
+        }
+        for sub in [
+            json!(1.5),
+            json!(true),
+            json!(null),
+            json!({"id": 1}),
+            json!(""),
+        ] {
+            let t = mint(
+                Algorithm::HS256,
+                KEY,
+                json!({"sub": sub, "exp": now() + 60}),
+            );
+            assert_eq!(login.verify(&t), None, "sub {sub}");
+        }
+    }
+
+    #[test]
     fn token_comes_from_bearer_then_cookie() {
         assert_eq!(token_from(Some(b"Bearer abc"), None), Some("abc"));
         assert_eq!(token_from(Some(b"bearer  abc "), None), Some("abc"));
@@ -185,5 +262,18 @@ mod tests {
             Some("c")
         );
         assert_eq!(token_from(None, Some(b"other=1")), None);
+        // Never a panic on what a client writes; never an empty token.
+        for hostile in [
+            "€€€".as_bytes(),
+            "Bearer".as_bytes(),
+            "Bearer ".as_bytes(),
+            "Bearer      ".as_bytes(),
+            "Beare€ x".as_bytes(),
+            "€€€€€€€€€€".as_bytes(),
+            b"Bearer \xff\xfe",
+        ] {
+            assert_eq!(token_from(Some(hostile), None), None, "{hostile:?}");
+        }
+        assert_eq!(token_from(Some("Bearer €".as_bytes()), None), Some("€"));
     }
 }

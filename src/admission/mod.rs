@@ -142,7 +142,7 @@ impl Admission {
         if self.blocklist.blocks_uid(&uid) || self.blocklist.blocks_ip(req.client_ip) {
             return Err(Outcome::Blacklisted.into());
         }
-        if let Err(limited) = self.rates.check(req.client_ip, &uid) {
+        if let Err(limited) = self.rates.check(client_ip::subject(req.client_ip), &uid) {
             return Err(Reject {
                 outcome: Outcome::RateLimited,
                 rate: Some(limited),

@@ -62,13 +62,22 @@ pub fn summary(gw: &Gateway) -> String {
         );
     }
     let products = gw.checkout.products();
-    let _ = writeln!(
-        s,
-        "  catalog     {} products, Bloom filter {} at {}% false positives",
-        products.items(),
-        mib(products.bytes() as usize),
-        c.catalog.false_positive_rate * 100.0
-    );
+    if products.approximate() {
+        let _ = writeln!(
+            s,
+            "  catalog     {} products, {} (listed ids in a Bloom filter at {}% false positives)",
+            products.items(),
+            mib(products.bytes() as usize),
+            c.catalog.false_positive_rate * 100.0
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  catalog     {} products, {}, exact",
+            products.items(),
+            mib(products.bytes() as usize),
+        );
+    }
     let _ = writeln!(
         s,
         "  static      {} files from {}",

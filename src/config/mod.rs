@@ -166,7 +166,10 @@ pub struct Catalog {
 impl Catalog {
     /// How many ids the catalog holds (ids in both a range and the file count twice).
     pub fn len(&self) -> u64 {
-        self.ranges.iter().map(IdRange::len).sum::<u64>() + self.listed.len() as u64
+        self.ranges
+            .iter()
+            .map(IdRange::len)
+            .fold(self.listed.len() as u64, u64::saturating_add)
     }
 
     /// Whether the catalog holds no id.
@@ -174,15 +177,7 @@ impl Catalog {
         self.len() == 0
     }
 
-    /// Every id, ranges first.
-    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.ranges
-            .iter()
-            .flat_map(|r| r.first..=r.last)
-            .chain(self.listed.iter().copied())
-    }
-
-    /// Exact membership (the Bloom filter at the edge is the fast approximation of this).
+    /// Exact membership (the edge's `ProductFilter` answers the same, fast).
     pub fn contains(&self, id: u64) -> bool {
         self.ranges.iter().any(|r| r.contains(id)) || self.listed.contains(&id)
     }

@@ -24,6 +24,8 @@ pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-us
 
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
 const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
+/// The most distinct keys a limit may be sized for: 2^22, whose counters take 512 MiB.
+const MAX_EXPECTED_KEYS: usize = 1 << 22;
 
 /// Resolve and check everything.
 pub fn resolve(
@@ -293,6 +295,15 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
         let expected_keys = match (l.key, l.expected_keys) {
             (_, Some(0)) => {
                 return Err(cx.err(&at("expected_keys"), "expected_keys must be at least 1"))
+            }
+            (_, Some(n)) if n > MAX_EXPECTED_KEYS => {
+                return Err(cx.err(
+                    &at("expected_keys"),
+                    format!(
+                        "expected_keys is at most {MAX_EXPECTED_KEYS} (its counters take 512 MiB); \
+                         found {n}"
+                    ),
+                ))
             }
             (_, Some(n)) => n,
             (LimitKey::Global, None) => 1,

@@ -76,9 +76,9 @@ impl IdRange {
         (self.first..=self.last).contains(&id)
     }
 
-    /// How many ids the range holds.
+    /// How many ids the range holds (`u64::MAX` for the whole id space, one more than fits).
     pub fn len(&self) -> u64 {
-        self.last - self.first + 1
+        (self.last - self.first).saturating_add(1)
     }
 
     /// A range always holds at least one id.

@@ -1,0 +1,236 @@
+//! Hostile input against the real `flashgate` binary: what bots and scripts send on sale day.
+//! Each case gets the status and outcome it deserves, the edge keeps serving afterwards, and
+//! nothing hostile reaches the origin.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+fn sale(product: u64, stock: u64, starts_in: i64) -> String {
+    format!(
+        "  - {{ product: {product}, stock: {stock}, starts_at: '{}', ends_at: '{}' }}",
+        at(starts_in),
+        at(3600)
+    )
+}
+
+async fn start(origin: &Origin, sales: &str, limits: &str, blocklist: &str) -> Edge {
+    edge(Setup {
+        store: "{ kind: memory }",
+        origin: origin.addr,
+        sales,
+        limits,
+        trusted: "[127.0.0.1/32]",
+        blocklist,
+    })
+    .await
+}
+
+/// POST a buy with these headers: (status, outcome).
+async fn buy_with(url: &str, headers: &[(&str, &[u8])]) -> (u16, String) {
+    let mut req = reqwest::Client::new().post(url);
+    for (name, value) in headers {
+        req = req.header(
+            *name,
+            reqwest::header::HeaderValue::from_bytes(value).unwrap(),
+        );
+    }
+    let resp = req.send().await.expect("the edge answers");
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_default();
+    (status, body["outcome"].as_str().unwrap_or("").to_string())
+}
+
+/// A login token with these claims, signed HS256 with the test's login secret.
+fn token_of(claims: Value) -> String {
+    let key = EncodingKey::from_secret(LOGIN_SECRET.as_bytes());
+    encode(&Header::new(Algorithm::HS256), &claims, &key).unwrap()
+}
+
+fn bearer(token: &str) -> Vec<u8> {
+    format!("Bearer {token}").into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_headers_and_claims_that_once_broke_the_check() {
+    let origin = Origin::start().await;
+    let edge = start(&origin, &sale(42, 100, -60), "  []", "").await;
+    let url = edge.buy_url(42).await;
+
+    // A multi-byte character across byte 7 once panicked the handler: now it is no login.
+    for value in ["€€€", "Bearer€€", "€€€€€€€€ token", "Bearer "] {
+        assert_eq!(
+            buy_with(&url, &[("authorization", value.as_bytes())]).await,
+            (401, "login_required".into()),
+            "{value:?}"
+        );
+    }
+    let now = now_secs();
+    // Not valid for another hour: no unit.
+    let early = token_of(json!({"sub": "early", "exp": now + 7200, "nbf": now + 3600}));
+    assert_eq!(
+        buy_with(&url, &[("authorization", &bearer(&early))]).await,
+        (401, "login_required".into())
+    );
+    // A token for the shop's other services (with aud) and a numeric sub are logins.
+    let with_aud = token_of(json!({"sub": "aud-user", "exp": now + 60, "aud": "shop"}));
+    let numeric = token_of(json!({"sub": 12345, "exp": now + 60}));
+    for (token, uid) in [(with_aud, "aud-user"), (numeric, "12345")] {
+        assert_eq!(
+            buy_with(&url, &[("authorization", &bearer(&token))]).await,
+            (200, "won".into()),
+            "{uid}"
+        );
+    }
+    let uids: Vec<String> = origin
+        .forwards()
+        .iter()
+        .map(|f| f.header("x-flashgate-uid"))
+        .collect();
+    assert_eq!(
+        uids,
+        ["aud-user", "12345"],
+        "only the logins reached the origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_written_with_ports_or_rotated_in_a_64_are_one_client() {
+    let origin = Origin::start().await;
+    let limits = "  - { name: per-ip, key: ip, requests: 1, per: 60s, expected_keys: 1000 }";
+    let edge = start(&origin, &sale(42, 100, -60), limits, "ip:2001:db8:9:9::1\n").await;
+    let url = edge.buy_url(42).await;
+    let from = |xff: &'static str, uid: &str| {
+        let auth = bearer(&token(uid));
+        let url = url.clone();
+        async move {
+            buy_with(
+                &url,
+                &[
+                    ("authorization", &auth),
+                    ("x-forwarded-for", xff.as_bytes()),
+                ],
+            )
+            .await
+        }
+    };
+    // Hops with ports are their addresses: three different clients, each under its limit.
+    assert_eq!(from("198.51.100.1:5678", "a").await, (200, "won".into()));
+    assert_eq!(from("198.51.100.2:5678", "b").await, (200, "won".into()));
+    assert_eq!(from("[2001:db8::1]:443", "c").await, (200, "won".into()));
+    // The same client through another source port is over its limit.
+    assert_eq!(from("198.51.100.1:9999", "d").await.0, 429);
+    // Rotating inside one /64 is one client; the next /64 is another.
+    assert_eq!(from("2001:db8:1:2::1", "e").await, (200, "won".into()));
+    assert_eq!(from("2001:db8:1:2::2", "f").await.0, 429);
+    assert_eq!(from("2001:db8:1:3::1", "g").await, (200, "won".into()));
+    // And an ip: entry blocks its /64.
+    assert_eq!(
+        from("2001:db8:9:9:abcd::1", "h").await,
+        (403, "blacklisted".into())
+    );
+    assert_eq!(
+        origin.forwards().len(),
+        5,
+        "only the winners reached the origin"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_challenge_before_the_sale_opens() {
+    let origin = Origin::start().await;
+    let sales = format!(
+        "  - {{ product: 42, stock: 10, starts_at: '{}', ends_at: '{}', captcha: pow }}",
+        at(3600),
+        at(7200)
+    );
+    let edge = start(&origin, &sales, "  []", "").await;
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/challenge?product=42", edge.base))
+        .bearer_auth(token("early-bird"))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or_default();
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (403, Some("not_started"))
+    );
+}
+
+/// Run `flashgate check` on `yaml`; a hang is a failure (killed after `deadline`).
+fn check(yaml: &str, deadline: Duration) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flashgate.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
+        .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("flashgate check still running after {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn config(catalog: &str, limits: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:1\n\
+         admin_listen: 127.0.0.1:2\n\
+         secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
+         origin: {{ url: 'http://127.0.0.1:9', path: /orders }}\n\
+         store: {{ kind: memory }}\n\
+         static_dir: {}\n\
+         catalog: {{ products: [{catalog}] }}\n\
+         sales:\n{}\n\
+         limits:\n{limits}\n",
+        static_dir().display(),
+        sale(42, 10, -60),
+    )
+}
+
+#[test]
+fn a_limit_too_large_to_count_is_a_config_error_not_a_panic() {
+    let limits =
+        "  - { name: per-ip, key: ip, requests: 5, per: 10s, expected_keys: 18446744073709551615 }";
+    let (ok, text) = check(&config("1-1000", limits), Duration::from_secs(60));
+    assert!(!ok, "{text}");
+    assert!(text.contains("flashgate.yaml:11:68:"), "{text}");
+    assert!(text.contains("expected_keys is at most"), "{text}");
+}
+
+#[test]
+fn a_huge_catalog_range_starts_at_once_and_is_exact() {
+    // A hang detector, not a speed test: building a filter over 10^11 ids never finished.
+    let (ok, text) = check(
+        &config(
+            "1-100000000000, 18446744073709551000-18446744073709551615",
+            "  []",
+        ),
+        Duration::from_secs(60),
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("exact"), "{text}");
+}
