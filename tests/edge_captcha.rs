@@ -340,7 +340,14 @@ async fn on_redis_a_claim_is_one_set_nx_that_every_edge_sees() {
     let yaml = yaml
         .replace(&format!(":{}\n", port(&edge.base)), &format!(":{listen}\n"))
         .replace(&format!(":{}\n", port(&edge.admin)), &format!(":{admin}\n"));
-    let second = Edge::start(&yaml, tempfile::tempdir().unwrap(), listen, admin).await;
+    let second = Edge::start(
+        &yaml,
+        tempfile::tempdir().unwrap(),
+        "127.0.0.1",
+        listen,
+        admin,
+    )
+    .await;
     let url2 = buy_path(&second, 42).await;
     assert_eq!(buy(&url2, "alice", Some(&header)).await, captcha_required());
     assert_eq!(origin.forwards().len(), 1);

@@ -18,29 +18,24 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::crowd::{Answer, Crowd, Pace};
+use common::judge::{self, SaleUnderTest};
 use common::orders_server::{postgres_addr, Database, OrdersServer};
 use common::redis_server::RedisServer;
 use common::tcp_proxy::TcpProxy;
 use common::*;
-use flashgate::stock::redis::sales::RedisSales;
 use flashgate::stock::redis::Target;
-use sqlx::Row;
 
 /// How long the database stays away in the outage tests.
 const OUTAGE: Duration = Duration::from_secs(40);
-/// How long, at most, everything may take to settle once the fault is over.
-const SETTLE: Duration = Duration::from_secs(90);
 
 /// The processes of one sale.
 struct Stand {
     redis: RedisServer,
     orders: OrdersServer,
     edge: Edge,
-    sales: RedisSales,
     product: u64,
 }
 
@@ -67,12 +62,10 @@ async fn stand(database_url: &str, product: u64, stock: u64) -> Stand {
         blocklist: "",
     })
     .await;
-    let sales = RedisSales::new(Target::Single(redis.url()), Duration::from_secs(2));
     Stand {
         redis,
         orders,
         edge,
-        sales,
         product,
     }
 }
@@ -95,90 +88,7 @@ async fn until(crowd: &Crowd, at: Duration) {
     }
 }
 
-/// The database's active orders of `product` as (uid, reservation), and its sale row.
-async fn database(url: &str, product: u64) -> (Vec<(String, String)>, Option<(i64, i64)>) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(url)
-        .await
-        .expect("read the database");
-    let rows = sqlx::query(
-        "SELECT uid, id FROM orders WHERE product = $1 AND status <> 'cancelled' ORDER BY id",
-    )
-    .bind(product as i64)
-    .fetch_all(&pool)
-    .await
-    .expect("orders");
-    let active = rows
-        .iter()
-        .map(|r| (r.get::<String, _>("uid"), r.get::<String, _>("id")))
-        .collect();
-    let sale = sqlx::query("SELECT stock, sold FROM sales WHERE product = $1")
-        .bind(product as i64)
-        .fetch_optional(&pool)
-        .await
-        .expect("sales")
-        .map(|r| (r.get::<i64, _>("stock"), r.get::<i64, _>("sold")));
-    pool.close().await;
-    (active, sale)
-}
-
-/// How many answers of each status and outcome.
-fn histogram(answers: &[Answer]) -> BTreeMap<(u16, String), usize> {
-    let mut by_status = BTreeMap::new();
-    for a in answers {
-        *by_status.entry((a.status, a.outcome.clone())).or_default() += 1;
-    }
-    by_status
-}
-
-/// Answers of one stretch of the storm: counts by status and outcome, and who asked.
-type Slice<'a> = (BTreeMap<(u16, String), usize>, HashSet<&'a String>);
-
-/// The answers per 5 s of the storm, for a failure's message.
-fn timeline(answers: &[Answer]) -> String {
-    let mut slices: BTreeMap<u64, Slice> = BTreeMap::new();
-    for a in answers {
-        let slice = slices.entry(a.at.as_secs() / 5 * 5).or_default();
-        *slice.0.entry((a.status, a.outcome.clone())).or_default() += 1;
-        slice.1.insert(&a.uid);
-    }
-    slices
-        .iter()
-        .map(|(at, (counts, users))| format!("{at:>3} s: {} users {counts:?}", users.len()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Every answer was one a sale gives, and every error answer a 503 that says when to retry;
-/// with `fault_seen`, some client saw the fault (a 503).
-fn judge_answers(answers: &[Answer], fault_seen: bool) {
-    let by_status = histogram(answers);
-    let wrong: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| !matches!(a.status, 200 | 201 | 409 | 410 | 503))
-        .collect();
-    assert!(
-        wrong.is_empty(),
-        "answers no sale gives: {:?}\nall: {by_status:?}",
-        &wrong[..wrong.len().min(5)]
-    );
-    let bare: Vec<&Answer> = answers
-        .iter()
-        .filter(|a| a.status == 503 && !a.retry_after)
-        .collect();
-    assert!(
-        bare.is_empty(),
-        "503s without Retry-After: {:?}",
-        &bare[..bare.len().min(5)]
-    );
-    assert!(
-        !fault_seen || answers.iter().any(|a| a.status == 503),
-        "the fault was never seen by a client: {by_status:?}"
-    );
-    eprintln!("answers: {by_status:?}");
-}
-
-/// The sale settles: see the module docs. `database_url` reaches the database directly.
+/// The sale settles and every answer was right: see the module docs and `common::judge`.
 async fn judge(
     stand: &Stand,
     database_url: &str,
@@ -186,73 +96,15 @@ async fn judge(
     answers: &[Answer],
     fault_seen: bool,
 ) {
-    let product = stand.product;
-    let deadline = Instant::now() + SETTLE;
-    let (buyers, remaining, active, sale) = loop {
-        let buyers: BTreeSet<(String, String)> = stand
-            .sales
-            .buyers(product)
-            .await
-            .expect("Redis answers")
-            .into_iter()
-            .collect();
-        let remaining = stand
-            .sales
-            .stock(product)
-            .await
-            .expect("Redis answers")
-            .expect("the sale exists")
-            .remaining;
-        let (active, sale) = database(database_url, product).await;
-        let settled = active.iter().cloned().collect::<BTreeSet<_>>() == buyers
-            && remaining + buyers.len() as u64 == stock;
-        if settled || Instant::now() > deadline {
-            break (buyers, remaining, active, sale);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let orders: BTreeSet<(String, String)> = active.iter().cloned().collect();
-    assert_eq!(
-        orders.symmetric_difference(&buyers).collect::<Vec<_>>(),
-        Vec::<&(String, String)>::new(),
-        "every reserved unit has its order and every order its unit, within {SETTLE:?}\n{}",
-        stand.orders.log()
-    );
-    assert_eq!(
-        remaining + buyers.len() as u64,
+    let target = Target::Single(stand.redis.url());
+    let sale = SaleUnderTest {
+        target: &target,
+        database_url,
+        product: stand.product,
         stock,
-        "every unit is sold or back on sale"
-    );
-    let users: HashSet<&String> = active.iter().map(|(uid, _)| uid).collect();
-    assert_eq!(users.len(), active.len(), "a user holds two units");
-    assert!(active.len() as u64 <= stock, "oversold");
-    assert_eq!(
-        sale,
-        Some((stock as i64, active.len() as i64)),
-        "the database's sale row"
-    );
-    let winners: BTreeSet<&String> = answers
-        .iter()
-        .filter(|a| (a.status == 200 || a.status == 201) && a.outcome == "won")
-        .map(|a| &a.uid)
-        .collect();
-    let missing: Vec<&&String> = winners.iter().filter(|w| !users.contains(**w)).collect();
-    assert!(missing.is_empty(), "winners without an order: {missing:?}");
-    assert_eq!(
-        stand
-            .redis
-            .cli(&["XLEN", &format!("flashgate:{{{product}}}:ledger:dead")])
-            .trim(),
-        "0",
-        "nothing dead-lettered"
-    );
-    assert_eq!(
-        remaining,
-        0,
-        "the whole stock sold: no undersell\n{}",
-        timeline(answers)
-    );
-    judge_answers(answers, fault_seen);
+    };
+    judge::sale(&sale, answers, || stand.orders.log()).await;
+    judge::answers(answers, fault_seen);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -122,15 +122,23 @@ impl Crowd {
 
 async fn buy(client: &reqwest::Client, url: &str, uid: &str) -> Answer {
     let sent = client.post(url).bearer_auth(token(uid)).send().await;
-    let Ok(resp) = sent else {
-        // No answer at all: the judge counts these as failures.
-        return Answer {
-            at: Duration::ZERO,
-            uid: uid.to_string(),
-            status: 0,
-            outcome: format!("{:?}", sent.err()),
-            retry_after: false,
-        };
+    let resp = match sent {
+        Ok(resp) => resp,
+        // No answer at all (status 0): the judge counts these as failures.
+        Err(e) => {
+            let why = if e.is_connect() {
+                "no connection"
+            } else {
+                "no answer"
+            };
+            return Answer {
+                at: Duration::ZERO,
+                uid: uid.to_string(),
+                status: 0,
+                outcome: why.to_string(),
+                retry_after: false,
+            };
+        }
     };
     let status = resp.status().as_u16();
     let retry_after = resp.headers().contains_key("retry-after");

@@ -5,6 +5,7 @@
 
 pub mod crowd;
 pub mod fault_origin;
+pub mod judge;
 pub mod orders_server;
 pub mod redis_server;
 pub mod suite;
@@ -135,16 +136,22 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Write `yaml` (with `{listen}` and `{admin}` already filled by [`Edge::yaml`]) and start.
-    pub async fn start(yaml: &str, dir: tempfile::TempDir, listen: u16, admin: u16) -> Edge {
+    /// Write `yaml` (listening on `host`, ports `listen` and `admin`) and start.
+    pub async fn start(
+        yaml: &str,
+        dir: tempfile::TempDir,
+        host: &str,
+        listen: u16,
+        admin: u16,
+    ) -> Edge {
         let config = dir.path().join("flashgate.yaml");
         std::fs::write(&config, yaml).unwrap();
         let child = Self::spawn(dir.path());
         let mut edge = Edge {
             child,
             dir,
-            base: format!("http://127.0.0.1:{listen}"),
-            admin: format!("http://127.0.0.1:{admin}"),
+            base: format!("http://{host}:{listen}"),
+            admin: format!("http://{host}:{admin}"),
         };
         edge.wait_ready().await;
         edge
@@ -325,13 +332,18 @@ pub async fn edge_with(setup: Setup<'_>, extra: &str) -> Edge {
 /// Start an edge for `setup` with more `origin:` keys (`origin_keys`, e.g. `timeout: 1s`) and
 /// `extra` top-level YAML.
 pub async fn edge_full(setup: Setup<'_>, origin_keys: &str, extra: &str) -> Edge {
+    edge_on("127.0.0.1", setup, origin_keys, extra).await
+}
+
+/// [`edge_full`] listening on `host` (any 127.0.0.0/8 address: several edges on one machine).
+pub async fn edge_on(host: &str, setup: Setup<'_>, origin_keys: &str, extra: &str) -> Edge {
     let dir = tempfile::tempdir().unwrap();
     let blocklist = dir.path().join("blocklist.txt");
     std::fs::write(&blocklist, setup.blocklist).unwrap();
     let (listen, admin) = (free_port(), free_port());
     let yaml = format!(
-        "listen: 127.0.0.1:{listen}\n\
-         admin_listen: 127.0.0.1:{admin}\n\
+        "listen: {host}:{listen}\n\
+         admin_listen: {host}:{admin}\n\
          threads: 2\n\
          secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
          trusted_proxies: {trusted}\n\
@@ -366,7 +378,7 @@ pub async fn edge_full(setup: Setup<'_>, origin_keys: &str, extra: &str) -> Edge
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Edge::start(&yaml, dir, listen, admin).await
+    Edge::start(&yaml, dir, host, listen, admin).await
 }
 
 /// Run the flashgate binary with the test secrets.
