@@ -234,3 +234,43 @@ fn a_huge_catalog_range_starts_at_once_and_is_exact() {
     assert!(ok, "{text}");
     assert!(text.contains("exact"), "{text}");
 }
+
+/// A flood of solved captchas once filled the embedded single-use set and every captcha buyer
+/// got `503` from then on; now the set makes room and buyers keep buying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_single_use_set_keeps_the_sale_going() {
+    const TOKEN_SECRET: &str = "test-captcha-secret-0123456789abcdef-0123";
+    let origin = Origin::start().await;
+    let sales = format!(
+        "  - {{ product: 42, stock: 10, starts_at: '{}', ends_at: '{}', captcha: token }}",
+        at(-60),
+        at(3600)
+    );
+    let edge = edge_with(
+        Setup {
+            store: "{ kind: memory }",
+            origin: origin.addr,
+            sales: &sales,
+            limits: "  []",
+            trusted: "[]",
+            blocklist: "",
+        },
+        &format!("captcha: {{ token_secret: {TOKEN_SECRET}, single_use_capacity: 2 }}"),
+    )
+    .await;
+    let url = edge.buy_url(42).await;
+    let key = flashgate::config::Secret::new(TOKEN_SECRET.as_bytes().to_vec());
+    let exp = now_secs() * 1000 + 30_000;
+    for (n, uid) in ["p", "q", "r", "s"].iter().enumerate() {
+        let pass = flashgate::signing::pass_token(&key, uid, 42, exp, &format!("pass{n}"));
+        let answer = buy_with(
+            &url,
+            &[
+                ("authorization", &bearer(&token(uid))),
+                ("x-captcha", pass.as_bytes()),
+            ],
+        )
+        .await;
+        assert_eq!(answer, (200, "won".into()), "{uid}: the set holds 2 keys");
+    }
+}

@@ -77,12 +77,6 @@ pub enum StoreError {
         /// What it answered.
         answer: String,
     },
-    /// The embedded single-use set holds `capacity` live captchas and refuses to forget one.
-    #[error("captcha single-use set is full ({capacity} keys); raise captcha.single_use_capacity")]
-    SingleUseFull {
-        /// The configured capacity.
-        capacity: usize,
-    },
     /// The embedded store's journal reads well but describes an impossible sale (a unit beyond
     /// the stock, a second unit for one user, a reservation of a sale it never created).
     #[error("the journal describes an impossible sale: {0}; it was not written by this store")]

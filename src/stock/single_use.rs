@@ -2,20 +2,23 @@
 //! [`SingleUse::claim`] marks a key used until it expires and says whether it was fresh. Keys
 //! need not outlive their expiry: by then the captcha itself is refused.
 //!
-//! - [`MemorySingleUse`], for the embedded store: a bounded set in this process. Keys are
-//!   forgotten in the order they were claimed once expired. When the set holds `capacity` keys
-//!   that have not expired it refuses new claims with [`StoreError::SingleUseFull`] (the buyer
-//!   gets `503 store_unavailable` and retries) rather than forget a live key, which would let
-//!   it be used again.
+//! - [`MemorySingleUse`], for the embedded store: a bounded set in this process, ordered by
+//!   expiry, so every expired key is forgotten whatever order keys were claimed in. When the
+//!   set holds `capacity` keys that are all still live (a flood of solved challenges), it
+//!   forgets the one closest to its expiry to make room, and says so in the log: that one key
+//!   could be used once more in the moments it has left, which costs its holder another store
+//!   call and nothing else; refusing every captcha buyer instead would stop the sale.
 //! - The Redis store (`stock::redis`): `SET flashgate:{product}:pass:{key} 1 NX PX <ttl>`, one
 //!   round trip, so a key used on one edge is used on all of them.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{SaleKeys, StoreError};
+use crate::logging::Throttle;
 
 /// Remembers which captchas were used.
 #[async_trait]
@@ -32,8 +35,12 @@ pub trait SingleUse: Send + Sync + 'static {
 }
 
 struct Inner {
-    live: HashSet<(u64, Box<str>)>,
-    order: VecDeque<(u64, u64, Box<str>)>,
+    /// (product, key) → its expiry.
+    live: HashMap<(u64, Box<str>), u64>,
+    /// The same keys by expiry: the first is the next to expire.
+    by_expiry: BTreeSet<(u64, u64, Box<str>)>,
+    /// Live keys forgotten early for room, logged at most every 10 s.
+    crowded: Throttle,
 }
 
 /// The embedded single-use set.
@@ -48,8 +55,9 @@ impl MemorySingleUse {
         MemorySingleUse {
             capacity: capacity.max(1),
             inner: Mutex::new(Inner {
-                live: HashSet::new(),
-                order: VecDeque::new(),
+                live: HashMap::new(),
+                by_expiry: BTreeSet::new(),
+                crowded: Throttle::new(Duration::from_secs(10)),
             }),
         }
     }
@@ -64,38 +72,38 @@ impl MemorySingleUse {
         self.len() == 0
     }
 
-    fn claim_now(
-        &self,
-        product: u64,
-        key: &str,
-        expires_ms: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    fn claim_now(&self, product: u64, key: &str, expires_ms: u64, now_ms: u64) -> bool {
         let mut inner = self.inner.lock();
-        // Forget expired keys from the front. Expiries are close to claim order (every
-        // challenge lives the same time); a key behind a longer-lived one waits its turn.
-        while let Some((expires, _, _)) = inner.order.front() {
-            if *expires > now_ms {
+        // Forget every expired key, wherever it was claimed.
+        while let Some(first) = inner.by_expiry.first() {
+            if first.0 > now_ms {
                 break;
             }
-            if let Some((_, p, k)) = inner.order.pop_front() {
+            if let Some((_, p, k)) = inner.by_expiry.pop_first() {
                 inner.live.remove(&(p, k));
             }
         }
         let entry = (product, Box::<str>::from(key));
-        if inner.live.contains(&entry) {
-            return Ok(false);
+        if inner.live.contains_key(&entry) {
+            return false;
         }
         if inner.live.len() >= self.capacity {
-            return Err(StoreError::SingleUseFull {
-                capacity: self.capacity,
-            });
+            if let Some((_, p, k)) = inner.by_expiry.pop_first() {
+                inner.live.remove(&(p, k));
+            }
+            if let Some(more) = inner.crowded.admit() {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "captcha single-use set is full of live keys: forgot the one closest to expiry \
+                     ({more} more since the last report); raise captcha.single_use_capacity"
+                );
+            }
         }
         inner
-            .order
-            .push_back((expires_ms, product, entry.1.clone()));
-        inner.live.insert(entry);
-        Ok(true)
+            .by_expiry
+            .insert((expires_ms, product, entry.1.clone()));
+        inner.live.insert(entry, expires_ms);
+        true
     }
 }
 
@@ -108,7 +116,7 @@ impl SingleUse for MemorySingleUse {
         expires_ms: u64,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        self.claim_now(sale.product, key, expires_ms, now_ms)
+        Ok(self.claim_now(sale.product, key, expires_ms, now_ms))
     }
 }
 
@@ -117,26 +125,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expired_keys_are_forgotten_and_live_ones_never() {
+    fn every_expired_key_is_forgotten_whatever_the_claim_order() {
+        let set = MemorySingleUse::new(10);
+        let claim = |key: &str, expires: u64, now: u64| set.claim_now(1, key, expires, now);
+        assert!(claim("long", 9_000, 0));
+        assert!(claim("short", 1_000, 0));
+        assert!(!claim("short", 1_000, 500), "used and live");
+        assert!(!claim("long", 9_000, 500), "used and live");
+        // At 1,000 "short" expired although it was claimed after "long".
+        assert!(claim("other", 5_000, 1_000));
+        assert_eq!(set.len(), 2, "short forgotten, long and other remembered");
+        assert!(!claim("long", 9_000, 8_999));
+        assert!(claim("x", 10_000, 9_000));
+        assert_eq!(set.len(), 1, "long and other expired");
+    }
+
+    #[test]
+    fn a_full_set_forgets_the_key_closest_to_expiry_and_keeps_serving() {
         let set = MemorySingleUse::new(2);
         let claim = |key: &str, expires: u64, now: u64| set.claim_now(1, key, expires, now);
-        assert!(matches!(claim("a", 1_000, 0), Ok(true)));
-        assert!(matches!(claim("b", 2_000, 0), Ok(true)));
-        assert!(matches!(claim("a", 1_000, 500), Ok(false)), "used and live");
+        assert!(claim("a", 3_000, 0));
+        assert!(claim("b", 1_000, 0));
+        assert!(claim("c", 2_000, 100), "room made: no buyer refused");
+        assert_eq!(set.len(), 2);
+        assert!(!claim("a", 3_000, 200), "the longer-lived keys stay used");
+        assert!(!claim("c", 2_000, 200));
         assert!(
-            matches!(
-                claim("c", 3_000, 500),
-                Err(StoreError::SingleUseFull { capacity: 2 })
-            ),
-            "full of live keys: refuse rather than forget one"
+            claim("b", 1_000, 200),
+            "b, the closest to expiry, was forgotten"
         );
-        assert_eq!(set.len(), 2);
-        // At 1,000 "a" has expired: it is forgotten and there is room again.
-        assert!(matches!(claim("c", 3_000, 1_000), Ok(true)));
-        assert_eq!(set.len(), 2);
-        assert!(matches!(claim("b", 2_000, 1_500), Ok(false)));
-        assert!(matches!(claim("c", 3_000, 2_999), Ok(false)));
-        assert!(matches!(claim("d", 9_000, 3_000), Ok(true)));
-        assert_eq!(set.len(), 1, "b and c expired");
+        // The same key in another sale is another key.
+        assert!(set.claim_now(2, "a", 3_000, 200));
     }
 }
