@@ -5,12 +5,17 @@
 -- KEYS[1] stock     string: units left
 -- KEYS[2] buyers    hash: uid -> reservation id the user holds
 -- KEYS[3] ledger    stream: one entry per reservation ever made
--- KEYS[4] sequence  string: last reservation number of this sale
 -- ARGV[1] uid
 -- ARGV[2] product id
 --
 -- Returns {"won", reservation, remaining} | {"unknown_sale"} | {"duplicate"} | {"sold_out"}.
 -- Every check comes before any write: the stock is never decremented and then put back.
+--
+-- The reservation id is "{product}-{ledger entry id}", the entry id Redis gives the ledger
+-- entry: "{ms}-{n}", increasing within the stream and taken from the clock, so an id is never
+-- given twice — not after a reload, and not after a restart or failover that lost a counter —
+-- and it has the shape of the embedded store's ids. The ledger entry names uid and product;
+-- its reservation id is its own id.
 
 local stock = redis.call('GET', KEYS[1])
 if not stock then
@@ -24,10 +29,8 @@ if left == nil or left <= 0 then
   return {'sold_out'}
 end
 
-local id = ARGV[2] .. '-' .. redis.call('INCR', KEYS[4])
-local now = redis.call('TIME')
-local ms = now[1] .. string.format('%03d', math.floor(tonumber(now[2]) / 1000))
 local remaining = redis.call('DECR', KEYS[1])
+local entry = redis.call('XADD', KEYS[3], '*', 'uid', ARGV[1], 'product', ARGV[2])
+local id = ARGV[2] .. '-' .. entry
 redis.call('HSET', KEYS[2], ARGV[1], id)
-redis.call('XADD', KEYS[3], '*', 'reservation', id, 'uid', ARGV[1], 'product', ARGV[2], 'time', ms)
 return {'won', id, remaining}

@@ -194,12 +194,9 @@ enum StockAction {
         #[arg(long, short, default_value = "conf/flashgate.yaml")]
         config: PathBuf,
         /// Restock sales that have buyers to the configured total: every buyer keeps their
-        /// unit; waits (see --wait) until every reservation has its order, never drops one.
+        /// unit, the rest goes on sale.
         #[arg(long)]
         force: bool,
-        /// With --force: how long to wait for reservations still without an order.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        wait: std::time::Duration,
     },
     /// Print remaining units, buyers and ledger length per sale.
     Show {
@@ -246,11 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stock { action } => match action {
-            StockAction::Load {
-                config,
-                force,
-                wait,
-            } => stock::load(&Config::load(&config)?, force, wait),
+            StockAction::Load { config, force } => stock::load(&Config::load(&config)?, force),
             StockAction::Show { config } => stock::show(&Config::load(&config)?),
         },
         Command::Token {

@@ -8,7 +8,8 @@
 //! HTTP cannot carry every such UID in a header as it is: bytes above 0x7F are not text to most
 //! HTTP libraries, and spaces at either end of a value are stripped in transit. So
 //! `X-Flashgate-Uid` carries the UID's *header form*: every byte outside visible ASCII
-//! (`!`..`~`), the space and `%` itself written as `%XX` (uppercase hex of the UTF-8 bytes).
+//! (`!`..`~`), the space, `%` itself and `+` written as `%XX` (uppercase hex of the UTF-8
+//! bytes), so any percent-decoder, form decoders included, gets the UID back.
 //! Ids of letters, digits and punctuation — nearly all ids — are their own header form. The
 //! edge's signature covers the header form, so an origin verifies the header as it arrived and
 //! decodes it afterwards ([`from_header`]).
@@ -20,8 +21,9 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, CONTRO
 /// Longest user id accepted, in bytes.
 pub const MAX_UID_BYTES: usize = 128;
 
-/// Bytes written as `%XX` in the header form, besides every byte above 0x7F.
-const ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'%');
+/// Bytes written as `%XX` in the header form, besides every byte above 0x7F: `+` too, because
+/// form decoders (Java's `URLDecoder`, PHP's `urldecode`) read a bare `+` as a space.
+const ESCAPED: &AsciiSet = &CONTROLS.add(b' ').add(b'%').add(b'+');
 
 /// Whether `uid` is a user id the edge admits: 1 to [`MAX_UID_BYTES`] bytes, no control
 /// characters (so it can be written into signed, newline-joined strings unambiguously).
@@ -49,7 +51,7 @@ mod tests {
 
     #[test]
     fn ordinary_ids_are_their_own_header_form() {
-        for uid in ["alice", "u42", "user@example.com", "a-b_c.d~e+f", "x=1&y=2"] {
+        for uid in ["alice", "u42", "user@example.com", "a-b_c.d~e", "x=1&y=2"] {
             assert!(matches!(to_header(uid), Cow::Borrowed(_)), "{uid}");
             assert_eq!(from_header(uid).as_deref(), Some(uid));
         }
@@ -62,6 +64,7 @@ mod tests {
             (" alice ", "%20alice%20"),
             ("李雷", "%E6%9D%8E%E9%9B%B7"),
             ("50%off", "50%25off"),
+            ("alice+shop@example.com", "alice%2Bshop@example.com"),
             ("a b", "a%20b"),
             ("\u{a0}", "%C2%A0"),
         ] {

@@ -437,6 +437,17 @@ fn orders_settings_on_a_redis_cluster_like_the_edge() {
             .unwrap()
             .max_deliveries_ignored
     );
+    // A zero retry_for would dead-letter on the first blip; a zero claim_idle would have
+    // instances steal each other's entries.
+    for key in ["retry_for", "claim_idle"] {
+        let err = orders(&format!("ledger:\n  {key}: 0s\n"), Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("orders.yaml:2:"), "{err}");
+        assert!(err.contains("at least 1s"), "{err}");
+    }
+    let grace = orders("ledger: { grace: 20s }\n", Overrides::default()).unwrap();
+    assert_eq!(grace.grace, Duration::from_secs(20));
 }
 
 #[test]

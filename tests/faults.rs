@@ -172,29 +172,23 @@ async fn stock_load_force_mid_storm_drops_nothing_and_restocks() {
     let config = config.to_string_lossy().to_string();
     let url = stand.edge.buy_url(105).await;
     let crowd = Crowd::start(&url, "f", pace(400, 10.0, Duration::from_secs(30)));
-    let load = |wait: &str| {
-        flashgate(&[
-            "stock", "load", "--force", "--wait", wait, "--config", &config,
-        ])
-    };
-    // While reservations are in flight: either every one has its order at some moment and the
-    // sale is restocked to the same total, or the load is refused and changes nothing.
-    until(&crowd, Duration::from_secs(4)).await;
-    let mut outcomes = Vec::new();
-    for _ in 0..5 {
-        let out = load("1s");
+    let load = || {
+        let out = flashgate(&["stock", "load", "--force", "--config", &config]);
         let said = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            said.contains("restocked to 100 units") || said.contains("NOT restocked"),
-            "{said}"
-        );
-        outcomes.push(out.status.success());
+        assert!(out.status.success(), "{said}");
+        said
+    };
+    // While reservations are in flight, the same total again: nothing changes, nothing is
+    // dropped, whatever becomes of the reservations in flight.
+    until(&crowd, Duration::from_secs(4)).await;
+    for _ in 0..5 {
+        let said = load();
+        assert!(said.contains("restocked to 100 units"), "{said}");
     }
-    eprintln!("forced loads of the same stock: {outcomes:?}");
     // Fifty more units found mid-sale: restocked to 150, every buyer keeping theirs.
     std::fs::write(
         &config,
@@ -203,11 +197,8 @@ async fn stock_load_force_mid_storm_drops_nothing_and_restocks() {
             .replace("stock: 100", "stock: 150"),
     )
     .unwrap();
-    let restocked = (0..3).any(|_| load("20s").status.success());
-    assert!(
-        restocked,
-        "a restock succeeds within a minute of a live sale"
-    );
+    let said = load();
+    assert!(said.contains("restocked to 150 units"), "{said}");
     let answers = crowd.finish().await;
     // The fault here is the reload itself: no client needs to have seen a 503.
     judge(&stand, &db.url(), 150, &answers, false).await;

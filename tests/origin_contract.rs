@@ -417,3 +417,19 @@ async fn sigkill_mid_storm_and_restart_keeps_the_sale() {
     let with_order: HashSet<_> = orders.values().map(|o| o.uid.clone()).collect();
     assert!(winners.is_subset(&with_order));
 }
+
+/// An answer that is neither "order made" (2xx) nor "no order" (4xx) — a redirect, say — is
+/// unknown by the contract, and the buyer gets the edge's own 503, never the origin's page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_the_origin_is_the_edges_503() {
+    let origin = FaultOrigin::start().await;
+    let edge = start(&origin, "{ kind: memory }", &sale(14, 2), SETTLE).await;
+    let url = edge.buy_url(14).await;
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    origin.then(&[Act::Refuse(302)]);
+    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
+    assert_eq!(remaining(&edge, 14).await, 1.0, "held until settled");
+}

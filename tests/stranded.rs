@@ -65,14 +65,14 @@ async fn a_forced_reload_does_not_stop_the_consumer_of_any_sale() {
     // Forwards that never arrive: only the ledger consumer can make these orders.
     let a = reserve(&store, 11, "a").await;
     let b = reserve(&store, 12, "b").await;
-    let missing = orders_for_all(&orders, &[&a, &b], 20).await;
+    let missing = orders_for_all(&orders, &[&a, &b], 40).await;
     assert!(missing.is_empty(), "{missing:?}\n{}", orders.log());
 
     // Ops reload sale 11 with --force in the middle of the sale.
     let reload = store.load(11, 10, true).await.unwrap();
     let c = reserve(&store, 11, "c").await;
     let d = reserve(&store, 12, "d").await;
-    let missing = orders_for_all(&orders, &[&c, &d], 20).await;
+    let missing = orders_for_all(&orders, &[&c, &d], 40).await;
     assert!(
         missing.is_empty(),
         "after a forced reload ({reload:?}) these reservations never became orders: {missing:?}\n{}",
@@ -91,7 +91,7 @@ async fn a_lost_ledger_is_consumed_again_and_other_sales_go_on() {
     let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
     let a = reserve(&store, 21, "a").await;
     let b = reserve(&store, 22, "b").await;
-    let missing = orders_for_all(&orders, &[&a, &b], 20).await;
+    let missing = orders_for_all(&orders, &[&a, &b], 40).await;
     assert!(missing.is_empty(), "{missing:?}\n{}", orders.log());
 
     // Sale 21's ledger is lost (a failover to a replica that never saw the group, a stray DEL):
@@ -99,7 +99,7 @@ async fn a_lost_ledger_is_consumed_again_and_other_sales_go_on() {
     redis.cli(&["DEL", "flashgate:{21}:ledger"]);
     let c = reserve(&store, 21, "c").await;
     let d = reserve(&store, 22, "d").await;
-    let missing = orders_for_all(&orders, &[&c, &d], 20).await;
+    let missing = orders_for_all(&orders, &[&c, &d], 40).await;
     assert!(
         missing.is_empty(),
         "never became orders: {missing:?}\n{}",
@@ -116,7 +116,7 @@ async fn sales_are_found_without_scanning_the_keyspace() {
     let store = seeded(&redis, &[(31, 5)]).await;
     let a = reserve(&store, 31, "a").await;
     assert_eq!(
-        orders_for_all(&orders, &[&a], 20).await,
+        orders_for_all(&orders, &[&a], 40).await,
         Vec::<String>::new()
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -133,7 +133,7 @@ async fn a_forty_second_database_outage_strands_no_unit() {
     // The sale row exists before the outage, as it does mid-sale.
     let first = reserve(&store, 41, "first").await;
     assert_eq!(
-        orders_for_all(&orders, &[&first], 20).await,
+        orders_for_all(&orders, &[&first], 40).await,
         Vec::<String>::new()
     );
 
@@ -186,7 +186,7 @@ async fn the_database_follows_a_later_stock_load() {
     let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
     let a = reserve(&store, 61, "a").await;
     assert_eq!(
-        orders_for_all(&orders, &[&a], 20).await,
+        orders_for_all(&orders, &[&a], 40).await,
         Vec::<String>::new()
     );
     assert_eq!(orders.get("/sales/61").await.1["stock"], 20);
@@ -312,7 +312,7 @@ async fn the_backend_runs_on_a_redis_cluster() {
         made.push(reserve(&store, p, &format!("u{p}")).await);
     }
     let all: Vec<&Reservation> = made.iter().collect();
-    let missing = orders_for_all(&orders, &all, 30).await;
+    let missing = orders_for_all(&orders, &all, 40).await;
     assert!(missing.is_empty(), "{missing:?}\n{}", orders.log());
     let used: std::collections::BTreeSet<u16> = products
         .iter()
@@ -345,7 +345,7 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         OrdersServer::start_with(&db, &redis.url(), "15m", "ledger: { retry_for: 4s }\n").await;
     let first = reserve(&store, 42, "first").await;
     assert_eq!(
-        orders_for_all(&orders, &[&first], 20).await,
+        orders_for_all(&orders, &[&first], 40).await,
         Vec::<String>::new()
     );
 
@@ -375,8 +375,8 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         "held for reconcile, not retried"
     );
 
-    let reconcile = |fix: bool| reconcile(&db, &redis.url(), fix);
-    let report = reconcile(false);
+    let reconcile = |flags: &[&str]| reconcile(&db, &redis.url(), flags);
+    let report = reconcile(&[]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert_eq!(report.status.code(), Some(3), "{text}");
     assert!(
@@ -386,7 +386,7 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         )),
         "{text}"
     );
-    let fixed = reconcile(true);
+    let fixed = reconcile(&["--dead-letters"]);
     let text = String::from_utf8_lossy(&fixed.stdout);
     assert!(fixed.status.success(), "{text}");
     assert!(text.contains("made 1 order(s)"), "{text}");
@@ -395,7 +395,130 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         redis.cli(&["XLEN", "flashgate:{42}:ledger:dead"]).trim(),
         "0"
     );
-    assert!(reconcile(false).status.success(), "consistent after --fix");
+    assert!(reconcile(&[]).status.success(), "consistent after --fix");
     let (_, sale) = orders.get("/sales/42").await;
     assert_eq!(sale["sold"], 2, "{sale}");
+}
+
+/// The ledger consumer once raced the edge's own forward: an origin that took a second to
+/// refuse (or a connect that took that long to fail) had the consumer make the order first, so
+/// the edge's return of the unit was refused and the buyer, told "no", held an order. Now the
+/// consumer leaves an entry to the forward for `ledger.grace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_buyer_the_edge_refused_holds_no_order() {
+    use common::fault_origin::{Act, FaultOrigin};
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    // flashgate-orders consumes the ledger; the edge's origin is another one that refuses slowly.
+    let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
+    let origin = FaultOrigin::start().await;
+    let store = format!("{{ kind: redis, url: '{}', timeout: 2s }}", redis.url());
+    let sale = format!(
+        "  - {{ product: 72, stock: 1, starts_at: '{}', ends_at: '{}' }}",
+        at(-60),
+        at(3600)
+    );
+    let edge = edge_full(
+        Setup {
+            store: &store,
+            origin: origin.addr,
+            sales: &sale,
+            limits: "  []",
+            trusted: "[]",
+            blocklist: "",
+        },
+        "timeout: 5s",
+        "",
+    )
+    .await;
+    let url = edge.buy_url(72).await;
+    // The backend has found the sale (the registry is read every 2 s) before anyone buys.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    origin.then(&[Act::SlowRefuse(409, 3000)]);
+    let client = reqwest::Client::new();
+    assert_eq!(
+        buy_outcome(&client, &url, "slow").await,
+        (409, "refused".into())
+    );
+    // The unit came back and nobody holds an order for it: another buyer gets it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, mine) = orders.get("/orders?user=slow").await;
+    assert_eq!(mine["orders"], serde_json::json!([]), "{}", orders.log());
+    origin.then(&[Act::Order(201)]);
+    assert_eq!(buy_outcome(&client, &url, "next").await.0, 201);
+}
+
+/// A winner of a restock the database had not followed yet was refused `sold_out` by the
+/// database's safeguard; now the backend reads the new total and makes the order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_winner_of_a_fresh_restock_gets_the_order() {
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    let store = seeded(&redis, &[(73, 2)]).await;
+    let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
+    for uid in ["a", "b"] {
+        let r = reserve(&store, 73, uid).await;
+        let (status, body) = orders.forward(&r, now_secs() * 1000, None).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(store.reserve(73, "c").await.unwrap(), Reserve::SoldOut);
+    // Two more units, and a buyer for one of them before the backend's next look at the
+    // registry.
+    store.load(73, 4, true).await.unwrap();
+    let c = reserve(&store, 73, "c").await;
+    let (status, body) = orders.forward(&c, now_secs() * 1000, None).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (201, Some("won")),
+        "{body}"
+    );
+    assert_eq!(orders.get("/sales/73").await.1["stock"], 4);
+}
+
+/// An order found under a reservation's id that belongs to someone else (an id given twice)
+/// is never handed to the second user, and never acknowledged as theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_id_given_twice_never_hands_one_user_anothers_order() {
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    let store = seeded(&redis, &[(74, 5)]).await;
+    let orders = OrdersServer::start(&db, &redis.url(), "15m").await;
+    let alice = reserve(&store, 74, "alice").await;
+    let (status, _) = orders.forward(&alice, now_secs() * 1000, None).await;
+    assert_eq!(status, 201);
+    // Bob holds a reservation under alice's id, as a counter that went back would give him.
+    let bob = Reservation {
+        id: alice.id.clone(),
+        product: 74,
+        uid: "bob".into(),
+    };
+    redis.cli(&["HSET", "flashgate:{74}:buyers", "bob", &bob.id]);
+    let (status, body) = orders.forward(&bob, now_secs() * 1000, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(!body.to_string().contains("alice"), "{body}");
+    let (_, mine) = orders.get("/orders?user=bob").await;
+    assert_eq!(mine["orders"], serde_json::json!([]));
+}
+
+/// One sale whose ledger cannot be read (a key of the wrong type) once kept every other sale
+/// from being consumed; and groups that exist already, found again after a restart, once
+/// tripped the circuit breaker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_broken_sale_holds_up_no_other() {
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    let products = [75u64, 76, 77, 78, 79, 80];
+    let store = seeded(&redis, &products.map(|p| (p, 5))).await;
+    redis.cli(&["SET", "flashgate:{75}:ledger", "not a stream"]);
+    let mut orders = OrdersServer::start(&db, &redis.url(), "15m").await;
+    // Found once; then found again (every group exists) by the restarted backend.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    orders.restart().await;
+    let mut made = Vec::new();
+    for p in &products[1..] {
+        made.push(reserve(&store, *p, &format!("u{p}")).await);
+    }
+    let all: Vec<&Reservation> = made.iter().collect();
+    let missing = orders_for_all(&orders, &all, 40).await;
+    assert!(missing.is_empty(), "{missing:?}\n{}", orders.log());
 }

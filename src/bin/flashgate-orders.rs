@@ -36,7 +36,11 @@ enum Command {
     Reconcile {
         #[command(flatten)]
         common: Common,
-        /// Rewrite every inconsistent sale in Redis from the database (pause the sale first).
+        /// Make the orders of dead-lettered reservations (safe during a live sale).
+        #[arg(long)]
+        dead_letters: bool,
+        /// Also rewrite every inconsistent sale in Redis from the database (pause the sale and
+        /// stop the order backends first).
         #[arg(long)]
         fix: bool,
     },
@@ -120,7 +124,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             orders::serve(common.settings()?).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reconcile { common, fix } => {
+        Command::Reconcile {
+            common,
+            dead_letters,
+            fix,
+        } => {
             let settings = common.settings()?;
             let state = orders::open(&settings).await?;
             let ledgers = Ledgers::new(settings.redis.clone(), Duration::from_secs(5));
@@ -133,18 +141,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("all {} sale(s) consistent", reports.len());
                 return Ok(ExitCode::SUCCESS);
             }
-            if fix {
-                let fixed = reconcile::fix(&state, &ledgers, &reports).await?;
+            if !(dead_letters || fix) {
                 println!(
-                    "made {} order(s) of dead-lettered reservations, settled {} other dead letter(s), \
-                     rewrote {} sale(s) in Redis from the database",
-                    fixed.placed, fixed.settled, fixed.rewritten
+                    "{inconsistent} sale(s) differ; --dead-letters makes the orders of dead-lettered \
+                     reservations (safe on a live sale); --fix also rewrites Redis from the database"
                 );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("{inconsistent} sale(s) differ; run again with --fix to make the dead-lettered orders and rewrite Redis from the database");
-                Ok(ExitCode::from(3))
+                return Ok(ExitCode::from(3));
             }
+            let placed = reconcile::place_dead_letters(&state, &ledgers, &reports).await?;
+            println!(
+                "made {} order(s) of dead-lettered reservations, settled {} other dead letter(s)",
+                placed.placed, placed.settled
+            );
+            if fix {
+                let reports = reconcile::compare(&state.db, &state.stock, &ledgers).await?;
+                let rewritten = reconcile::rewrite(&state.stock, &reports).await?;
+                println!("rewrote {rewritten} sale(s) in Redis from the database");
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -2,8 +2,6 @@
 //! sale that has buyers, with `--force`), and print each sale's remaining units, buyers and
 //! ledger length.
 
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Context};
 use flashgate::config::{Config, Store};
 use flashgate::stock::redis::sales::{Load, RedisSales};
@@ -32,36 +30,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Seed every configured sale; a sale with buyers is refused unless `force`, which restocks it
-/// once every reservation has its order (waiting up to `wait` for that).
-pub fn load(config: &Config, force: bool, wait: Duration) -> anyhow::Result<()> {
+/// to the configured total, every buyer keeping their unit.
+pub fn load(config: &Config, force: bool) -> anyhow::Result<()> {
     let store = store_of(config)?;
     runtime()?.block_on(async {
         let mut refused = 0;
         for sale in &config.sales {
-            let keys = SaleKeys::of(sale.product);
-            let started = Instant::now();
-            let mut waiting_said = false;
-            let load = loop {
-                match store.load(&keys, sale.stock, force).await? {
-                    Load::Unsettled(n) if started.elapsed() < wait => {
-                        if !waiting_said {
-                            eprintln!(
-                                "product {}: {n} reservation(s) have no order yet; waiting up to {:?} for flashgate-orders to make them",
-                                sale.product,
-                                wait
-                            );
-                            waiting_said = true;
-                        }
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    other => break other,
-                }
-            };
             let product = sale.product;
-            match load {
+            match store.load(&SaleKeys::of(product), sale.stock, force).await? {
                 Load::Loaded => println!("product {product}: loaded {} units", sale.stock),
                 Load::Restocked { held } => println!(
-                    "product {product}: restocked to {} units: {held} held by orders, {} on sale",
+                    "product {product}: restocked to {} units: {held} held by buyers, {} on sale",
                     sale.stock,
                     sale.stock - held
                 ),
@@ -70,12 +49,6 @@ pub fn load(config: &Config, force: bool, wait: Duration) -> anyhow::Result<()> 
                     eprintln!(
                         "product {product}: NOT loaded: the sale has {n} buyers (--force restocks it to {} units, keeping every buyer's unit)",
                         sale.stock
-                    );
-                }
-                Load::Unsettled(n) => {
-                    refused += 1;
-                    eprintln!(
-                        "product {product}: NOT restocked: {n} reservation(s) still have no order after {wait:?}; is flashgate-orders running? (nothing was changed)"
                     );
                 }
                 Load::BelowHeld(n) => {

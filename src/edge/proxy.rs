@@ -7,9 +7,9 @@
 //! signed `X-Flashgate-*` headers (client-sent ones removed). How the forward ended — the
 //! origin's status, or a failure after or before any attempt reached it — goes back to
 //! `Checkout::settle`, which keeps, returns or defers the unit by the origin contract. The
-//! origin's `2xx` and `4xx` answers go to the buyer as they are; a `5xx` is replaced by the
-//! edge's own `503 origin_unavailable` with `Retry-After`, so no origin's internals reach the
-//! public.
+//! origin's `2xx` and `4xx` answers go to the buyer as they are; any other (a `5xx`, a `3xx`) is
+//! replaced by the edge's own `503 origin_unavailable` with `Retry-After`, so no origin's
+//! internals reach the public.
 //!
 //! "Reached" is sticky across retries: once any attempt connected (a fresh connection or a
 //! reused keep-alive one, where the request may have been delivered), a later attempt that
@@ -31,6 +31,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use super::routes::{classify, Route as Path};
 use super::{button, challenge, respond, static_files, Gateway};
 use crate::admission::{client_ip, login, BuyRequest, Outcome, Reject};
+use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
 use crate::clock::now_ms;
 use crate::metrics::Route;
@@ -353,13 +354,15 @@ impl ProxyHttp for Edge {
                 .settle(reservation, Forwarded::Answered(status))
                 .await;
         }
-        if status >= 500 {
-            // An origin's error page or internals never reach the public: ending the proxy
-            // here makes `fail_to_proxy` answer the edge's own `503 origin_unavailable` with
-            // `Retry-After` (the unit was settled above, by the contract, as unknown).
+        if settlement(Forwarded::Answered(status)) == Settlement::Ask {
+            // An answer that says neither "order made" (2xx) nor "no order" (4xx) — a 5xx, a
+            // redirect — never reaches the public, nor do an origin's error page or internals:
+            // ending the proxy here makes `fail_to_proxy` answer the edge's own
+            // `503 origin_unavailable` with `Retry-After` (the unit was settled above, as
+            // unknown).
             return Err(Error::explain(
                 ErrorType::HTTPStatus(status),
-                "the origin answered with a server error",
+                "the origin answered neither 2xx nor 4xx",
             ));
         }
         Ok(())

@@ -118,6 +118,9 @@ impl Db {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            // A database that does not hand out a connection soon is down for this request: a
+            // 503 now, and the ledger consumer's backoff, beat everyone waiting 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .connect(&url)
             .await?;
         if sqlite {

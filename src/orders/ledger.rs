@@ -19,7 +19,7 @@
 //!   `flashgate_orders_ledger_unplaced` and `flashgate_orders_ledger_oldest_unplaced_seconds`
 //!   say so (alert `FlashgateOrdersUnplaced`). An entry that still has no order after
 //!   `retry_for` goes to the sale's dead-letter stream with its unit still held for its buyer,
-//!   and `flashgate_orders_dead_letters_total` counts it: `flashgate-orders reconcile --fix`
+//!   and `flashgate_orders_dead_letters_total` counts it: `flashgate-orders reconcile --dead-letters`
 //!   makes its order (or returns its unit if the sale refuses it). Nothing is dropped, and no
 //!   count of attempts that a short outage could use up decides anything.
 //! - **An entry without a reservation** (not written by `reserve.lua`): dead-lettered at once;
@@ -38,7 +38,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::service::Orders;
+use super::service::{OrderError, Orders};
 use crate::logging::Throttle;
 use crate::orders::model::Source;
 use crate::stock::redis::ledger::{Entry, Ledgers};
@@ -49,7 +49,7 @@ pub const DISCOVER_EVERY: Duration = Duration::from_secs(2);
 /// How often this consumer's own pending entries are looked at for retries.
 const RETRY_TICK: Duration = Duration::from_secs(1);
 /// The pause after a round that found nothing to do.
-const IDLE_PAUSE: Duration = Duration::from_millis(200);
+const IDLE_PAUSE: Duration = Duration::from_millis(500);
 /// Entries read per command.
 const BATCH: usize = 100;
 /// Pages of XAUTOCLAIM per sale per claim round.
@@ -59,11 +59,20 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// The longest pause between two tries of one entry.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// The time in a stream entry id (`{ms}-{n}`).
+fn entry_ms(id: &str) -> Option<u64> {
+    id.split('-').next()?.parse().ok()
+}
+
 /// Ledger consumer settings.
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
     /// This consumer's name in the group: stable across restarts of one instance.
     pub consumer: String,
+    /// How old an entry must be before the consumer places it: longer than the edge's forward
+    /// can take (`origin.connect_timeout` + `origin.timeout`, and a retry), so the forward's own
+    /// answer settles the unit first.
+    pub grace: Duration,
     /// Idle time after which another consumer's pending entry is taken over.
     pub claim_idle: Duration,
     /// How long an entry that cannot be placed is tried before it is dead-lettered.
@@ -95,11 +104,37 @@ enum Handled {
     Failed,
 }
 
+/// One sale the consumer reads.
+struct Watched {
+    keys: SaleKeys,
+    /// When an entry of it was last handled (or when it was found).
+    active: Instant,
+    /// When it was last read.
+    read: Option<Instant>,
+    /// Since when its rounds fail as a whole (Redis failing for it), if they do.
+    failing: Option<Instant>,
+}
+
+impl Watched {
+    /// Whether to read it in this round: a sale quiet for [`QUIET_AFTER`] is read every
+    /// [`QUIET_EVERY`], so sales long over cost next to nothing.
+    fn due(&self, now: Instant) -> bool {
+        now.duration_since(self.active) < QUIET_AFTER
+            || self
+                .read
+                .is_none_or(|at| now.duration_since(at) >= QUIET_EVERY)
+    }
+}
+
+/// A sale with nothing to do for this long is read only every [`QUIET_EVERY`].
+const QUIET_AFTER: Duration = Duration::from_secs(60);
+const QUIET_EVERY: Duration = Duration::from_secs(10);
+
 struct Consumer {
     orders: Arc<Orders>,
     ledgers: Ledgers,
     settings: LedgerSettings,
-    sales: Vec<SaleKeys>,
+    sales: Vec<Watched>,
     failing: HashMap<(u64, String), Failing>,
     /// Redis or the database failing is seen every round: one line per 10 s says so.
     quiet: Throttle,
@@ -125,19 +160,36 @@ pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings
     let claim_every = consumer.settings.claim_idle.min(Duration::from_secs(10));
     loop {
         if discovered.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) {
-            if let Err(e) = consumer.discover().await {
-                consumer.warn(format_args!("reading the sales registry failed: {e}"));
-            }
+            consumer.discover().await;
             discovered = Some(Instant::now());
         }
         let retry = retried.is_none_or(|at| at.elapsed() >= RETRY_TICK);
         let claim = claimed.is_none_or(|at| at.elapsed() >= claim_every);
         let mut busy = false;
-        for sale in consumer.sales.clone() {
-            match consumer.round(&sale, retry, claim).await {
-                Ok(handled) => busy |= handled > 0,
-                Err(e) if e.is_no_group() => consumer.regroup(&sale).await,
-                Err(e) => consumer.warn(format_args!("sale {}: {e}; retrying", sale.product)),
+        for i in 0..consumer.sales.len() {
+            let now = Instant::now();
+            if !consumer.sales[i].due(now) {
+                continue;
+            }
+            consumer.sales[i].read = Some(now);
+            let keys = consumer.sales[i].keys.clone();
+            match consumer.round(&keys, retry, claim).await {
+                Ok(handled) => {
+                    let sale = &mut consumer.sales[i];
+                    sale.failing = None;
+                    if handled > 0 {
+                        sale.active = Instant::now();
+                        busy = true;
+                    }
+                }
+                Err(e) => {
+                    consumer.sales[i].failing.get_or_insert(now);
+                    if e.is_no_group() {
+                        consumer.regroup(&keys).await;
+                    } else {
+                        consumer.warn(format_args!("sale {}: {e}; retrying", keys.product));
+                    }
+                }
             }
         }
         if retry {
@@ -155,23 +207,37 @@ pub async fn run(orders: Arc<Orders>, ledgers: Ledgers, settings: LedgerSettings
 
 impl Consumer {
     /// Read the registry: consume every sale in it, and let the database's stock follow each
-    /// sale's configured total.
-    async fn discover(&mut self) -> Result<(), StoreError> {
-        for product in self.orders.stock.registered().await? {
-            if !self.sales.iter().any(|s| s.product == product) {
-                let sale = SaleKeys::of(product);
-                self.ledgers.create_group(&sale).await?;
-                tracing::info!(product, ledger = %sale.ledger, "consuming sale ledger");
-                self.sales.push(sale);
+    /// sale's configured total. A sale that fails here (a key of the wrong type, its Cluster
+    /// node down) is tried again next time; the others go on.
+    async fn discover(&mut self) {
+        let products = match self.orders.stock.registered().await {
+            Ok(products) => products,
+            Err(e) => {
+                self.warn(format_args!("reading the sales registry failed: {e}"));
+                return;
             }
-            if let Some(stock) = self.orders.stock.configured_stock(product).await? {
-                if let Err(e) = self.orders.follow_stock(product, stock).await {
-                    tracing::warn!(
-                        product,
-                        "the database's stock cannot follow the sale's: {e}"
-                    );
-                }
+        };
+        for product in products {
+            if let Err(e) = self.discover_one(product).await {
+                self.warn(format_args!("sale {product}: {e}"));
             }
+        }
+    }
+
+    async fn discover_one(&mut self, product: u64) -> Result<(), OrderError> {
+        if !self.sales.iter().any(|s| s.keys.product == product) {
+            let keys = SaleKeys::of(product);
+            self.ledgers.create_group(&keys).await?;
+            tracing::info!(product, ledger = %keys.ledger, "consuming sale ledger");
+            self.sales.push(Watched {
+                keys,
+                active: Instant::now(),
+                read: None,
+                failing: None,
+            });
+        }
+        if let Some(stock) = self.orders.stock.configured_stock(product).await? {
+            self.orders.follow_stock(product, stock).await?;
         }
         Ok(())
     }
@@ -286,13 +352,14 @@ impl Consumer {
         if self.failing.get(&key).is_some_and(|f| f.next > now) {
             return Ok(Handled::Later);
         }
+        if entry_ms(&entry.id).is_some_and(|at| crate::clock::now_ms() < at + self.grace_ms()) {
+            // The edge's own forward settles first: an entry younger than the grace is left
+            // until then (it stays pending; the retry pass comes back to it).
+            return Ok(Handled::Later);
+        }
         let Some(reservation) = &entry.reservation else {
-            self.dead_letter(
-                sale,
-                entry,
-                "malformed entry: no reservation, uid or product",
-            )
-            .await?;
+            self.dead_letter(sale, entry, "malformed entry: no uid or product")
+                .await?;
             return Ok(Handled::Done);
         };
         match self.orders.place(reservation, Source::Ledger).await {
@@ -320,7 +387,7 @@ impl Consumer {
                 if since.elapsed() >= self.settings.retry_for {
                     let why = format!(
                         "no order after {attempts} tries in {:.0?} (ledger.retry_for): {e}; \
-                         the unit stays held for its buyer until `flashgate-orders reconcile --fix`",
+                         the unit stays held for its buyer until `flashgate-orders reconcile --dead-letters`",
                         since.elapsed()
                     );
                     self.dead_letter(sale, entry, &why).await?;
@@ -338,6 +405,10 @@ impl Consumer {
                 Ok(Handled::Failed)
             }
         }
+    }
+
+    fn grace_ms(&self) -> u64 {
+        u64::try_from(self.settings.grace.as_millis()).unwrap_or(u64::MAX)
     }
 
     async fn dead_letter(
@@ -359,7 +430,9 @@ impl Consumer {
         let oldest = self
             .failing
             .values()
-            .map(|f| f.since.elapsed().as_secs_f64())
+            .map(|f| f.since)
+            .chain(self.sales.iter().filter_map(|s| s.failing))
+            .map(|since| since.elapsed().as_secs_f64())
             .fold(0.0, f64::max);
         metrics.ledger_oldest_unplaced.set(oldest);
     }

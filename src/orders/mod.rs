@@ -77,6 +77,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         })?;
     let consumer = LedgerSettings {
         consumer: settings.consumer.clone(),
+        grace: settings.grace,
         claim_idle: settings.claim_idle,
         retry_for: settings.retry_for,
     };

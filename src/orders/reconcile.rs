@@ -1,10 +1,10 @@
 //! `flashgate-orders reconcile`: compare each sale in Redis (units left, buyers) with the order
 //! database, and list the reservations the ledger consumer gave up on (its dead-letter
-//! stream); report every difference, and with `--fix` first make the orders of those
-//! reservations (their buyers were told they won, and their units are still held), then rewrite
-//! Redis from the database — the source of truth after a Redis failover lost writes. Run
-//! `--fix` while the sale is paused: a reservation made but not yet turned into an order is not
-//! in the database, and the rewrite drops it.
+//! stream); report every difference. `--dead-letters` makes the orders of those reservations
+//! (their units are still held for their buyers) — safe during a live sale. `--fix` does that,
+//! then rewrites Redis from the database, the source of truth after a Redis failover lost
+//! writes; run it with the sale paused and the order backends stopped: a reservation not yet
+//! turned into an order is not in the database, and the rewrite drops it.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -31,6 +31,9 @@ pub struct SaleReport {
     pub only_in_db: Vec<(String, String)>,
     /// Ledger entries the consumer gave up on: their reservations have no order yet.
     pub dead: Vec<Entry>,
+    /// The database's (uid, reservation) of every order holding a unit, as compared: a
+    /// rewrite writes exactly this snapshot.
+    pub holders: Vec<(String, String)>,
 }
 
 impl SaleReport {
@@ -98,7 +101,8 @@ pub async fn compare(
                 None => continue,
             },
         };
-        let holders: BTreeSet<(String, String)> = db.holders(product).await?.into_iter().collect();
+        let snapshot = db.holders(product).await?;
+        let holders: BTreeSet<(String, String)> = snapshot.iter().cloned().collect();
         let buyers: BTreeSet<(String, String)> = redis.buyers(product).await?.into_iter().collect();
         reports.push(SaleReport {
             product,
@@ -107,12 +111,13 @@ pub async fn compare(
             only_in_redis: buyers.difference(&holders).cloned().collect(),
             only_in_db: holders.difference(&buyers).cloned().collect(),
             dead: ledgers.dead(&SaleKeys::of(product)).await?,
+            holders: snapshot,
         });
     }
     Ok(reports)
 }
 
-/// What [`fix`] did.
+/// What [`place_dead_letters`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fixed {
     /// Dead-lettered reservations that now have their order.
@@ -120,13 +125,12 @@ pub struct Fixed {
     /// Dead-lettered reservations settled otherwise (released before, or refused by a
     /// safeguard, their unit returned), and malformed entries removed.
     pub settled: usize,
-    /// Sales rewritten in Redis from the database.
-    pub rewritten: usize,
 }
 
-/// Make the orders of the dead-lettered reservations in `reports`, then rewrite Redis from the
-/// database for every sale that still differs.
-pub async fn fix(
+/// Make the orders of the dead-lettered reservations in `reports` (or return their units if
+/// the sale refuses them), and take them off the dead-letter streams. Safe during a live sale:
+/// it does what the ledger consumer would have done.
+pub async fn place_dead_letters(
     orders: &Orders,
     ledgers: &Ledgers,
     reports: &[SaleReport],
@@ -146,16 +150,20 @@ pub async fn fix(
             ledgers.forget_dead(&sale, &entry.id).await?;
         }
     }
-    for report in compare(&orders.db, &orders.stock, ledgers).await? {
-        if report.consistent() {
-            continue;
-        }
-        let holders = orders.db.holders(report.product).await?;
-        orders
-            .stock
-            .rewrite(report.product, report.expected_remaining, &holders)
-            .await?;
-        fixed.rewritten += 1;
-    }
     Ok(fixed)
+}
+
+/// Rewrite Redis from the database for every sale of `reports` that differs, each from the one
+/// snapshot of its orders it was compared with. Not for a live sale: a reservation not yet an
+/// order is dropped, and an order paid or cancelled after the snapshot is not seen — pause the
+/// sale and stop the order backends first.
+pub async fn rewrite(redis: &RedisSales, reports: &[SaleReport]) -> Result<usize, OrderError> {
+    let mut rewritten = 0;
+    for report in reports.iter().filter(|r| !r.consistent()) {
+        redis
+            .rewrite(report.product, report.expected_remaining, &report.holders)
+            .await?;
+        rewritten += 1;
+    }
+    Ok(rewritten)
 }

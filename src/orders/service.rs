@@ -22,6 +22,9 @@ use crate::config::Secret;
 use crate::stock::redis::sales::RedisSales;
 use crate::stock::{Reservation, StoreError};
 
+/// How long placing one order may take before it counts as failed.
+pub const PLACE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Orders settled per sweep, at most.
 const SWEEP_BATCH: i64 = 500;
 
@@ -34,9 +37,21 @@ pub enum OrderError {
     /// Redis failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// It took longer than this; the database may be hung.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
     /// Neither the database nor Redis knows this sale.
     #[error("no sale for product {0}: was `flashgate stock load` run?")]
     UnknownSale(u64),
+    /// An order with this reservation id belongs to another user or product: the id was given
+    /// twice. Nothing is made or answered from it; `reconcile` shows the reservation.
+    #[error("reservation id {id} is already the order of {holder}: the id was given twice")]
+    IdCollision {
+        /// The id.
+        id: String,
+        /// The user whose order holds it.
+        holder: String,
+    },
     /// The sale was loaded with fewer units than the database has orders for.
     #[error("product {product} was loaded with {stock} units, but {sold} orders hold one")]
     Restock {
@@ -87,6 +102,20 @@ pub struct Orders {
     pub failures: parking_lot::Mutex<crate::logging::Throttle>,
 }
 
+/// `existing`, the order stored under `r`'s id, if it is `r`'s: a reservation id names one
+/// user's unit of one product, and an order under the same id for anyone else is a collision
+/// (a reservation counter that went back), never that user's order.
+fn same_reservation(existing: Order, r: &Reservation) -> Result<Order, OrderError> {
+    if existing.uid == r.uid && existing.product == r.product {
+        Ok(existing)
+    } else {
+        Err(OrderError::IdCollision {
+            id: r.id.clone(),
+            holder: existing.uid,
+        })
+    }
+}
+
 /// Now, in ms since the epoch, as the database stores times.
 pub fn now_ms() -> i64 {
     i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
@@ -95,7 +124,11 @@ pub fn now_ms() -> i64 {
 impl Orders {
     /// Place the order of reservation `r`, once.
     pub async fn place(&self, r: &Reservation, source: Source) -> Result<Placed, OrderError> {
-        let placed = self.place_inner(r, source).await;
+        // Bounded: a hung database (packets stopped, sockets open) must fail a try, not hold
+        // the request or the ledger consumer for ever.
+        let placed = tokio::time::timeout(PLACE_TIMEOUT, self.place_inner(r, source))
+            .await
+            .unwrap_or(Err(OrderError::Timeout(PLACE_TIMEOUT)));
         let result = match &placed {
             Ok(Placed::Created(_)) => "created",
             Ok(Placed::Existing(_)) => "existing",
@@ -110,7 +143,7 @@ impl Orders {
 
     async fn place_inner(&self, r: &Reservation, source: Source) -> Result<Placed, OrderError> {
         if let Some(existing) = self.db.order(&r.id).await? {
-            return Ok(Placed::Existing(existing));
+            return same_reservation(existing, r).map(Placed::Existing);
         }
         // Everything that can fail for want of a sale comes before the claim: a claimed
         // reservation is one only this backend can settle, so it must become an order.
@@ -125,17 +158,37 @@ impl Orders {
         if !self.stock.confirm(r).await? {
             return Ok(Placed::Released);
         }
-        let now = now_ms();
-        let deadline = now + self.payment_timeout.as_millis() as i64;
-        match self.db.insert_order(r, source, now, deadline).await? {
+        let mut inserted = self.insert(r, source).await?;
+        if inserted == Insert::Refused(Refusal::SoldOut) && self.restocked(r.product).await? {
+            // Redis sold a unit of a restock the database had not followed yet.
+            inserted = self.insert(r, source).await?;
+        }
+        match inserted {
             Insert::Created(order) => Ok(Placed::Created(order)),
-            Insert::Existing(order) => Ok(Placed::Existing(order)),
+            Insert::Existing(order) => same_reservation(order, r).map(Placed::Existing),
             Insert::Refused(why) => {
                 tracing::warn!(reservation = %r.id, ?why, "database safeguard refused an order; returning the unit");
                 self.stock.release_order(r).await?;
                 Ok(Placed::Refused(why))
             }
         }
+    }
+
+    async fn insert(&self, r: &Reservation, source: Source) -> Result<Insert, OrderError> {
+        let now = now_ms();
+        let deadline = now + self.payment_timeout.as_millis() as i64;
+        Ok(self.db.insert_order(r, source, now, deadline).await?)
+    }
+
+    /// Whether the database's stock of `product` just followed a larger configured total.
+    async fn restocked(&self, product: u64) -> Result<bool, OrderError> {
+        let Some(stock) = self.stock.configured_stock(product).await? else {
+            return Ok(false);
+        };
+        Ok(matches!(
+            self.db.set_stock(product, stock).await?,
+            StockChange::Changed { from } if u64::try_from(from).is_ok_and(|from| from < stock)
+        ))
     }
 
     /// Let the database's stock of `product` follow the sale's configured total (a restock

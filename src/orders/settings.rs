@@ -56,6 +56,9 @@ pub struct LedgerFile {
     pub retry_for: Option<HumanDuration>,
     /// Idle time before another consumer's pending entry is claimed (default 30s).
     pub claim_idle: Option<HumanDuration>,
+    /// How old a reservation must be before the consumer makes its order, so the edge's own
+    /// forward settles it first (default 15s: above the edge's connect and origin timeouts).
+    pub grace: Option<HumanDuration>,
     /// This instance's consumer name in the group (default `orders-{host}-{listen port}`).
     pub consumer: Option<String>,
 }
@@ -79,6 +82,8 @@ pub struct Settings {
     pub retry_for: Duration,
     /// Idle time before claiming.
     pub claim_idle: Duration,
+    /// How old a ledger entry must be before it is placed.
+    pub grace: Duration,
     /// The ledger consumer's name.
     pub consumer: String,
     /// Whether the file set `ledger.max_deliveries`, which is no longer used.
@@ -175,20 +180,32 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
             .unwrap_or(Duration::from_secs(15 * 60)),
         edge_secret,
         development_secret,
-        retry_for: file
-            .ledger
-            .retry_for
-            .map_or(Duration::from_secs(3600), |d| d.0),
-        claim_idle: file
-            .ledger
-            .claim_idle
-            .map_or(Duration::from_secs(30), |d| d.0),
+        retry_for: at_least(cx, "ledger.retry_for", file.ledger.retry_for, 3600)?,
+        claim_idle: at_least(cx, "ledger.claim_idle", file.ledger.claim_idle, 30)?,
+        grace: file.ledger.grace.map_or(Duration::from_secs(15), |d| d.0),
         consumer: file
             .ledger
             .consumer
             .unwrap_or_else(|| format!("orders-{}-{}", host_name(), listen.port())),
         max_deliveries_ignored: file.ledger.max_deliveries.is_some(),
     })
+}
+
+/// A duration of at least a second (`default_secs` when unset): a zero `retry_for` would
+/// dead-letter on the first blip, a zero `claim_idle` make instances steal each other's work.
+fn at_least(
+    cx: &Ctx,
+    path: &str,
+    value: Option<HumanDuration>,
+    default_secs: u64,
+) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(Duration::from_secs(default_secs)),
+        Some(d) if d.0 < Duration::from_secs(1) => {
+            Err(cx.err(path, format!("{path} must be at least 1s")))
+        }
+        Some(d) => Ok(d.0),
+    }
 }
 
 /// This machine's name, for a consumer name that stays the same across restarts.

@@ -1,6 +1,6 @@
 //! Every name a sale has in a store, built once per sale when the gateway starts and handed to
 //! each store call, so the buy path formats no key. In Redis the names of one sale share the
-//! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:ledger:dead`, `:seq`,
+//! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:ledger:dead`,
 //! `:meta`, `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot.
 //! Besides them, one key lists every sale: [`SALES_REGISTRY`], the set of product ids
 //! `flashgate stock load` ever loaded, which the order backend reads to find the ledgers (never
@@ -24,8 +24,6 @@ pub struct SaleKeys {
     pub ledger: String,
     /// Ledger entries the order backend gave up on, held for `flashgate-orders reconcile`.
     pub dead: String,
-    /// Last reservation number of the sale.
-    pub seq: String,
     /// Sale metadata (the stock `flashgate stock load` configured).
     pub meta: String,
     /// Reservations an order holds (see `lua/confirm.lua`).
@@ -44,7 +42,6 @@ impl SaleKeys {
             buyers: k("buyers"),
             ledger: k("ledger"),
             dead: k("ledger:dead"),
-            seq: k("seq"),
             meta: k("meta"),
             confirmed: k("confirmed"),
             pass_prefix: k("pass:"),
@@ -72,7 +69,6 @@ mod tests {
             &k.buyers,
             &k.ledger,
             &k.dead,
-            &k.seq,
             &k.meta,
             &k.confirmed,
             &k.pass("p:abc"),

@@ -28,6 +28,8 @@ pub enum Act {
     Hang,
     /// Record the order, answer 201 with a body cut short, and close the connection.
     Truncate,
+    /// Make no order and answer with this status after this many milliseconds (a slow refusal).
+    SlowRefuse(u16, u64),
 }
 
 /// An order the origin holds.
@@ -170,6 +172,10 @@ impl FaultOrigin {
             };
             let (status, body) = match self.decide(&method, &path, &headers) {
                 Reply::Answer(status, body) => (status, body),
+                Reply::Later(ms, status, body) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    (status, body)
+                }
                 Reply::Die => {
                     self.kill();
                     return;
@@ -235,6 +241,9 @@ impl FaultOrigin {
                 Reply::Answer(status, format!(r#"{{"outcome":"won","order":"{id}"}}"#))
             }
             Act::Refuse(status) => Reply::Answer(status, r#"{"outcome":"refused"}"#.into()),
+            Act::SlowRefuse(status, ms) => {
+                Reply::Later(ms, status, r#"{"outcome":"refused"}"#.into())
+            }
             Act::Die => {
                 state.record(&id, order);
                 Reply::Die
@@ -253,6 +262,7 @@ impl FaultOrigin {
 
 enum Reply {
     Answer(u16, String),
+    Later(u64, u16, String),
     Die,
     Hang,
     Truncate,

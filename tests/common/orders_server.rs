@@ -142,20 +142,19 @@ impl SqliteWriteLock {
     }
 }
 
-/// `flashgate-orders reconcile [--fix]` against `database` and the Redis at `redis_url`.
-pub fn reconcile(database: &Database, redis_url: &str, fix: bool) -> std::process::Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_flashgate-orders"));
-    cmd.args([
-        "reconcile",
-        "--database",
-        &database.url(),
-        "--redis",
-        redis_url,
-    ]);
-    if fix {
-        cmd.arg("--fix");
-    }
-    cmd.env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
+/// `flashgate-orders reconcile` against `database` and the Redis at `redis_url`, with `flags`
+/// (`--dead-letters`, `--fix`).
+pub fn reconcile(database: &Database, redis_url: &str, flags: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flashgate-orders"))
+        .args([
+            "reconcile",
+            "--database",
+            &database.url(),
+            "--redis",
+            redis_url,
+        ])
+        .args(flags)
+        .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
         .output()
         .expect("run flashgate-orders reconcile")
 }

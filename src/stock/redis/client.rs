@@ -20,6 +20,26 @@ const BREAKER_THRESHOLD: u32 = 3;
 /// How long an open circuit fails calls before letting one through again.
 const BREAKER_COOLDOWN: Duration = Duration::from_millis(500);
 
+/// Whether a failed call says Redis is unavailable — no connection, no answer in time, a node
+/// loading, down or failing over — rather than that it answered and refused this one command (a
+/// wrong type, a missing consumer group, a group that exists, a script error). Only the first
+/// kind counts toward opening the circuit: one sale's bad key must not stop every other sale.
+fn unavailable(e: &StoreError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind as S};
+    match e {
+        StoreError::Redis(e) => !matches!(
+            e.kind(),
+            ErrorKind::Extension
+                | ErrorKind::UnexpectedReturnType
+                | ErrorKind::Parse
+                | ErrorKind::Server(
+                    S::ResponseError | S::ExecAbort | S::NoScript | S::CrossSlot | S::NoPerm
+                )
+        ),
+        _ => true,
+    }
+}
+
 /// Where a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -110,8 +130,9 @@ impl RedisClient {
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
         match &result {
-            Ok(_) => self.breaker.success(),
-            Err(_) => self.breaker.failure(now_ms()),
+            Err(e) if unavailable(e) => self.breaker.failure(now_ms()),
+            // An answer, even a refusal of this one command, says Redis is there.
+            _ => self.breaker.success(),
         }
         result
     }

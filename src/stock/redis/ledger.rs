@@ -21,7 +21,8 @@ pub const GROUP: &str = "flashgate-orders";
 pub struct Entry {
     /// The stream entry id.
     pub id: String,
-    /// The reservation it records; None for an entry without the fields `reserve.lua` writes.
+    /// The reservation it records (`{product}-{entry id}`); None for an entry without the fields
+    /// `reserve.lua` writes.
     pub reservation: Option<Reservation>,
     /// Every field as written, for the dead-letter stream.
     pub fields: Vec<(String, String)>,
@@ -30,11 +31,14 @@ pub struct Entry {
 impl Entry {
     fn of(stream: StreamId) -> Entry {
         let text = |name: &str| stream.get::<String>(name);
-        let reservation = match (text("reservation"), text("uid"), text("product")) {
-            (Some(id), Some(uid), Some(product)) => product
-                .parse()
-                .ok()
-                .map(|product| Reservation { id, product, uid }),
+        let reservation = match (text("uid"), text("product")) {
+            (Some(uid), Some(product)) => product.parse::<u64>().ok().map(|product| Reservation {
+                // `reserve.lua` names a reservation by its entry's id; entries written before
+                // it did carry the id as a field.
+                id: text("reservation").unwrap_or_else(|| format!("{product}-{}", stream.id)),
+                product,
+                uid,
+            }),
             _ => None,
         };
         let mut fields: Vec<(String, String)> = stream
@@ -179,6 +183,11 @@ impl Ledgers {
         why: &str,
     ) -> Result<(), StoreError> {
         let mut fields = entry.fields.clone();
+        if let Some(r) = &entry.reservation {
+            // Its id is its ledger entry's id, which the dead-letter entry does not keep.
+            fields.retain(|(k, _)| k != "reservation");
+            fields.push(("reservation".into(), r.id.clone()));
+        }
         fields.push(("error".into(), why.to_string()));
         fields.push(("entry".into(), entry.id.clone()));
         let mut pipe = redis::pipe();

@@ -87,7 +87,6 @@ impl StockStore for RedisStore {
         inv.key(&sale.stock)
             .key(&sale.buyers)
             .key(&sale.ledger)
-            .key(&sale.seq)
             .arg(uid)
             .arg(sale.product);
         let answer: Vec<String> = self.client.invoke(inv).await?;

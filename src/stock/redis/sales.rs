@@ -26,9 +26,6 @@ pub enum Load {
     },
     /// Refused: the sale has this many buyers and `force` was not given.
     HasBuyers(u64),
-    /// Refused: this many reservations have no order yet (`force` never drops one; ask again
-    /// once the order backend has made their orders).
-    Unsettled(u64),
     /// Refused: the new total is below the units this many buyers hold.
     BelowHeld(u64),
 }
@@ -63,7 +60,7 @@ impl RedisSales {
     }
 
     /// Seed `sale` with `units` in all (`lua/load.lua`). A sale with buyers is refused unless
-    /// `force`, which restocks it without dropping a reservation. The sale is entered in the
+    /// `force`, which restocks it: every buyer keeps their unit. The sale is entered in the
     /// registry the order backend reads ([`SALES_REGISTRY`]) whatever the answer, and the
     /// reserve, release and confirm scripts are loaded, so the first buy after a seed is one
     /// round trip.
@@ -75,7 +72,6 @@ impl RedisSales {
         inv.key(&sale.stock)
             .key(&sale.buyers)
             .key(&sale.meta)
-            .key(&sale.confirmed)
             .arg(units)
             .arg(if force { "1" } else { "0" });
         let (answer, n): (String, u64) = self.client.invoke(inv).await?;
@@ -86,7 +82,6 @@ impl RedisSales {
             "loaded" => Ok(Load::Loaded),
             "restocked" => Ok(Load::Restocked { held: n }),
             "has_buyers" => Ok(Load::HasBuyers(n)),
-            "unsettled" => Ok(Load::Unsettled(n)),
             "below_held" => Ok(Load::BelowHeld(n)),
             _ => Err(StoreError::Protocol {
                 script: "load.lua",
