@@ -352,19 +352,21 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
     let lock = db.sqlite_write_lock().await;
     let late = reserve(&store, 42, "late").await;
     let deadline = Instant::now() + Duration::from_secs(40);
-    while redis.cli(&["XLEN", "flashgate:{42}:ledger:dead"]).trim() != "1" {
+    // The entry lands in the dead-letter stream, then the counter moves: wait for both.
+    while redis.cli(&["XLEN", "flashgate:{42}:ledger:dead"]).trim() != "1"
+        || !orders
+            .metrics()
+            .await
+            .contains("flashgate_orders_dead_letters_total 1")
+    {
         assert!(
             Instant::now() < deadline,
-            "never dead-lettered\n{}",
+            "never dead-lettered\n{}\n{}",
+            orders.metrics().await,
             orders.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = orders.metrics().await;
-    assert!(
-        metrics.contains("flashgate_orders_dead_letters_total 1"),
-        "{metrics}"
-    );
     // The unit stays with its buyer: nobody else can have it, and she cannot buy a second.
     assert_eq!(store.reserve(42, "late").await.unwrap(), Reserve::Duplicate);
     assert_eq!(store.remaining(42).await.unwrap(), Some(3));
