@@ -20,7 +20,7 @@ use flashgate::admission::login;
 use flashgate::config::{Config, IdRange};
 use flashgate::edge::{self, Gateway};
 
-use cli::{demo, stock, storm, summary};
+use cli::{demo, probe, stock, storm, summary, warnings};
 
 #[derive(Parser)]
 #[command(
@@ -44,11 +44,16 @@ enum Command {
         #[arg(long)]
         require_secrets: bool,
     },
-    /// Check a configuration and print what it would run.
+    /// Check a configuration and print what it would run, with warnings about risky
+    /// settings.
     Check {
         /// Configuration file.
         #[arg(long, short, default_value = "conf/flashgate.yaml")]
         config: PathBuf,
+        /// Also send the origin one signed forward that cannot make an order, and say whether
+        /// it accepts the edge's signature (exit 1 if not, 2 if it cannot be told).
+        #[arg(long)]
+        probe_origin: bool,
     },
     /// Seed or inspect the stock of the configured sales in the Redis store.
     Stock {
@@ -209,7 +214,7 @@ enum StockAction {
 fn main() -> ExitCode {
     flashgate::logging::init();
     match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("flashgate: {e:#}");
             ExitCode::FAILURE
@@ -217,31 +222,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = match cli.command {
         Command::Run {
             config,
             require_secrets,
-        } => {
-            let config = Config::load(&config)?;
-            if !config.secrets.development.is_empty() {
-                if require_secrets {
-                    anyhow::bail!(
-                        "development secrets in use ({}); set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET",
-                        config.secrets.development.join(", ")
-                    );
-                }
-                warn_development_secrets(&config);
-            }
-            let gateway = Gateway::build(config)?;
-            edge::run(gateway)
-        }
-        Command::Check { config } => {
-            let config = Config::load(&config)?;
-            let gateway = Gateway::inspect(config)?;
-            print!("{}", summary::summary(&gateway));
-            Ok(())
-        }
+        } => serve(&config, require_secrets),
+        Command::Check {
+            config,
+            probe_origin,
+        } => return check(&config, probe_origin),
         Command::Stock { action } => match action {
             StockAction::Load { config, force } => stock::load(&Config::load(&config)?, force),
             StockAction::Show { config } => stock::show(&Config::load(&config)?),
@@ -255,21 +245,92 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::load(&config)?;
             mint_tokens(&config, &uid, &prefix, ttl)
         }
-        Command::Storm(args) => {
-            let (plan, json) = args.plan();
-            let report = runtime()?.block_on(storm::run(plan))?;
-            print!("{}", report.table());
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            if report.won_twice > 0 {
-                anyhow::bail!("{} users won twice", report.won_twice);
-            }
-            Ok(())
-        }
+        Command::Storm(args) => storm(args),
         Command::Demo(args) => demo(args),
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `flashgate run`.
+fn serve(config: &std::path::Path, require_secrets: bool) -> anyhow::Result<()> {
+    // First of all: a SIGHUP while the configuration loads must not end the process.
+    edge::hangup::take_over()?;
+    let config = Config::load(config)?;
+    if !config.secrets.development.is_empty() {
+        if require_secrets {
+            anyhow::bail!(
+                "development secrets in use ({}); set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET",
+                config.secrets.development.join(", ")
+            );
+        }
+        warn_development_secrets(&config);
     }
+    let gateway = Gateway::build(config)?;
+    for w in risks(&gateway) {
+        // The development secrets have their banner and an undurable store its own warning.
+        if !matches!(
+            w.kind,
+            warnings::Kind::DevelopmentSecrets | warnings::Kind::NotDurable
+        ) {
+            tracing::warn!("{}", w.text);
+        }
+    }
+    edge::run(gateway)
+}
+
+/// What `check` warns about, for `gateway`'s configuration now, on this machine.
+fn risks(gateway: &Gateway) -> Vec<warnings::Warning> {
+    let live = gateway.live();
+    let (_, ips, nets) = live.checkout.admission().blocklist().counts();
+    warnings::warnings(
+        &live.config,
+        ips + nets,
+        SystemTime::now(),
+        warnings::machine_memory(),
+    )
+}
+
+/// `flashgate check`: the summary, and with `--probe-origin` the probe's verdict.
+fn check(config: &std::path::Path, probe_origin: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let gateway = Gateway::inspect(config)?;
+    print!("{}", summary::summary(&gateway.live()));
+    let found = risks(&gateway);
+    if found.is_empty() {
+        println!("  warnings    none");
+    } else {
+        println!("  warnings    {}", found.len());
+        for w in &found {
+            println!("    ! {}", w.text);
+        }
+    }
+    if !probe_origin {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let found = runtime()?.block_on(probe::probe(&gateway.live().config));
+    for line in &found.lines {
+        println!("{line}");
+    }
+    Ok(match found.verdict {
+        probe::Verdict::Accepted => ExitCode::SUCCESS,
+        probe::Verdict::Failed => ExitCode::FAILURE,
+        probe::Verdict::Inconclusive => ExitCode::from(2),
+    })
+}
+
+/// `flashgate storm`.
+fn storm(args: StormArgs) -> anyhow::Result<()> {
+    let (plan, json) = args.plan();
+    let report = runtime()?.block_on(storm::run(plan))?;
+    print!("{}", report.table());
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.won_twice > 0 {
+        anyhow::bail!("{} users won twice", report.won_twice);
+    }
+    Ok(())
 }
 
 fn demo(args: DemoArgs) -> anyhow::Result<()> {

@@ -67,6 +67,18 @@ pub struct Metrics {
     pub settled: Settled,
     /// Reservations waiting for the origin to say whether it holds their order.
     pub unsettled: IntGauge,
+    /// Access-log lines dropped because the writer was behind.
+    pub access_log_dropped: IntCounter,
+    /// Configuration reloads, by result.
+    pub reloads: Reloads,
+}
+
+/// `flashgate_reloads_total{result}`.
+pub struct Reloads {
+    /// The new configuration is in place.
+    pub ok: IntCounter,
+    /// The file was refused; the running configuration stays.
+    pub refused: IntCounter,
 }
 
 /// `flashgate_settlements_total{result}`: what became of units whose forward ended.
@@ -159,6 +171,20 @@ impl Metrics {
              (embedded store).",
         ))?;
         registry.register(Box::new(unsettled.clone()))?;
+        let access_log_dropped = IntCounter::with_opts(Opts::new(
+            "flashgate_access_log_dropped_total",
+            "Access-log lines dropped because the log's writer was behind (its buffer full).",
+        ))?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "flashgate_reloads_total",
+                "Configuration reloads (SIGHUP, POST /admin/reload): ok, or refused (the file \
+                 does not load; the running configuration stays).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -176,6 +202,11 @@ impl Metrics {
                 retried: settled.with_label_values(&["retried"]),
             },
             unsettled,
+            access_log_dropped,
+            reloads: Reloads {
+                ok: reloads.with_label_values(&["ok"]),
+                refused: reloads.with_label_values(&["refused"]),
+            },
         })
     }
 

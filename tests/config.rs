@@ -545,3 +545,141 @@ fn orders_binary_reports_file_line_and_column() {
         "stderr: {stderr}"
     );
 }
+
+#[test]
+fn rate_limit_headers_mode_and_limit_names() {
+    use flashgate::config::RateLimitHeaders;
+    assert_eq!(
+        parse(GOOD).unwrap().rate_limit_headers,
+        RateLimitHeaders::Draft
+    );
+    for (mode, want) in [
+        ("draft", RateLimitHeaders::Draft),
+        ("legacy", RateLimitHeaders::Legacy),
+        ("both", RateLimitHeaders::Both),
+    ] {
+        let text = format!("{GOOD}rate_limit_headers: {mode}\n");
+        assert_eq!(parse(&text).unwrap().rate_limit_headers, want);
+    }
+    let (at, message) = error_at(&format!("{GOOD}rate_limit_headers: newest\n"));
+    assert_eq!((at.line, at.column), (17, 21), "{message}");
+    assert!(message.contains("unknown variant `newest`"), "{message}");
+    // A limit's name travels in the RateLimit headers: visible ASCII only.
+    let (at, message) = error_at(&GOOD.replace("name: per-uid", "name: \"每用户\""));
+    assert_eq!((at.line, at.column), (16, 13), "{message}");
+    assert!(message.contains("visible ASCII"), "{message}");
+}
+
+#[test]
+fn one_secret_set_and_the_other_missing_is_refused_naming_it() {
+    // Only the login secret set: the edge's is named, where it is written.
+    let (at, message) = error_at(&GOOD.replace("${EDGE}", "${NOPE_EDGE}"));
+    assert_eq!((at.line, at.column), (5, 9), "{message}");
+    assert!(
+        message
+            .contains("secrets.edge names NOPE_EDGE, which is not set, while secrets.login is set"),
+        "{message}"
+    );
+    // Only the edge secret set.
+    let (at, message) = error_at(&GOOD.replace("${LOGIN}", "${NOPE_LOGIN}"));
+    assert_eq!((at.line, at.column), (4, 10), "{message}");
+    assert!(
+        message.contains("secrets.login names NOPE_LOGIN"),
+        "{message}"
+    );
+    // A captcha secret set while neither of the others is: half-configured too.
+    let text = GOOD
+        .replace("${LOGIN}", "${NOPE_LOGIN}")
+        .replace("${EDGE}", "${NOPE_EDGE}")
+        + "captcha: { token_secret: captcha-secret-captcha-secret-captcha-0003 }\n";
+    let (_, message) = error_at(&text);
+    assert!(
+        message.contains("captcha.token_secret is set, but secrets.login and secrets.edge are not"),
+        "{message}"
+    );
+}
+
+#[test]
+fn check_warns_about_risky_settings_and_still_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let risky = dir.path().join("risky.yaml");
+    let text = GOOD
+        .replace("listen: 127.0.0.1:8080", "listen: 0.0.0.0:8080")
+        .replace("2026-11-22T12", "2025-01-01T12")
+        .replace("2026-11-22T13", "2025-01-02T13")
+        .replace(
+            "  - { name: per-uid",
+            "  - { name: per-ip, key: ip, requests: 50, per: 10s }\n  - { name: per-uid",
+        );
+    std::fs::write(&risky, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flashgate"))
+        .args(["check", "--config"])
+        .arg(&risky)
+        .env("LOGIN", "login-secret-login-secret-login-secret-0001")
+        .env("EDGE", "edge-secret-edge-secret-edge-secret-edge-0002")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    // The sale ended on 2025-01-02; the listener is open with no proxy trusted; both
+    // limits are sized for the default million keys; the embedded store has no journal.
+    for warning in [
+        "  warnings    5",
+        "! the sale of product 42 ended at 2025-01-02T13:00:00Z",
+        "! X-Forwarded-For is believed from no proxy on another machine (trusted_proxies: none)",
+        "the per-IP limit per-ip (50 per 10s) would count the whole crowd as one client",
+        "! limit per-ip takes 128 MiB",
+        "! limit per-uid takes 128 MiB",
+        "! store.path is not set",
+    ] {
+        if warning.contains("2026-11-22")
+            && std::time::SystemTime::now()
+                < humantime::parse_rfc3339("2026-11-22T13:00:00Z").unwrap()
+        {
+            continue;
+        }
+        assert!(said.contains(warning), "{warning:?} not in:\n{said}");
+    }
+}
+
+#[test]
+fn access_log_settings() {
+    use flashgate::config::{LogRoute, LogTarget};
+    assert!(parse(GOOD).unwrap().access_log.is_none());
+    let c = parse(&format!("{GOOD}access_log: {{ path: /var/log/a.log }}\n")).unwrap();
+    let log = c.access_log.unwrap();
+    assert_eq!(log.target, LogTarget::File("/var/log/a.log".into()));
+    assert_eq!(log.routes, LogRoute::ALL);
+    assert_eq!(log.buffer, 65_536);
+    let c = parse(&format!(
+        "{GOOD}access_log: {{ path: stdout, routes: [buy, challenge], buffer: 10 }}\n"
+    ))
+    .unwrap();
+    let log = c.access_log.unwrap();
+    assert_eq!(log.target, LogTarget::Stdout);
+    assert_eq!(log.routes, [LogRoute::Buy, LogRoute::Challenge]);
+    for (what, text, (line, column), says) in [
+        (
+            "an unknown route",
+            "access_log: { path: stdout, routes: [buys] }",
+            (17, 38),
+            "unknown variant `buys`",
+        ),
+        (
+            "no route",
+            "access_log: { path: stdout, routes: [] }",
+            (17, 37),
+            "routes is empty",
+        ),
+        (
+            "no buffer",
+            "access_log: { path: stdout, buffer: 0 }",
+            (17, 37),
+            "access_log.buffer is lines",
+        ),
+    ] {
+        let (at, message) = error_at(&format!("{GOOD}{text}\n"));
+        assert_eq!((at.line, at.column), (line, column), "{what}: {message}");
+        assert!(message.contains(says), "{what}: {message}");
+    }
+}

@@ -273,11 +273,25 @@ async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) 
         let a = post(&c, &url42, Some(&bot), &[]).await;
         if a.status == 429 {
             assert_eq!(a.outcome, "rate_limited");
-            assert_eq!(a.headers["ratelimit-limit"], "5");
-            assert_eq!(a.headers["ratelimit-remaining"], "0");
+            // The draft's fields (the default), naming the rule that refused.
+            assert_eq!(a.headers["ratelimit-policy"], r#""per-uid";q=5;w=10"#);
+            let ratelimit = a.headers["ratelimit"].to_str().unwrap();
+            let reset: u64 = ratelimit
+                .strip_prefix(r#""per-uid";r=0;t="#)
+                .unwrap_or_else(|| panic!("RateLimit: {ratelimit}"))
+                .parse()
+                .unwrap();
+            assert!((1..=10).contains(&reset), "RateLimit {ratelimit}");
+            // Retry-After: the reset plus at most a fifth of the window's 10 s of jitter.
             let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
-            assert!((1..=10).contains(&retry), "Retry-After {retry}");
-            assert_eq!(a.headers["ratelimit-reset"], a.headers["retry-after"]);
+            assert!(
+                (reset..=reset + 2).contains(&retry),
+                "Retry-After {retry}, t={reset}"
+            );
+            assert!(
+                !a.headers.contains_key("ratelimit-limit"),
+                "the legacy headers only when asked for"
+            );
         }
         bot_statuses.push(a.status);
     }

@@ -21,6 +21,7 @@ pub mod difficulty;
 pub mod pow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::config::{Captcha, CaptchaSettings, Secret, MAX_POW_BITS};
 use crate::signing::{challenge_mac, constant_time_eq, pass_mac, CHALLENGE_MAC_BYTES};
@@ -66,18 +67,33 @@ pub struct Refused;
 /// by the sale (`checkout::Sale`), so a buy finds it with the sale's one lookup.
 pub struct SaleCaptcha {
     mode: Captcha,
-    pow: Option<Difficulty>,
+    /// Shared with the sale it was carried over from on a reload.
+    pow: Option<Arc<Difficulty>>,
 }
 
 impl SaleCaptcha {
     /// The captcha of a sale asking for `mode`, with the difficulty `settings` give.
     pub fn new(mode: Captcha, settings: &CaptchaSettings) -> Self {
+        Self::carrying(mode, settings, None)
+    }
+
+    /// [`SaleCaptcha::new`] for a reload: a `pow` sale whose difficulty settings did not change
+    /// keeps where its difficulty stands (raised under load, it stays raised).
+    pub fn carrying(
+        mode: Captcha,
+        settings: &CaptchaSettings,
+        previous: Option<&SaleCaptcha>,
+    ) -> Self {
         let pow = (mode == Captcha::Pow).then(|| {
-            Difficulty::new(
+            let fresh = Difficulty::new(
                 settings.difficulty,
                 settings.max_difficulty,
                 settings.raise_above,
-            )
+            );
+            previous
+                .and_then(|p| p.pow.as_ref())
+                .filter(|d| d.same_settings(&fresh))
+                .map_or_else(|| Arc::new(fresh), Arc::clone)
         });
         SaleCaptcha { mode, pow }
     }

@@ -123,6 +123,11 @@ impl Admission {
         &self.blocklist
     }
 
+    /// The rate limits.
+    pub fn rates(&self) -> &RateLimiter {
+        &self.rates
+    }
+
     /// Run the chain for a buy of the sale whose gate and captcha are given. On success the
     /// caller asks the store for a unit.
     pub fn check(
@@ -131,18 +136,49 @@ impl Admission {
         sale_captcha: &SaleCaptcha,
         req: &BuyRequest<'_>,
     ) -> Result<Admitted, Reject> {
+        let uid = self.identify(gate, req)?;
+        self.admit(gate, sale_captcha, req, uid)
+            .map_err(|(reject, _)| reject)
+    }
+
+    /// The first checks, up to the login: the sale window, the buy-path token, the login
+    /// token. The user, or why not.
+    pub fn identify(&self, gate: &SaleGate, req: &BuyRequest<'_>) -> Result<String, Reject> {
         gate.window(req.now_ms)?;
         if !gate.token_matches(req.token) {
             return Err(Outcome::BadSalePath.into());
         }
-        let uid = req
-            .login_token
+        req.login_token
             .and_then(|t| self.login.verify(t))
-            .ok_or(Outcome::LoginRequired)?;
-        if self.blocklist.blocks_uid(&uid) || self.blocklist.blocks_ip(req.client_ip) {
+            .ok_or_else(|| Outcome::LoginRequired.into())
+    }
+
+    /// The rest of the chain for `uid` (from [`Admission::identify`]). A reject hands the uid
+    /// back, so the caller can say whose request it was (the access log) without a copy.
+    pub fn admit(
+        &self,
+        gate: &SaleGate,
+        sale_captcha: &SaleCaptcha,
+        req: &BuyRequest<'_>,
+        uid: String,
+    ) -> Result<Admitted, (Reject, String)> {
+        match self.rest(gate, sale_captcha, req, &uid) {
+            Ok(pass) => Ok(Admitted { uid, pass }),
+            Err(reject) => Err((reject, uid)),
+        }
+    }
+
+    fn rest(
+        &self,
+        gate: &SaleGate,
+        sale_captcha: &SaleCaptcha,
+        req: &BuyRequest<'_>,
+        uid: &str,
+    ) -> Result<Option<captcha::Pass>, Reject> {
+        if self.blocklist.blocks_uid(uid) || self.blocklist.blocks_ip(req.client_ip) {
             return Err(Outcome::Blacklisted.into());
         }
-        if let Err(limited) = self.rates.check(client_ip::subject(req.client_ip), &uid) {
+        if let Err(limited) = self.rates.check(client_ip::subject(req.client_ip), uid) {
             return Err(Reject {
                 outcome: Outcome::RateLimited,
                 rate: Some(limited),
@@ -150,11 +186,11 @@ impl Admission {
         }
         let pass = self
             .captcha
-            .check(sale_captcha, &uid, req.product, req.captcha, req.now_ms)
+            .check(sale_captcha, uid, req.product, req.captcha, req.now_ms)
             .map_err(|_| Outcome::CaptchaRequired)?;
         if gate.sold_out_hint(req.now_ms) {
             return Err(Outcome::SoldOut.into());
         }
-        Ok(Admitted { uid, pass })
+        Ok(pass)
     }
 }

@@ -23,6 +23,7 @@
 use std::collections::HashSet;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_limits::rate::Rate;
@@ -49,8 +50,31 @@ struct Rule {
     key: LimitKey,
     limit: isize,
     dry_run: bool,
-    rate: Rate,
+    /// The counts; shared with the rule it was carried over from on a reload.
+    rate: Arc<Rate>,
     dry_run_over: IntCounter,
+    /// What the counts mean: a reloaded rule with the same shape keeps them.
+    shape: Shape,
+}
+
+/// What a rule's counts are counts of: the same name, key, window and sketch size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shape {
+    name: String,
+    key: LimitKey,
+    per: Duration,
+    expected_keys: usize,
+}
+
+impl Shape {
+    fn of(limit: &Limit) -> Self {
+        Shape {
+            name: limit.name.clone(),
+            key: limit.key,
+            per: limit.per,
+            expected_keys: limit.expected_keys,
+        }
+    }
 }
 
 /// All configured limits.
@@ -66,11 +90,18 @@ pub fn slots_for(expected_keys: usize) -> usize {
 
 /// Bytes of memory one limit's sketch takes (two windows).
 pub fn sketch_bytes(limit: &Limit) -> usize {
-    let (hashes, slots) = shape(limit);
+    let (hashes, slots) = sketch_shape(limit);
     2 * hashes * slots * std::mem::size_of::<isize>()
 }
 
-fn shape(limit: &Limit) -> (usize, usize) {
+/// Whether a reload with `previous` in place keeps the counts of `limit` (see
+/// [`RateLimiter::carrying`]).
+pub fn keeps_counts(previous: &RateLimiter, limit: &Limit) -> bool {
+    let shape = Shape::of(limit);
+    previous.rules.iter().any(|r| r.shape == shape)
+}
+
+fn sketch_shape(limit: &Limit) -> (usize, usize) {
     match limit.key {
         LimitKey::Global => (1, 1),
         _ => (HASHES, slots_for(limit.expected_keys)),
@@ -85,16 +116,36 @@ impl RateLimiter {
         allowlist: &[String],
         dry_run_counter: impl Fn(&str) -> IntCounter,
     ) -> Self {
+        Self::carrying(limits, allowlist, dry_run_counter, None)
+    }
+
+    /// [`RateLimiter::new`] for a reload: a rule of `previous` with the same name, key, window
+    /// and `expected_keys` keeps its counts (its `requests` and `dry_run` may change); any
+    /// other rule starts from zero.
+    pub fn carrying(
+        limits: &[Limit],
+        allowlist: &[String],
+        dry_run_counter: impl Fn(&str) -> IntCounter,
+        previous: Option<&RateLimiter>,
+    ) -> Self {
         let rules = limits
             .iter()
             .map(|l| {
-                let (hashes, slots) = shape(l);
+                let shape = Shape::of(l);
+                let kept = previous
+                    .and_then(|p| p.rules.iter().find(|r| r.shape == shape))
+                    .map(|r| Arc::clone(&r.rate));
+                let rate = kept.unwrap_or_else(|| {
+                    let (hashes, slots) = sketch_shape(l);
+                    Arc::new(Rate::new_with_estimator_config(l.per, hashes, slots))
+                });
                 Rule {
                     key: l.key,
                     limit: isize::try_from(l.requests).unwrap_or(isize::MAX),
                     dry_run: l.dry_run,
-                    rate: Rate::new_with_estimator_config(l.per, hashes, slots),
+                    rate,
                     dry_run_over: dry_run_counter(&l.name),
+                    shape,
                 }
             })
             .collect();
@@ -199,6 +250,41 @@ mod tests {
             assert!(r.check(ip, "vip").is_ok());
         }
         assert_eq!(dry.get(), 4);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_counts_of_rules_of_the_same_shape() {
+        let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        let before = RateLimiter::new(
+            &[
+                limit(LimitKey::Uid, 3, false, 1024),
+                limit(LimitKey::Global, 100, false, 1),
+            ],
+            &[],
+            counter(),
+        );
+        for _ in 0..3 {
+            assert!(before.check(ip, "u1").is_ok());
+        }
+        // The uid rule keeps its shape (only its limit changes: 3 -> 4); the global rule's
+        // window changes, so it starts over.
+        let mut uid = limit(LimitKey::Uid, 4, false, 1024);
+        uid.name = "Uid".into();
+        let mut global = limit(LimitKey::Global, 100, false, 1);
+        global.per = Duration::from_secs(20);
+        assert!(keeps_counts(&before, &uid));
+        assert!(!keeps_counts(&before, &global));
+        let after = RateLimiter::carrying(&[uid, global], &[], counter(), Some(&before));
+        assert!(after.check(ip, "u1").is_ok(), "the fourth of 4");
+        let refused = after.check(ip, "u1").unwrap_err();
+        assert_eq!((refused.rule, refused.limit), (0, 4));
+        // Counting on the new limiter counts on the old one too (one sketch, shared).
+        assert!(before.check(ip, "u1").is_err());
+        // A rule of another name starts from zero.
+        let mut renamed = limit(LimitKey::Uid, 3, false, 1024);
+        renamed.name = "peruser".into();
+        let fresh = RateLimiter::carrying(&[renamed], &[], counter(), Some(&before));
+        assert!(fresh.check(ip, "u1").is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! units that come back (an unpaid order released) sell again within about a second.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::config::{Captcha, Sale, Secret};
 use crate::signing::{constant_time_eq, sale_path_token};
@@ -20,12 +21,24 @@ pub struct SaleGate {
     ends_ms: u64,
     token: Box<str>,
     hint_ms: u64,
-    sold_out_until_ms: AtomicU64,
+    /// Shared with the gate of the same product it was carried over from on a reload.
+    sold_out_until_ms: Arc<AtomicU64>,
 }
 
 impl SaleGate {
     /// Prepare `sale`, deriving its buy-path token from the edge secret.
     pub fn new(sale: &Sale, edge: &Secret, hint: std::time::Duration) -> Self {
+        Self::carrying(sale, edge, hint, None)
+    }
+
+    /// [`SaleGate::new`] for a reload: the sold-out hint of `previous` (the same product's
+    /// gate) carries over, shared, so a sold-out sale stays answered locally.
+    pub fn carrying(
+        sale: &Sale,
+        edge: &Secret,
+        hint: std::time::Duration,
+        previous: Option<&SaleGate>,
+    ) -> Self {
         let starts_ms = sale.starts_at.unix_millis();
         SaleGate {
             product: sale.product,
@@ -34,7 +47,9 @@ impl SaleGate {
             ends_ms: sale.ends_at.unix_millis(),
             token: sale_path_token(edge, sale.product, starts_ms).into(),
             hint_ms: hint.as_millis() as u64,
-            sold_out_until_ms: AtomicU64::new(0),
+            sold_out_until_ms: previous
+                .filter(|p| p.product == sale.product)
+                .map_or_else(Default::default, |p| Arc::clone(&p.sold_out_until_ms)),
         }
     }
 
@@ -115,6 +130,23 @@ mod tests {
         assert_eq!(g.window(100_000), Ok(()));
         assert_eq!(g.window(199_999), Ok(()));
         assert_eq!(g.window(200_000), Err(Outcome::Ended));
+    }
+
+    #[test]
+    fn a_reloaded_gate_keeps_the_hint() {
+        let before = gate();
+        before.mark_sold_out(150_000);
+        let mut sale = before.sale.clone();
+        sale.ends_at = Timestamp(UNIX_EPOCH + Duration::from_secs(300));
+        let after = SaleGate::carrying(
+            &sale,
+            &Secret::new(vec![7u8; 32]),
+            Duration::from_secs(1),
+            Some(&before),
+        );
+        assert!(after.sold_out_hint(150_500));
+        after.clear_sold_out();
+        assert!(!before.sold_out_hint(150_500), "one hint, shared");
     }
 
     #[test]

@@ -89,6 +89,17 @@ impl Common {
             payment_timeout,
         })?;
         if settings.development_secret {
+            // Fail closed when half-configured: the deployment has secrets, but not the one
+            // this process needs, and it would accept forwards signed with the public key.
+            let set = flashgate::config::secret_variables_set(&flashgate::config::ProcessEnv);
+            if !set.is_empty() {
+                anyhow::bail!(
+                    "the edge secret is not set (edge_secret; FLASHGATE_EDGE_SECRET unless the \
+                     settings file names another variable), while {} is: set the edge's secret \
+                     too, or none of them for development",
+                    set.join(", ")
+                );
+            }
             tracing::warn!(
                 "DEVELOPMENT edge secret in use: set FLASHGATE_EDGE_SECRET (the edge's secret) before a real sale"
             );
@@ -121,7 +132,9 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(common) => {
-            orders::serve(common.settings()?).await?;
+            let settings = common.settings()?;
+            ignore_hangups()?;
+            orders::serve(settings).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile {
@@ -161,4 +174,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// SIGHUP (`systemctl reload`) would end the process by default; the order backend has nothing
+/// to reload (its settings are read at start), so it says so and keeps serving.
+fn ignore_hangups() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP: flashgate-orders has nothing to reload; restart it to apply new settings"
+            );
+        }
+    });
+    Ok(())
 }

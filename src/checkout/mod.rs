@@ -32,8 +32,9 @@ use crate::admission::captcha::{CaptchaCheck, Challenge};
 use crate::admission::catalog::{CatalogError, ProductFilter};
 use crate::admission::login::Login;
 use crate::admission::rate::RateLimiter;
-use crate::admission::{Admission, BuyRequest, Outcome, Reject};
+use crate::admission::{Admission, Admitted, BuyRequest, Outcome, Reject};
 use crate::config::{Config, ConfigError};
+use crate::logging::SharedThrottle;
 use crate::metrics::Metrics;
 use crate::stock::single_use::SingleUse;
 use crate::stock::{Reservation, Reserve, StockStore};
@@ -57,6 +58,27 @@ impl From<Outcome> for Decision {
     }
 }
 
+/// A decided buy and, once the login checked out, whose it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bought {
+    /// What to do.
+    pub decision: Decision,
+    /// The logged-in user, if the request got as far as the login check.
+    pub uid: Option<String>,
+}
+
+impl Bought {
+    fn anonymous(decision: Decision) -> Self {
+        Bought {
+            decision,
+            uid: None,
+        }
+    }
+}
+
+/// How often a failing store is reported: every request during an outage sees it.
+const STORE_FAILURE_REPORT: Duration = Duration::from_secs(5);
+
 /// Why the checkout could not be assembled from a configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -77,7 +99,18 @@ pub struct Checkout {
     single_use: Arc<dyn SingleUse>,
     metrics: Arc<Metrics>,
     settle_after: Duration,
-    pending: settle::Pending,
+    /// Shared by every checkout a reload makes, like the stores and the metrics.
+    pending: Arc<settle::Pending>,
+    store_failures: Arc<SharedThrottle>,
+}
+
+/// What a reload's checkout shares with the one it replaces.
+struct Shared {
+    store: Arc<dyn StockStore>,
+    single_use: Arc<dyn SingleUse>,
+    metrics: Arc<Metrics>,
+    pending: Arc<settle::Pending>,
+    store_failures: Arc<SharedThrottle>,
 }
 
 impl Checkout {
@@ -89,42 +122,14 @@ impl Checkout {
         single_use: Arc<dyn SingleUse>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, BuildError> {
-        let blocklist = match &config.blocklist_file {
-            Some(path) => Blocklist::load(path)?,
-            None => Blocklist::default(),
-        };
-        let rates = RateLimiter::new(&config.limits, &config.allowlist_uids, |name| {
-            metrics.dry_run_counter(name)
-        });
-        let sales = config
-            .sales
-            .iter()
-            .map(|s| {
-                let sale = Sale::new(
-                    s,
-                    &config.secrets.edge,
-                    config.sold_out_hint,
-                    &config.captcha,
-                );
-                (s.product, sale)
-            })
-            .collect();
-        let admission = Admission::new(
-            Login::new(&config.secrets.login),
-            blocklist,
-            rates,
-            CaptchaCheck::new(&config.captcha, &config.secrets.edge),
-        );
-        let checkout = Checkout {
-            products: ProductFilter::build(&config.catalog)?,
-            sales,
-            admission,
+        let shared = Shared {
             store,
             single_use,
             metrics,
-            settle_after: config.origin.settle_after,
-            pending: settle::Pending::default(),
+            pending: Arc::default(),
+            store_failures: Arc::new(SharedThrottle::new(STORE_FAILURE_REPORT)),
         };
+        let checkout = Self::assemble(config, shared, None)?;
         for reservation in checkout.store.unsettled() {
             if !checkout.sales.contains_key(&reservation.product) {
                 tracing::warn!(
@@ -140,6 +145,71 @@ impl Checkout {
             checkout.defer(reservation, 0);
         }
         Ok(checkout)
+    }
+
+    /// The checkout of a reloaded `config`, to replace this one: the same store, single-use
+    /// store, metrics and settlement queue; each sale that stays keeps its sold-out hint (and
+    /// its proof-of-work difficulty if those settings stay); each limit rule of the same
+    /// name, key, window and size keeps its counts. Everything else is built from `config`
+    /// anew: catalog, blocklist (the file is read again), allowlist, login, captcha checks.
+    pub fn rebuild(&self, config: &Config) -> Result<Self, BuildError> {
+        let shared = Shared {
+            store: Arc::clone(&self.store),
+            single_use: Arc::clone(&self.single_use),
+            metrics: Arc::clone(&self.metrics),
+            pending: Arc::clone(&self.pending),
+            store_failures: Arc::clone(&self.store_failures),
+        };
+        Self::assemble(config, shared, Some(self))
+    }
+
+    fn assemble(
+        config: &Config,
+        shared: Shared,
+        previous: Option<&Checkout>,
+    ) -> Result<Self, BuildError> {
+        let blocklist = match &config.blocklist_file {
+            Some(path) => Blocklist::load(path)?,
+            None => Blocklist::default(),
+        };
+        let metrics = &shared.metrics;
+        let rates = RateLimiter::carrying(
+            &config.limits,
+            &config.allowlist_uids,
+            |name| metrics.dry_run_counter(name),
+            previous.map(|p| p.admission.rates()),
+        );
+        let sales = config
+            .sales
+            .iter()
+            .map(|s| {
+                let sale = Sale::carrying(
+                    s,
+                    &config.secrets.edge,
+                    config.sold_out_hint,
+                    &config.captcha,
+                    previous.and_then(|p| p.sales.get(&s.product)),
+                );
+                (s.product, sale)
+            })
+            .collect();
+        let admission = Admission::new(
+            Login::new(&config.secrets.login),
+            blocklist,
+            rates,
+            CaptchaCheck::new(&config.captcha, &config.secrets.edge),
+        );
+        Ok(Checkout {
+            products: ProductFilter::build(&config.catalog)?,
+            sales,
+            admission,
+            store: shared.store,
+            single_use: shared.single_use,
+            metrics: shared.metrics,
+            settle_after: config.origin.settle_after,
+            pending: shared.pending,
+            store_failures: shared.store_failures,
+        })
     }
 
     /// The sale of `product`, if the product is in the catalog and on sale here.
@@ -172,13 +242,39 @@ impl Checkout {
 
     /// Decide a buy: answer it at the edge, or reserve a unit and forward it.
     pub async fn buy(&self, request: &BuyRequest<'_>) -> Decision {
+        self.decide(request).await.decision
+    }
+
+    /// [`Checkout::buy`], also saying whose buy it was once the login checked out (for the
+    /// access log; the UID is the one the login check made, not a copy).
+    pub async fn decide(&self, request: &BuyRequest<'_>) -> Bought {
         let Some(sale) = self.sale(request.product) else {
-            return Outcome::UnknownProduct.into();
+            return Bought::anonymous(Outcome::UnknownProduct.into());
         };
-        let admitted = match self.admission.check(&sale.gate, &sale.captcha, request) {
-            Ok(admitted) => admitted,
-            Err(reject) => return Decision::Answer(reject),
+        let uid = match self.admission.identify(&sale.gate, request) {
+            Ok(uid) => uid,
+            Err(reject) => return Bought::anonymous(Decision::Answer(reject)),
         };
+        match self
+            .admission
+            .admit(&sale.gate, &sale.captcha, request, uid)
+        {
+            Ok(admitted) => {
+                let decision = self.take(sale, request, &admitted).await;
+                Bought {
+                    decision,
+                    uid: Some(admitted.uid),
+                }
+            }
+            Err((reject, uid)) => Bought {
+                decision: Decision::Answer(reject),
+                uid: Some(uid),
+            },
+        }
+    }
+
+    /// The store's part of an admitted buy: claim its captcha, reserve a unit.
+    async fn take(&self, sale: &Sale, request: &BuyRequest<'_>, admitted: &Admitted) -> Decision {
         if let Some(pass) = &admitted.pass {
             // The captcha's single use: a store call, made only once every local check passed.
             let started = Instant::now();
@@ -193,7 +289,11 @@ impl Checkout {
                 Ok(true) => {}
                 Ok(false) => return Outcome::CaptchaRequired.into(),
                 Err(e) => {
-                    tracing::warn!("captcha claim failed: {e}");
+                    if let Some(held) = self.store_failures.admit() {
+                        tracing::warn!(
+                            "captcha claim failed: {e} ({held} more store failures since the last report)"
+                        );
+                    }
                     return Outcome::StoreUnavailable.into();
                 }
             }
@@ -212,7 +312,11 @@ impl Checkout {
             Ok(Reserve::Duplicate) => Outcome::Duplicate.into(),
             Ok(Reserve::UnknownSale) => Outcome::UnknownProduct.into(),
             Err(e) => {
-                tracing::warn!("reserve failed: {e}");
+                if let Some(held) = self.store_failures.admit() {
+                    tracing::warn!(
+                        "reserve failed: {e} ({held} more store failures since the last report)"
+                    );
+                }
                 Outcome::StoreUnavailable.into()
             }
         }

@@ -29,9 +29,22 @@ impl Sale {
         hint: Duration,
         captcha: &CaptchaSettings,
     ) -> Self {
+        Self::carrying(config, edge, hint, captcha, None)
+    }
+
+    /// [`Sale::new`] for a reload: what the running sale of the same product knows — its
+    /// sold-out hint, and its proof-of-work difficulty if those settings did not change —
+    /// carries over from `previous`. (Its stock and buyers are the store's: nothing to carry.)
+    pub fn carrying(
+        config: &SaleConfig,
+        edge: &Secret,
+        hint: Duration,
+        captcha: &CaptchaSettings,
+        previous: Option<&Sale>,
+    ) -> Self {
         Sale {
-            gate: SaleGate::new(config, edge, hint),
-            captcha: SaleCaptcha::new(config.captcha, captcha),
+            gate: SaleGate::carrying(config, edge, hint, previous.map(|p| &p.gate)),
+            captcha: SaleCaptcha::carrying(config.captcha, captcha, previous.map(|p| &p.captcha)),
             keys: SaleKeys::of(config.product),
         }
     }

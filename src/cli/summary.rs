@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use flashgate::admission::rate::sketch_bytes;
 use flashgate::config::{LimitKey, Store};
-use flashgate::edge::Gateway;
+use flashgate::edge::Live;
 
 fn mib(bytes: usize) -> String {
     if bytes >= 1024 * 1024 {
@@ -15,7 +15,7 @@ fn mib(bytes: usize) -> String {
 }
 
 /// Render the summary of `gw`.
-pub fn summary(gw: &Gateway) -> String {
+pub fn summary(gw: &Live) -> String {
     let c = &gw.config;
     let mut s = String::new();
     let _ = writeln!(s, "{}: OK", c.file.display());

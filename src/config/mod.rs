@@ -28,7 +28,7 @@ use crate::stock::journal::Fsync;
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
-pub use schema::{Captcha, LimitKey, StoreKind};
+pub use schema::{Captcha, LimitKey, LogRoute, RateLimitHeaders, StoreKind};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
 
@@ -54,6 +54,9 @@ pub struct Config {
     pub origin: Origin,
     /// Where stock lives.
     pub store: Store,
+    /// `store.capacity`: store calls per second one sale's store takes, if the file says;
+    /// `flashgate check` warns when the global limit lets more through.
+    pub store_capacity: Option<u64>,
     /// Directory of the static sale page.
     pub static_dir: PathBuf,
     /// Every product id the shop knows.
@@ -70,6 +73,32 @@ pub struct Config {
     pub sold_out_hint: Duration,
     /// How captchas are checked for sales that ask for one.
     pub captcha: CaptchaSettings,
+    /// Which rate-limit headers a `429` carries.
+    pub rate_limit_headers: RateLimitHeaders,
+    /// The access log, if one is configured.
+    pub access_log: Option<AccessLog>,
+    /// Bearer token of `POST /admin/reload`; without one, only SIGHUP reloads.
+    pub admin_token: Option<Secret>,
+}
+
+/// `access_log:` resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessLog {
+    /// Where the lines go.
+    pub target: LogTarget,
+    /// The routes logged.
+    pub routes: Vec<LogRoute>,
+    /// Lines waiting for the writer at most.
+    pub buffer: usize,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(PathBuf),
 }
 
 /// A secret key. Its `Debug` never shows the bytes.
@@ -229,6 +258,23 @@ impl Environment for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+}
+
+/// The environment variables the shipped configurations read their secrets from.
+pub const SECRET_VARIABLES: [&str; 3] = [
+    "FLASHGATE_LOGIN_SECRET",
+    "FLASHGATE_EDGE_SECRET",
+    "FLASHGATE_CAPTCHA_SECRET",
+];
+
+/// Which of [`SECRET_VARIABLES`] are set (and not empty) in `env`. A process that fell back to
+/// a development secret while some of these are set is half-configured: the order backend
+/// refuses to start so.
+pub fn secret_variables_set(env: &dyn Environment) -> Vec<&'static str> {
+    SECRET_VARIABLES
+        .into_iter()
+        .filter(|name| env.var(name).is_some_and(|v| !v.is_empty()))
+        .collect()
 }
 
 impl Config {

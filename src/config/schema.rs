@@ -44,6 +44,69 @@ pub struct FileConfig {
     /// Settings of the captchas that sales ask for with `captcha: pow | token`.
     #[serde(default)]
     pub captcha: FileCaptchaSettings,
+    /// Which rate-limit headers a `429` carries.
+    #[serde(default)]
+    pub rate_limit_headers: RateLimitHeaders,
+    /// The access log, if any.
+    #[serde(default)]
+    pub access_log: Option<FileAccessLog>,
+    /// Bearer token of the admin listener's `POST /admin/reload` (`${ENV}` like the secrets).
+    #[serde(default)]
+    pub admin_token: Option<String>,
+}
+
+/// `access_log:` — one JSON line per request, written off the hot path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileAccessLog {
+    /// A file (appended to), or `stdout`.
+    pub path: std::path::PathBuf,
+    /// The routes logged; every route when not given.
+    #[serde(default)]
+    pub routes: Option<Vec<LogRoute>>,
+    /// Lines waiting for the writer at most; more are dropped and counted.
+    #[serde(default = "default_access_log_buffer")]
+    pub buffer: usize,
+}
+
+/// A route of the public listener, as `access_log.routes` names it.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogRoute {
+    /// `GET /` and `/static/*`.
+    Static,
+    /// `GET /sale/{product}/button.js`.
+    Button,
+    /// `GET /api/challenge`.
+    Challenge,
+    /// `POST /buy/{product}/{token}`.
+    Buy,
+    /// Anything else.
+    Other,
+}
+
+impl LogRoute {
+    /// Every route.
+    pub const ALL: [LogRoute; 5] = [
+        LogRoute::Static,
+        LogRoute::Button,
+        LogRoute::Challenge,
+        LogRoute::Buy,
+        LogRoute::Other,
+    ];
+}
+
+/// `rate_limit_headers:` — which headers tell a refused client about the limit it hit.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitHeaders {
+    /// `RateLimit` and `RateLimit-Policy` of draft-ietf-httpapi-ratelimit-headers-10.
+    #[default]
+    Draft,
+    /// The older `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`.
+    Legacy,
+    /// Both sets.
+    Both,
 }
 
 /// `captcha:` — how proof-of-work challenges and external pass tokens are checked.
@@ -134,6 +197,9 @@ pub struct FileStore {
     /// Embedded store: when the journal reaches the disk.
     #[serde(default)]
     pub fsync: Fsync,
+    /// Store calls per second one sale's store takes (for `flashgate check`'s warning).
+    #[serde(default)]
+    pub capacity: Option<u64>,
 }
 
 impl Default for FileStore {
@@ -145,6 +211,7 @@ impl Default for FileStore {
             timeout: default_store_timeout(),
             path: None,
             fsync: Fsync::default(),
+            capacity: None,
         }
     }
 }
@@ -261,6 +328,9 @@ fn default_raise_above() -> u64 {
 }
 fn default_challenge_ttl() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_access_log_buffer() -> usize {
+    65_536
 }
 fn default_single_use_capacity() -> usize {
     1_000_000

@@ -13,13 +13,17 @@ use super::captcha::CaptchaSettings;
 use super::context::Ctx;
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
-use super::schema::{FileConfig, FileStore, LimitKey, StoreKind};
+use super::schema::{FileConfig, FileStore, LimitKey, LogRoute, StoreKind};
 use super::values::IdRange;
-use super::{Catalog, Config, Environment, Limit, Origin, Sale, Secrets, Store};
+use super::{
+    AccessLog, Catalog, Config, Environment, Limit, LogTarget, Origin, Sale, Secret, Secrets, Store,
+};
 
-/// Development login secret, used only when `secrets.login` names an unset variable.
+/// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
+/// variables.
 pub const DEV_LOGIN_SECRET: &[u8] = b"flashgate-DEVELOPMENT-login-secret-do-not-use-in-production";
-/// Development edge secret, used only when `secrets.edge` names an unset variable.
+/// Development edge secret, used only when `secrets.login` and `secrets.edge` both name unset
+/// variables.
 pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-use-in-production";
 
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
@@ -42,17 +46,7 @@ pub fn resolve(
         return Err(cx.err("admin_listen", "admin_listen must differ from listen"));
     }
 
-    let mut development = Vec::new();
-    let (login, fell_back) =
-        cx.secret_or_development("secrets.login", &file.secrets.login, DEV_LOGIN_SECRET)?;
-    if fell_back {
-        development.push("login");
-    }
-    let (edge, fell_back) =
-        cx.secret_or_development("secrets.edge", &file.secrets.edge, DEV_EDGE_SECRET)?;
-    if fell_back {
-        development.push("edge");
-    }
+    let (login, edge, development) = resolve_secrets(&cx, &file)?;
     if login == edge {
         return Err(cx.err(
             "secrets.edge",
@@ -66,6 +60,21 @@ pub fn resolve(
     let sales = resolve_sales(&cx, &file, &catalog)?;
     let limits = resolve_limits(&cx, &file)?;
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
+    let access_log = resolve_access_log(&cx, &file)?;
+    // An unset variable leaves the token unset: `POST /admin/reload` is refused, SIGHUP works.
+    let admin_token = match &file.admin_token {
+        Some(text) => cx.secret("admin_token", text)?.ok(),
+        None => None,
+    };
+    if !development.is_empty() && captcha.token_secret.is_some() {
+        return Err(cx.err(
+            "secrets.login",
+            "captcha.token_secret is set, but secrets.login and secrets.edge are not: a \
+             half-configured deployment would run on the public development secrets; set \
+             them too (FLASHGATE_LOGIN_SECRET, FLASHGATE_EDGE_SECRET: 32+ bytes each, e.g. \
+             openssl rand -hex 32)",
+        ));
+    }
 
     Ok(Config {
         file: file_path.to_path_buf(),
@@ -80,6 +89,7 @@ pub fn resolve(
         trusted_proxies: file.trusted_proxies.iter().map(|n| n.0).collect(),
         origin,
         store,
+        store_capacity: file.store.capacity,
         static_dir: file.static_dir,
         catalog,
         sales,
@@ -88,7 +98,95 @@ pub fn resolve(
         allowlist_uids: file.allowlist_uids.into_iter().map(|u| u.0).collect(),
         sold_out_hint: file.sold_out_hint.0,
         captcha,
+        rate_limit_headers: file.rate_limit_headers,
+        access_log,
+        admin_token,
     })
+}
+
+/// The most lines an access log may hold back for its writer (each is a few hundred bytes).
+const MAX_ACCESS_LOG_BUFFER: usize = 1 << 22;
+
+fn resolve_access_log(cx: &Ctx, file: &FileConfig) -> Result<Option<AccessLog>, ConfigError> {
+    let Some(log) = &file.access_log else {
+        return Ok(None);
+    };
+    let target = match log.path.to_str() {
+        Some("stdout") => LogTarget::Stdout,
+        Some("") => {
+            return Err(cx.err(
+                "access_log.path",
+                "access_log.path is empty: a file, or stdout",
+            ))
+        }
+        _ => LogTarget::File(log.path.clone()),
+    };
+    let routes =
+        match &log.routes {
+            None => LogRoute::ALL.to_vec(),
+            Some(routes) if routes.is_empty() => return Err(cx.err(
+                "access_log.routes",
+                "access_log.routes is empty: name the routes to log (static, button, challenge, \
+                 buy, other), or remove access_log to log nothing",
+            )),
+            Some(routes) => routes.clone(),
+        };
+    if log.buffer == 0 || log.buffer > MAX_ACCESS_LOG_BUFFER {
+        return Err(cx.err(
+            "access_log.buffer",
+            format!(
+                "access_log.buffer is lines, 1 to {MAX_ACCESS_LOG_BUFFER}; found {}",
+                log.buffer
+            ),
+        ));
+    }
+    Ok(Some(AccessLog {
+        target,
+        routes,
+        buffer: log.buffer,
+    }))
+}
+
+/// The login and edge secrets, and which of them fell back to the development secrets. They
+/// fall back only together: with neither set, a development setup starts on the built-in keys
+/// (and the binaries warn loudly); with one set and the other not, the deployment is
+/// half-configured and refused, naming what is missing, rather than sign with a public key.
+fn resolve_secrets(
+    cx: &Ctx,
+    file: &FileConfig,
+) -> Result<(Secret, Secret, Vec<&'static str>), ConfigError> {
+    let login = cx.secret("secrets.login", &file.secrets.login)?;
+    let edge = cx.secret("secrets.edge", &file.secrets.edge)?;
+    match (login, edge) {
+        (Ok(login), Ok(edge)) => Ok((login, edge, Vec::new())),
+        (Err(_), Err(_)) => Ok((
+            Secret::new(DEV_LOGIN_SECRET),
+            Secret::new(DEV_EDGE_SECRET),
+            vec!["login", "edge"],
+        )),
+        (Err(missing), Ok(_)) => Err(half_configured(
+            cx,
+            "secrets.login",
+            &missing,
+            "secrets.edge",
+        )),
+        (Ok(_), Err(missing)) => Err(half_configured(
+            cx,
+            "secrets.edge",
+            &missing,
+            "secrets.login",
+        )),
+    }
+}
+
+fn half_configured(cx: &Ctx, path: &str, missing: &str, set: &str) -> ConfigError {
+    cx.err(
+        path,
+        format!(
+            "{path} names {missing}, which is not set, while {set} is set: set {missing} too \
+             (32+ bytes, e.g. openssl rand -hex 32), or neither for development"
+        ),
+    )
 }
 
 fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
@@ -143,6 +241,12 @@ fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
 
 fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
     let timeout = store.timeout.0;
+    if store.capacity == Some(0) {
+        return Err(cx.err(
+            "store.capacity",
+            "store.capacity is store calls per second and must be at least 1",
+        ));
+    }
     if timeout.is_zero() {
         return Err(cx.err("store.timeout", "store.timeout must be above zero"));
     }
@@ -281,6 +385,18 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
     let mut limits = Vec::with_capacity(file.limits.len());
     for (i, l) in file.limits.iter().enumerate() {
         let at = |key: &str| format!("limits[{i}].{key}");
+        // The name travels as the policy name of the RateLimit headers (a structured-field
+        // String): visible ASCII and spaces only.
+        if l.name.is_empty() || !l.name.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+            return Err(cx.err(
+                &at("name"),
+                format!(
+                    "a limit's name is sent in the RateLimit headers: use visible ASCII \
+                     (letters, digits, -, _), found {:?}",
+                    l.name
+                ),
+            ));
+        }
         if !names.insert(l.name.as_str()) {
             return Err(cx.err(&at("name"), format!("a second limit is named {:?}", l.name)));
         }

@@ -8,12 +8,20 @@
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
 //!   (embedded store), over HTTP.
-//! - `respond`: writing edge-made answers.
+//! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
+//! - `access_log`: one JSON line per request, written by a thread of its own.
+//! - `live`: what the configuration decides, swapped whole by `reload` (SIGHUP, which
+//!   `hangup` takes over, or `POST /admin/reload`).
 
+pub mod access_log;
 pub mod admin;
 pub mod button;
 pub mod challenge;
+pub mod hangup;
+mod live;
 mod proxy;
+pub mod rate_headers;
+mod reload;
 pub mod respond;
 pub mod routes;
 mod settler;
@@ -21,11 +29,11 @@ pub mod static_files;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
-use pingora::upstreams::peer::HttpPeer;
 
 use crate::checkout::Checkout;
 use crate::config::{Config, Store};
@@ -35,8 +43,9 @@ use crate::stock::redis::{RedisStore, Target};
 use crate::stock::single_use::{MemorySingleUse, SingleUse};
 use crate::stock::{StockStore, StoreError};
 
+pub use live::Live;
 pub use proxy::Edge;
-use static_files::StaticFiles;
+pub use reload::{ReloadError, Reloaded};
 
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -53,24 +62,28 @@ pub enum BuildError {
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The access log could not be opened.
+    #[error(transparent)]
+    AccessLog(#[from] access_log::AccessLogError),
 }
 
 /// How long `flashgate-orders` accepts a signed forward; `settle_after` should outlast it.
 const ORIGIN_SIGNATURE_WINDOW: std::time::Duration =
     std::time::Duration::from_millis(crate::signing::FORWARD_FRESH_MS);
 
-/// Everything the listeners share: built once from the configuration, held in an `Arc`.
+/// Everything the listeners share, held in an `Arc`: what the configuration decides ([`Live`],
+/// swapped whole by a reload) and what outlives any one configuration (metrics, access log).
 pub struct Gateway {
-    /// The configuration it was built from.
-    pub config: Config,
-    /// Sales, checks and stock: decides every buy, settles every forward.
-    pub checkout: Checkout,
+    live: ArcSwap<Live>,
     /// Every metric.
     pub metrics: Arc<Metrics>,
-    /// The sale page.
-    pub static_files: StaticFiles,
-    /// The origin winners are forwarded to.
-    pub origin: HttpPeer,
+    /// The access log, when configured and the gateway runs (never for `check`).
+    pub access_log: Option<access_log::AccessLog>,
+    /// Failed forwards are reported once per period with a count: each winner of an origin
+    /// outage sees one.
+    pub forward_failures: crate::logging::SharedThrottle,
+    /// Held by the reload under way, so reloads run one at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Gateway {
@@ -115,7 +128,13 @@ impl Gateway {
             Store::Redis { url, timeout } => redis(Target::Single(url.clone()), *timeout),
             Store::Cluster { urls, timeout } => redis(Target::Cluster(urls.clone()), *timeout),
         };
-        Self::with_stores(config, store, single_use)
+        let access_log = config.access_log.clone();
+        let mut gateway = Self::with_stores(config, store, single_use)?;
+        if let Some(settings) = &access_log {
+            let dropped = gateway.metrics.access_log_dropped.clone();
+            gateway.access_log = Some(access_log::AccessLog::open(settings, dropped)?);
+        }
+        Ok(gateway)
     }
 
     /// Assemble the gateway from `config` to look at, without opening its store: the journal
@@ -138,27 +157,35 @@ impl Gateway {
             metrics.set_remaining(sale.product, sale.stock);
         }
         let checkout = Checkout::build(&config, store, single_use, metrics.clone())?;
-        let static_files = StaticFiles::load(&config.static_dir)?;
-        let mut origin = HttpPeer::new(config.origin.addr, false, String::new());
-        origin.options.connection_timeout = Some(config.origin.connect_timeout);
-        origin.options.total_connection_timeout = Some(config.origin.connect_timeout);
-        origin.options.read_timeout = Some(config.origin.timeout);
-        origin.options.write_timeout = Some(config.origin.timeout);
-        origin.options.idle_timeout = Some(std::time::Duration::from_secs(60));
+        let live = Live::build(config, checkout)?;
         Ok(Gateway {
-            config,
-            checkout,
+            live: ArcSwap::from_pointee(live),
             metrics,
-            static_files,
-            origin,
+            access_log: None,
+            forward_failures: crate::logging::SharedThrottle::new(std::time::Duration::from_secs(
+                5,
+            )),
+            reloading: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// The configuration in place now. A request takes it once, when it arrives, and keeps it
+    /// to its end.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Put `live` in place of the running configuration.
+    fn swap(&self, live: Live) {
+        self.live.store(Arc::new(live));
     }
 }
 
 /// Run the gateway until the process is told to stop (SIGTERM: graceful; SIGINT: fast).
 pub fn run(gateway: Gateway) -> anyhow::Result<()> {
     let gateway = Arc::new(gateway);
-    let config = &gateway.config;
+    let live = gateway.live();
+    let config = &live.config;
     let conf = ServerConf {
         threads: config.threads,
         // Short grace: a flash sale has no long-lived requests to wait for.
@@ -174,6 +201,7 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
             .into_owned(),
         ..ServerConf::default()
     };
+    hangup::take_over()?;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
@@ -199,10 +227,14 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
     server.add_service(public);
     server.add_service(admin);
     server.add_service(settler);
+    server.add_service(GenBackgroundService::new(
+        "flashgate SIGHUP".to_string(),
+        Arc::new(hangup::Hangup::new(gateway.clone())),
+    ));
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,
-        store = gateway.checkout.store().kind(),
+        store = live.checkout.store().kind(),
         "flashgate running"
     );
     server.run_forever()

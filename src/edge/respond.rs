@@ -6,6 +6,7 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
+use super::rate_headers::{jitter, RateHeaders, MAX_HEADERS};
 use crate::admission::rate::RateLimited;
 use crate::admission::Outcome;
 
@@ -50,20 +51,14 @@ pub async fn outcome(session: &mut Session, outcome: Outcome, extra: Extra<'_>) 
     .await
 }
 
-/// Answer `rate_limited` with `Retry-After` and the `RateLimit-*` headers.
-pub async fn rate_limited(session: &mut Session, limited: RateLimited) -> Result<()> {
-    let limit = limited.limit.to_string();
-    let remaining = limited.remaining.to_string();
-    let reset = limited.reset_secs.to_string();
-    outcome(
-        session,
-        Outcome::RateLimited,
-        &[
-            ("retry-after", &reset),
-            ("ratelimit-limit", &limit),
-            ("ratelimit-remaining", &remaining),
-            ("ratelimit-reset", &reset),
-        ],
-    )
-    .await
+/// Answer `rate_limited` with `Retry-After` and the rate-limit headers `headers` asks for.
+pub async fn rate_limited(
+    session: &mut Session,
+    limited: RateLimited,
+    headers: &RateHeaders,
+) -> Result<()> {
+    let refusal = headers.refusal(&limited, jitter());
+    let mut extra = [("", ""); MAX_HEADERS];
+    let n = refusal.pairs(&mut extra);
+    outcome(session, Outcome::RateLimited, &extra[..n]).await
 }

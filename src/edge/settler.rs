@@ -52,7 +52,7 @@ impl Settler {
     /// Settle `gateway`'s queued reservations.
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(gateway.config.origin.connect_timeout));
+        connector.set_connect_timeout(Some(gateway.live().config.origin.connect_timeout));
         Settler {
             gateway,
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -63,7 +63,8 @@ impl Settler {
 #[async_trait]
 impl OriginLookup for Settler {
     async fn holds(&self, reservation: &Reservation) -> Result<bool, LookupError> {
-        let origin = &self.gateway.config.origin;
+        let live = self.gateway.live();
+        let origin = &live.config.origin;
         let id = utf8_percent_encode(&reservation.id, SEGMENT);
         let uri = format!(
             "http://{}{}/{id}",
@@ -77,11 +78,7 @@ impl OriginLookup for Settler {
             .header("x-flashgate-timestamp", timestamp)
             .header(
                 "x-flashgate-signature",
-                lookup_signature(
-                    &self.gateway.config.secrets.edge,
-                    &reservation.id,
-                    timestamp,
-                ),
+                lookup_signature(&live.config.secrets.edge, &reservation.id, timestamp),
             )
             .body(Empty::new())
             .map_err(|e| LookupError::Unreachable(e.to_string()))?;
@@ -107,8 +104,10 @@ impl OriginLookup for Settler {
 #[async_trait]
 impl BackgroundService for Settler {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let checkout = &self.gateway.checkout;
         loop {
+            // The checkout in place now: a reload shares the settlement queue with the next.
+            let live = self.gateway.live();
+            let checkout = &live.checkout;
             let wait = checkout.settle_due(self).await;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}

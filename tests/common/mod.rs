@@ -175,6 +175,11 @@ impl Edge {
             .expect("start flashgate")
     }
 
+    /// The edge's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL the edge (no shutdown of any kind).
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -52,6 +52,11 @@ impl Difficulty {
         self.base
     }
 
+    /// Whether `other` was made with the same settings (a reload keeps this one then).
+    pub fn same_settings(&self, other: &Difficulty) -> bool {
+        (self.base, self.max, self.raise_above) == (other.base, other.max, other.raise_above)
+    }
+
     fn roll(&self, now_ms: u64) {
         let start = self.window_start_ms.load(Ordering::Acquire);
         if start == 0 {

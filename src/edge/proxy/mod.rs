@@ -11,6 +11,10 @@
 //! replaced by the edge's own `503 origin_unavailable` with `Retry-After`, so no origin's
 //! internals reach the public.
 //!
+//! Each request takes the configuration in place ([`Live`]) when it arrives and is served by it
+//! to its end, a reload meanwhile notwithstanding. `facts` resolves the client's address and
+//! writes the access-log line.
+//!
 //! "Reached" is sticky across retries: once any attempt connected (a fresh connection or a
 //! reused keep-alive one, where the request may have been delivered), a later attempt that
 //! cannot connect does not make the forward unreached. A failure on a reused keep-alive
@@ -28,9 +32,11 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+mod facts;
+
 use super::routes::{classify, Route as Path};
-use super::{button, challenge, respond, static_files, Gateway};
-use crate::admission::{client_ip, login, BuyRequest, Outcome, Reject};
+use super::{button, challenge, respond, static_files, Gateway, Live};
+use crate::admission::{login, BuyRequest, Outcome, Reject};
 use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
 use crate::clock::now_ms;
@@ -40,14 +46,24 @@ use crate::stock::Reservation;
 
 /// Per-request state.
 pub struct Ctx {
+    /// The configuration this request is served by, from its arrival to its end (a reload
+    /// meanwhile serves the next requests).
+    live: Arc<Live>,
     route: Route,
     outcome: Outcome,
     /// The unit of a forwarded winner, until its forward is settled.
     reservation: Option<Reservation>,
-    client_ip: IpAddr,
+    /// The client, once resolved (buys; for the access log, any request).
+    client_ip: Option<IpAddr>,
     /// Whether any attempt of the forward reached the origin. Never reset by a retry.
     reached: bool,
     forwarded_at: Option<Instant>,
+    /// When the request arrived, for the access log's latency.
+    started: Instant,
+    /// Whose buy it was, once the login checked out (access log).
+    uid: Option<String>,
+    /// A winner's reservation id, kept for the access log (only when it logs buys).
+    reservation_id: Option<String>,
 }
 
 impl Ctx {
@@ -84,7 +100,8 @@ impl Edge {
 
     async fn serve_static(&self, session: &mut Session, ctx: &mut Ctx, rest: &str) -> Result<bool> {
         ctx.route = Route::Static;
-        let Some(file) = self.gw.static_files.lookup(rest) else {
+        let live = Arc::clone(&ctx.live);
+        let Some(file) = live.static_files.lookup(rest) else {
             return self.answer(session, ctx, Outcome::NotFound).await;
         };
         let inm = session
@@ -114,7 +131,8 @@ impl Edge {
         product: u64,
     ) -> Result<bool> {
         ctx.route = Route::Button;
-        let Some(sale) = self.gw.checkout.sale(product) else {
+        let live = Arc::clone(&ctx.live);
+        let Some(sale) = live.checkout.sale(product) else {
             return self.answer(session, ctx, Outcome::UnknownProduct).await;
         };
         let script = button::render(&sale.gate, now_ms());
@@ -141,7 +159,7 @@ impl Edge {
             headers.get(COOKIE).map(|v| v.as_bytes()),
         );
         let issued =
-            self.gw
+            ctx.live
                 .checkout
                 .challenge(challenge::product_param(query), login_token, now_ms());
         let (issued, product) = match issued {
@@ -171,20 +189,10 @@ impl Edge {
             return self.answer(session, ctx, Outcome::UnknownProduct).await;
         };
         let now = now_ms();
+        let live = Arc::clone(&ctx.live);
+        let client = Self::client_ip(session, &live);
+        ctx.client_ip = Some(client);
         let headers = &session.req_header().headers;
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        ctx.client_ip = client_ip::resolve(
-            peer,
-            headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .map(|v| v.as_bytes()),
-            &self.gw.config.trusted_proxies,
-        );
         let request = BuyRequest {
             product,
             token,
@@ -192,14 +200,19 @@ impl Edge {
                 headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
                 headers.get(COOKIE).map(|v| v.as_bytes()),
             ),
-            client_ip: ctx.client_ip,
+            client_ip: client,
             now_ms: now,
             captcha: headers
                 .get("x-captcha")
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         };
-        match self.gw.checkout.buy(&request).await {
+        let bought = live.checkout.decide(&request).await;
+        ctx.uid = bought.uid;
+        match bought.decision {
             Decision::Forward(reservation) => {
+                if self.logs(Route::Buy) {
+                    ctx.reservation_id = Some(reservation.id.clone());
+                }
                 ctx.reservation = Some(reservation);
                 ctx.outcome = Outcome::Won;
                 Ok(false)
@@ -209,7 +222,7 @@ impl Edge {
                 ..
             }) => {
                 ctx.outcome = Outcome::RateLimited;
-                respond::rate_limited(session, limited).await?;
+                respond::rate_limited(session, limited, &live.rate_headers).await?;
                 Ok(true)
             }
             Decision::Answer(reject) => self.answer(session, ctx, reject.outcome).await,
@@ -230,12 +243,16 @@ impl ProxyHttp for Edge {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            live: self.gw.live(),
             route: Route::Other,
             outcome: Outcome::NotFound,
             reservation: None,
-            client_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            client_ip: None,
             reached: false,
             forwarded_at: None,
+            started: Instant::now(),
+            uid: None,
+            reservation_id: None,
         }
     }
 
@@ -267,7 +284,7 @@ impl ProxyHttp for Edge {
                 "forward without a reservation",
             ));
         }
-        Ok(Box::new(self.gw.origin.clone()))
+        Ok(Box::new(ctx.live.origin.clone()))
     }
 
     async fn upstream_request_filter(
@@ -282,7 +299,8 @@ impl ProxyHttp for Edge {
                 "forward without a reservation",
             ));
         };
-        let origin = &self.gw.config.origin;
+        let live = Arc::clone(&ctx.live);
+        let origin = &live.config.origin;
         upstream.set_method(Method::POST);
         upstream.set_uri(origin.path.parse::<http::Uri>().map_err(header_err)?);
         let spoofed: Vec<_> = upstream
@@ -296,7 +314,7 @@ impl ProxyHttp for Edge {
         }
         let timestamp = now_ms();
         let signature = origin_signature(
-            &self.gw.config.secrets.edge,
+            &live.config.secrets.edge,
             &reservation.uid,
             reservation.product,
             &reservation.id,
@@ -311,7 +329,8 @@ impl ProxyHttp for Edge {
         upstream.insert_header("x-flashgate-reservation", reservation.id.as_str())?;
         upstream.insert_header("x-flashgate-timestamp", timestamp.to_string())?;
         upstream.insert_header("x-flashgate-signature", signature)?;
-        upstream.insert_header("x-real-ip", ctx.client_ip.to_string())?;
+        let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        upstream.insert_header("x-real-ip", client.to_string())?;
         ctx.forwarded_at = Some(Instant::now());
         Ok(())
     }
@@ -349,7 +368,7 @@ impl ProxyHttp for Edge {
         // The origin has spoken: settle before the buyer sees the answer, so a returned unit
         // is back on sale by then.
         if let Some(reservation) = ctx.reservation.take() {
-            self.gw
+            ctx.live
                 .checkout
                 .settle(reservation, Forwarded::Answered(status))
                 .await;
@@ -401,8 +420,14 @@ impl ProxyHttp for Edge {
         }
         if let Some(reservation) = ctx.reservation.take() {
             let forwarded = ctx.failed();
-            tracing::error!(reservation = %reservation.id, error = %e, ?forwarded, "forward failed");
-            self.gw.checkout.settle(reservation, forwarded).await;
+            // Every winner sees an origin outage: one line per period, with a count.
+            if let Some(held) = self.gw.forward_failures.admit() {
+                tracing::error!(
+                    reservation = %reservation.id, error = %e, ?forwarded,
+                    "forward failed ({held} more failed forwards since the last report)"
+                );
+            }
+            ctx.live.checkout.settle(reservation, forwarded).await;
         }
         let was_forwarded = ctx.outcome == Outcome::Won;
         if !was_forwarded || session.response_written().is_some() {
@@ -426,13 +451,14 @@ impl ProxyHttp for Edge {
         }
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         // Every forward is settled by now; one that ended some other way (the client went away
         // mid-proxy) settles by what it reached.
         if let Some(reservation) = ctx.reservation.take() {
             let forwarded = ctx.failed();
-            self.gw.checkout.settle(reservation, forwarded).await;
+            ctx.live.checkout.settle(reservation, forwarded).await;
         }
         self.gw.metrics.request(ctx.route, ctx.outcome);
+        self.access_log(session, ctx);
     }
 }

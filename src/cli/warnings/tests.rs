@@ -1,0 +1,205 @@
+//! Each warning, raised by the setting it is about and not by a safe one.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use flashgate::config::{Config, Environment};
+
+use super::*;
+
+struct Env;
+
+impl Environment for Env {
+    fn var(&self, name: &str) -> Option<String> {
+        match name {
+            "LOGIN" => Some("login-secret-login-secret-login-secret-0001".into()),
+            "EDGE" => Some("edge-secret-edge-secret-edge-secret-edge-0002".into()),
+            _ => None,
+        }
+    }
+}
+
+/// A safe configuration: real secrets, behind a trusted proxy, a sale open for years, a
+/// global limit the store takes, small sketches, a durable embedded store.
+const SAFE: &str = "\
+listen: 0.0.0.0:8080
+secrets: { login: '${LOGIN}', edge: '${EDGE}' }
+trusted_proxies: [10.0.0.0/8]
+origin: { url: 'http://127.0.0.1:8081' }
+store: { kind: memory, path: /tmp/never-opened }
+catalog: { products: [1-100] }
+sales:
+  - { product: 42, stock: 5, starts_at: 2026-01-01T00:00:00Z, ends_at: 2030-01-01T00:00:00Z }
+limits:
+  - { name: per-ip, key: ip, requests: 50, per: 10s, expected_keys: 100000 }
+  - { name: global, key: global, requests: 20000, per: 1s }
+";
+
+fn config(text: &str) -> Config {
+    Config::parse(Path::new("t.yaml"), text, &Env).unwrap()
+}
+
+fn at(rfc3339: &str) -> SystemTime {
+    humantime::parse_rfc3339(rfc3339).unwrap()
+}
+
+const GIB: u64 = 1 << 30;
+
+fn kinds(text: &str, now: &str, ip_blocks: usize) -> Vec<Kind> {
+    warnings(&config(text), ip_blocks, at(now), Some(16 * GIB))
+        .into_iter()
+        .map(|w| w.kind)
+        .collect()
+}
+
+#[test]
+fn a_safe_configuration_has_none() {
+    let found = warnings(&config(SAFE), 3, at("2027-01-01T00:00:00Z"), Some(16 * GIB));
+    assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn a_sale_already_over() {
+    let found = warnings(&config(SAFE), 0, at("2030-01-01T02:00:00Z"), None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, Kind::SaleOver);
+    assert!(
+        found[0]
+            .text
+            .contains("product 42 ended at 2030-01-01T00:00:00Z (2h ago)"),
+        "{}",
+        found[0].text
+    );
+    assert!(kinds(SAFE, "2029-12-31T23:59:59Z", 0).is_empty());
+}
+
+#[test]
+fn development_secrets() {
+    let text = SAFE
+        .replace("${LOGIN}", "${UNSET_L}")
+        .replace("${EDGE}", "${UNSET_E}");
+    assert_eq!(
+        kinds(&text, "2027-01-01T00:00:00Z", 0),
+        [Kind::DevelopmentSecrets]
+    );
+}
+
+#[test]
+fn forwarded_for_from_no_proxy_in_front_of_plain_http() {
+    let text = SAFE.replace("trusted_proxies: [10.0.0.0/8]", "trusted_proxies: []");
+    let found = warnings(&config(&text), 2, at("2027-01-01T00:00:00Z"), None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let w = &found[0];
+    assert_eq!(w.kind, Kind::ForwardedFor);
+    for says in [
+        "trusted_proxies: none",
+        "0.0.0.0:8080 serves plain HTTP",
+        "load balancer",
+        "per-IP limit per-ip (50 per 10s)",
+        "2 ip:/cidr: entries",
+    ] {
+        assert!(w.text.contains(says), "{says:?} not in {}", w.text);
+    }
+    // Only a loopback proxy trusted (the shipped default) is no proxy on another machine.
+    let loopback = SAFE.replace("[10.0.0.0/8]", "[127.0.0.1/32]");
+    assert_eq!(
+        kinds(&loopback, "2027-01-01T00:00:00Z", 0),
+        [Kind::ForwardedFor]
+    );
+    // A listener only this machine reaches is fronted by a local proxy, or nothing.
+    let local = text.replace("listen: 0.0.0.0:8080", "listen: 127.0.0.1:8080");
+    assert!(kinds(&local, "2027-01-01T00:00:00Z", 0).is_empty());
+}
+
+#[test]
+fn a_global_limit_above_the_store() {
+    let redis = SAFE.replace(
+        "store: { kind: memory, path: /tmp/never-opened }",
+        "store: { kind: redis, url: 'redis://10.0.0.5:6379' }",
+    );
+    // 20,000 a second is under the estimate for one Redis node.
+    assert!(kinds(&redis, "2027-01-01T00:00:00Z", 0).is_empty());
+    let high = redis.replace("requests: 20000, per: 1s", "requests: 100000, per: 2s");
+    let found = warnings(&config(&high), 0, at("2027-01-01T00:00:00Z"), None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, Kind::GlobalLimit);
+    assert!(
+        found[0].text.contains("lets 50000 buys a second through"),
+        "{}",
+        found[0].text
+    );
+    assert!(
+        found[0].text.contains("30000 calls a second"),
+        "{}",
+        found[0].text
+    );
+    // A captcha sale costs two calls a winner: 20,000 becomes 40,000.
+    let captcha = redis.replace(
+        "ends_at: 2030-01-01T00:00:00Z }",
+        "ends_at: 2030-01-01T00:00:00Z, captcha: pow }",
+    );
+    assert_eq!(
+        kinds(&captcha, "2027-01-01T00:00:00Z", 0),
+        [Kind::GlobalLimit]
+    );
+    // store.capacity says what this store takes.
+    let measured = captcha.replace(
+        "url: 'redis://10.0.0.5:6379'",
+        "url: 'redis://10.0.0.5:6379', capacity: 50000",
+    );
+    assert!(kinds(&measured, "2027-01-01T00:00:00Z", 0).is_empty());
+    // No global limit at all; a dry-run one limits nothing.
+    let none = redis.replace(
+        "  - { name: global, key: global, requests: 20000, per: 1s }\n",
+        "",
+    );
+    assert_eq!(kinds(&none, "2027-01-01T00:00:00Z", 0), [Kind::GlobalLimit]);
+    let dry = redis.replace("per: 1s }", "per: 1s, dry_run: true }");
+    assert_eq!(kinds(&dry, "2027-01-01T00:00:00Z", 0), [Kind::GlobalLimit]);
+    // The embedded store: no estimate unless store.capacity gives one.
+    let memory_high = SAFE.replace("requests: 20000, per: 1s", "requests: 100000, per: 1s");
+    assert!(kinds(&memory_high, "2027-01-01T00:00:00Z", 0).is_empty());
+}
+
+#[test]
+fn the_memory_of_each_sketch_and_of_all() {
+    // The default million keys: 128 MiB a rule.
+    let big = SAFE.replace(", expected_keys: 100000", "");
+    let found = warnings(&config(&big), 0, at("2027-01-01T00:00:00Z"), Some(16 * GIB));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].text.contains("limit per-ip takes 128 MiB"),
+        "{}",
+        found[0].text
+    );
+    assert!(
+        found[0].text.contains("2097152 counters"),
+        "{}",
+        found[0].text
+    );
+    // On a machine of 256 MiB, that is more than a quarter of it.
+    let found = warnings(
+        &config(&big),
+        0,
+        at("2027-01-01T00:00:00Z"),
+        Some(256 << 20),
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[1].text.contains("128 MiB together"),
+        "{}",
+        found[1].text
+    );
+}
+
+#[test]
+fn an_embedded_store_without_a_journal() {
+    let text = SAFE.replace(", path: /tmp/never-opened", "");
+    assert_eq!(kinds(&text, "2027-01-01T00:00:00Z", 0), [Kind::NotDurable]);
+}
+
+#[test]
+fn the_machines_memory_is_read() {
+    let m = machine_memory().expect("/proc/meminfo on Linux");
+    assert!(m > 64 << 20, "{m}");
+}
