@@ -43,6 +43,11 @@ enum Command {
         /// Refuse to start on the built-in development secrets.
         #[arg(long)]
         require_secrets: bool,
+        /// Take the listening sockets over from the flashgate running on the same port, which
+        /// then drains and exits: a new binary or a listener change without refusing a
+        /// connection (README, "Upgrading without a gap").
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Check a configuration and print what it would run, with warnings about risky
     /// settings.
@@ -227,7 +232,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             config,
             require_secrets,
-        } => serve(&config, require_secrets),
+            upgrade,
+        } => serve(&config, require_secrets, upgrade),
         Command::Check {
             config,
             probe_origin,
@@ -252,7 +258,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `flashgate run`.
-fn serve(config: &std::path::Path, require_secrets: bool) -> anyhow::Result<()> {
+fn serve(config: &std::path::Path, require_secrets: bool, upgrade: bool) -> anyhow::Result<()> {
     // First of all: a SIGHUP while the configuration loads must not end the process.
     edge::hangup::take_over()?;
     let config = Config::load(config)?;
@@ -265,7 +271,14 @@ fn serve(config: &std::path::Path, require_secrets: bool) -> anyhow::Result<()> 
         }
         warn_development_secrets(&config);
     }
-    let gateway = Gateway::build(config)?;
+    // The sockets first (in an upgrade, from the running process), then the store: the
+    // embedded store's journal is free only once that process has drained.
+    let prepared = edge::prepare(&config, upgrade)?;
+    let gateway = if upgrade {
+        Gateway::build_for_upgrade(config)?
+    } else {
+        Gateway::build(config)?
+    };
     for w in risks(&gateway) {
         // The development secrets have their banner and an undurable store its own warning.
         if !matches!(
@@ -275,7 +288,7 @@ fn serve(config: &std::path::Path, require_secrets: bool) -> anyhow::Result<()> 
             tracing::warn!("{}", w.text);
         }
     }
-    edge::run(gateway)
+    edge::run(prepared, gateway)
 }
 
 /// What `check` warns about, for `gateway`'s configuration now, on this machine.

@@ -9,6 +9,8 @@
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
 //!   (embedded store), over HTTP.
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
+//! - `warmup`: the store connected before the public listener opens.
+//! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
 //! - `access_log`: one JSON line per request, written by a thread of its own.
 //! - `live`: what the configuration decides, swapped whole by `reload` (SIGHUP, which
 //!   `hangup` takes over, or `POST /admin/reload`).
@@ -26,11 +28,13 @@ pub mod respond;
 pub mod routes;
 mod settler;
 pub mod static_files;
+pub mod upgrade;
+mod warmup;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
@@ -90,6 +94,16 @@ impl Gateway {
     /// Assemble the gateway from `config`, with the store the configuration names (opening
     /// the embedded store's journal, when it has one).
     pub fn build(config: Config) -> Result<Self, BuildError> {
+        Self::build_waiting(config, crate::stock::journal::LOCK_WAIT)
+    }
+
+    /// [`Gateway::build`] for an upgrade: the journal's lock is waited for as long as the old
+    /// process may take to hand over and drain ([`upgrade::LOCK_WAIT`]).
+    pub fn build_for_upgrade(config: Config) -> Result<Self, BuildError> {
+        Self::build_waiting(config, upgrade::LOCK_WAIT)
+    }
+
+    fn build_waiting(config: Config, lock_wait: std::time::Duration) -> Result<Self, BuildError> {
         let redis = |target, timeout| {
             let store = Arc::new(RedisStore::new(target, timeout));
             (
@@ -110,7 +124,7 @@ impl Gateway {
                     );
                 }
                 let store = match path {
-                    Some(dir) => MemoryStore::open(sales, dir, *fsync)?,
+                    Some(dir) => MemoryStore::open_waiting(sales, dir, *fsync, lock_wait)?,
                     None => {
                         tracing::warn!(
                             "store.path is not set: the embedded store keeps the sale in memory only, \
@@ -181,29 +195,54 @@ impl Gateway {
     }
 }
 
-/// Run the gateway until the process is told to stop (SIGTERM: graceful; SIGINT: fast).
-pub fn run(gateway: Gateway) -> anyhow::Result<()> {
-    let gateway = Arc::new(gateway);
-    let live = gateway.live();
-    let config = &live.config;
+/// The Pingora server, its listening sockets ready before the gateway is assembled: in an
+/// upgrade they are taken over from the running process first ([`upgrade`]), so that the
+/// embedded store's journal is opened only after that process has let it go.
+pub struct Prepared {
+    server: Server,
+}
+
+/// Prepare the server for `config`; with `upgrade`, take the listening sockets over from the
+/// gateway running on the same port (asking it to hand them over when its pid file names it).
+pub fn prepare(config: &Config, upgrade: bool) -> anyhow::Result<Prepared> {
+    let port = config.listen.port();
     let conf = ServerConf {
         threads: config.threads,
         // Short grace: a flash sale has no long-lived requests to wait for.
         grace_period_seconds: Some(1),
         graceful_shutdown_timeout_seconds: Some(5),
-        pid_file: std::env::temp_dir()
-            .join(format!("flashgate-{}.pid", config.listen.port()))
-            .to_string_lossy()
-            .into_owned(),
-        upgrade_sock: std::env::temp_dir()
-            .join(format!("flashgate-{}-upgrade.sock", config.listen.port()))
-            .to_string_lossy()
-            .into_owned(),
+        upgrade_sock: upgrade::socket(port).to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
     hangup::take_over()?;
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if upgrade {
+        if upgrade::ask_old_process(port)? {
+            tracing::info!("upgrade: waiting for the listening sockets (up to 5 s)");
+        } else {
+            tracing::warn!(
+                pid_file = %upgrade::pid_file(port).display(),
+                "upgrade: no running flashgate is recorded for port {port}; send the old process \
+                 SIGQUIT now (within 5 s)"
+            );
+        }
+    }
+    // Blocks in an upgrade until the sockets arrive; exits the process if they do not.
     server.bootstrap();
+    Ok(Prepared { server })
+}
+
+/// Run the gateway on the prepared server until the process is told to stop (SIGTERM:
+/// graceful; SIGINT: fast; SIGQUIT: hand the sockets to an upgrade, then stop).
+pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
+    let Prepared { mut server } = prepared;
+    let gateway = Arc::new(gateway);
+    let live = gateway.live();
+    let config = &live.config;
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -224,13 +263,19 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
         Arc::new(settler::Settler::new(gateway.clone())),
     );
 
-    server.add_service(public);
+    // The public listener opens once the store is warm (connected, scripts loaded).
+    let warm = server.add_service(GenBackgroundService::new(
+        "flashgate warm-up".to_string(),
+        Arc::new(warmup::Warmup::new(gateway.clone())),
+    ));
+    server.add_service(public).add_dependency(&warm);
     server.add_service(admin);
     server.add_service(settler);
     server.add_service(GenBackgroundService::new(
         "flashgate SIGHUP".to_string(),
         Arc::new(hangup::Hangup::new(gateway.clone())),
     ));
+    upgrade::write_pid(config.listen.port())?;
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,

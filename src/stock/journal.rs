@@ -60,7 +60,7 @@ const TMP_FILE: &str = "journal.tmp";
 const LOCK_FILE: &str = "lock";
 /// How long [`Journal::lock`] waits for a previous process to let go: long enough for an
 /// upgrade's old process to drain, short enough that a real conflict fails the start.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How often a waiting [`Journal::lock`] tries again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
 
@@ -403,8 +403,8 @@ impl Journal {
         Journal::lock_with_wait(dir, LOCK_WAIT)
     }
 
-    /// [`Journal::lock`] with a chosen wait, so tests need not wait 10 s.
-    pub(crate) fn lock_with_wait(dir: &Path, wait: Duration) -> Result<JournalLock, JournalError> {
+    /// [`Journal::lock`] with a chosen wait (an upgrade waits longer; tests need not wait 10 s).
+    pub fn lock_with_wait(dir: &Path, wait: Duration) -> Result<JournalLock, JournalError> {
         JournalLock::acquire(dir, wait)
     }
 

@@ -93,9 +93,20 @@ impl MemoryStore {
         dir: &Path,
         fsync: Fsync,
     ) -> Result<Self, StoreError> {
+        Self::open_waiting(sales, dir, fsync, crate::stock::journal::LOCK_WAIT)
+    }
+
+    /// [`MemoryStore::open`], waiting up to `lock_wait` for a previous process to let the
+    /// journal go (an upgrade's old process drains first).
+    pub fn open_waiting(
+        sales: impl IntoIterator<Item = (u64, u64)>,
+        dir: &Path,
+        fsync: Fsync,
+        lock_wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         // Lock before reading: a previous process (an upgrade's old one) may still be appending,
         // and what it appends must be in the snapshot this start writes.
-        let lock = Journal::lock(dir)?;
+        let lock = Journal::lock_with_wait(dir, lock_wait)?;
         let replayed = Replayed::fold(lock.replay()?)?;
         let mut states = replayed.sales;
         for (product, stock) in sales {

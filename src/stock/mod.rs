@@ -146,4 +146,11 @@ pub trait StockStore: Send + Sync + 'static {
     async fn ready(&self) -> bool {
         true
     }
+
+    /// Connect and prepare before the first buy, so that it pays for neither (called before
+    /// the public listener accepts; an upgrade's new process must answer its first crowd at
+    /// full speed).
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -158,13 +158,19 @@ impl Edge {
     }
 
     fn spawn(dir: &Path) -> Child {
+        Self::spawn_with(dir, &[])
+    }
+
+    fn spawn_with(dir: &Path, flags: &[&str]) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("edge.log"))
             .unwrap();
         Command::new(env!("CARGO_BIN_EXE_flashgate"))
-            .args(["run", "--config"])
+            .arg("run")
+            .args(flags)
+            .arg("--config")
             .arg(dir.join("flashgate.yaml"))
             .env("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET)
             .env("FLASHGATE_EDGE_SECRET", EDGE_SECRET)
@@ -184,6 +190,16 @@ impl Edge {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Start `flashgate run --upgrade` on the same configuration: the new process takes the
+    /// listening sockets over and this handle follows it. Returns the old process, which
+    /// drains and exits on its own.
+    pub fn upgrade(&mut self) -> Child {
+        std::mem::replace(
+            &mut self.child,
+            Self::spawn_with(self.dir.path(), &["--upgrade"]),
+        )
     }
 
     /// Start the edge again with the same configuration and ports (after [`Edge::kill`]).

@@ -147,6 +147,11 @@ impl StockStore for RedisStore {
     async fn ready(&self) -> bool {
         self.client.ping().await
     }
+
+    async fn warm_up(&self) -> Result<(), StoreError> {
+        self.client.load_script(&self.reserve).await?;
+        self.client.load_script(&self.release).await
+    }
 }
 
 /// Used captchas: `SET flashgate:{product}:pass:{key} 1 NX PX <ms to expiry>`, one round trip.
