@@ -274,3 +274,366 @@ async fn a_full_single_use_set_keeps_the_sale_going() {
         assert_eq!(answer, (200, "won".into()), "{uid}: the set holds 2 keys");
     }
 }
+
+/// An unsigned-looking JWT with this header and claims and a junk signature.
+fn forged(header: Value, claims: Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    format!(
+        "{}.{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string()),
+        b64.encode(b"not a signature at all")
+    )
+}
+
+/// A raw buy of `path` with an `Authorization` header and the `extra` header lines.
+fn raw_buy(path: &str, token: &str, extra: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: shop\r\nAuthorization: Bearer {token}\r\n{extra}\r\n")
+        .into_bytes()
+}
+
+fn raw_get(target: &str, extra: &str) -> Vec<u8> {
+    format!("GET {target} HTTP/1.1\r\nHost: shop\r\n{extra}\r\n").into_bytes()
+}
+
+/// Request-level hostility, each on its own connection, each with the status it gets. After
+/// all of them the edge still sells, and nothing hostile reached the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_hostile_request_gets_its_status_and_never_reaches_the_origin() {
+    let origin = Origin::start().await;
+    let sales = sale(42, 100, -60);
+    let edge = edge_with(
+        Setup {
+            store: "{ kind: memory }",
+            origin: origin.addr,
+            sales: &sales,
+            limits: "  []",
+            trusted: "[]",
+            blocklist: "",
+        },
+        "http: { keepalive_timeout: 1s, keepalive_requests: 3 }",
+    )
+    .await;
+    let buy = edge.buy_path(42).await.unwrap();
+    let good = token("hostile-good");
+    let now = now_secs();
+    let claims = json!({"sub": "mallory", "exp": now + 600});
+    let hs512 = encode(
+        &Header::new(Algorithm::HS512),
+        &claims,
+        &EncodingKey::from_secret(LOGIN_SECRET.as_bytes()),
+    )
+    .unwrap();
+    let wrong_key = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(b"not-the-login-secret-not-the-login-secret"),
+    )
+    .unwrap();
+    let bad_buy = |product: &str| {
+        let mut parts: Vec<&str> = buy.split('/').collect();
+        // The buy path is /…/{product}/{token}: swap the product.
+        let at = parts
+            .iter()
+            .position(|p| *p == "42")
+            .expect("product in the buy path");
+        parts[at] = product;
+        parts.join("/")
+    };
+    let huge_token = "a".repeat(100_000);
+    let many_headers: String = (0..100)
+        .map(|i| format!("X-Pad-{i}: {}\r\n", "v".repeat(200)))
+        .collect();
+    let too_many_headers: String = (0..300).map(|i| format!("X-Pad-{i}: v\r\n")).collect();
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        // Pingora drops the Content-Length (RFC 9112 §6.3) and closes after the answer; the
+        // buy, now chunked, is refused before any forward.
+        (
+            "Content-Length with Transfer-Encoding",
+            raw_buy(
+                &buy,
+                &good,
+                "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            ),
+            411,
+        ),
+        (
+            "obfuscated Transfer-Encoding with Content-Length",
+            raw_buy(
+                &buy,
+                &good,
+                "Content-Length: 5\r\nTransfer-Encoding: chunked, identity\r\n",
+            ),
+            400,
+        ),
+        (
+            "Transfer-Encoding with a space before the colon",
+            raw_buy(&buy, &good, "Transfer-Encoding : chunked\r\n"),
+            400,
+        ),
+        (
+            "two different Content-Lengths",
+            raw_buy(&buy, &good, "Content-Length: 0\r\nContent-Length: 5\r\n"),
+            400,
+        ),
+        (
+            "NUL in a header value",
+            raw_buy(&buy, &good, "X-Evil: a\0b\r\n"),
+            400,
+        ),
+        (
+            "CR in a header value",
+            raw_buy(&buy, &good, "X-Evil: a\rb\r\n"),
+            400,
+        ),
+        (
+            "a chunked buy",
+            raw_buy(&buy, &good, "Transfer-Encoding: chunked\r\n"),
+            411,
+        ),
+        (
+            "a 2 MB Content-Length on a buy",
+            raw_buy(&buy, &good, "Content-Length: 2000000\r\n"),
+            413,
+        ),
+        (
+            "a 20 KB path",
+            raw_get(&format!("/static/{}", "a".repeat(20_000)), ""),
+            414,
+        ),
+        (
+            "a 70 KB header",
+            raw_get("/", &format!("X-Big: {}\r\n", "b".repeat(70_000))),
+            431,
+        ),
+        (
+            "100 headers, 20 KB in all",
+            raw_get("/", &many_headers),
+            431,
+        ),
+        (
+            "300 small headers (more than the parser takes)",
+            raw_get("/", &too_many_headers),
+            400,
+        ),
+        ("a 100 KB login token", raw_buy(&buy, &huge_token, ""), 431),
+        (
+            "an overflowing product id",
+            raw_buy(&bad_buy("99999999999999999999999"), &good, ""),
+            404,
+        ),
+        (
+            "a negative product id",
+            raw_buy(&bad_buy("-42"), &good, ""),
+            404,
+        ),
+        (
+            "a product id that is not a number",
+            raw_buy(&bad_buy("4x2"), &good, ""),
+            404,
+        ),
+        (
+            "JWT alg none",
+            raw_buy(
+                &buy,
+                &forged(json!({"alg": "none", "typ": "JWT"}), claims.clone()),
+                "",
+            ),
+            401,
+        ),
+        ("JWT HS512", raw_buy(&buy, &hs512, ""), 401),
+        (
+            "JWT RS256",
+            raw_buy(
+                &buy,
+                &forged(json!({"alg": "RS256", "typ": "JWT"}), claims.clone()),
+                "",
+            ),
+            401,
+        ),
+        (
+            "JWT expired",
+            raw_buy(
+                &buy,
+                &token_of(json!({"sub": "mallory", "exp": now - 600})),
+                "",
+            ),
+            401,
+        ),
+        (
+            "JWT without exp",
+            raw_buy(&buy, &token_of(json!({"sub": "mallory"})), ""),
+            401,
+        ),
+        (
+            "JWT with an empty sub",
+            raw_buy(&buy, &token_of(json!({"sub": "", "exp": now + 600})), ""),
+            401,
+        ),
+        (
+            "JWT signed with another key",
+            raw_buy(&buy, &wrong_key, ""),
+            401,
+        ),
+        (
+            "an unknown method",
+            b"BREW /sale/42/button.js HTTP/1.1\r\nHost: shop\r\n\r\n".to_vec(),
+            405,
+        ),
+        ("traversal", raw_get("/static/../../etc/passwd", ""), 404),
+        (
+            "encoded traversal",
+            raw_get("/static/%2e%2e/%2e%2e/etc/passwd", ""),
+            404,
+        ),
+        (
+            "encoded-slash traversal",
+            raw_get("/static/..%2f..%2fetc%2fpasswd", ""),
+            404,
+        ),
+        (
+            "invalid UTF-8 in the path",
+            b"GET /static/\xff\xfe.js HTTP/1.1\r\nHost: shop\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "an absolute-form target for another host",
+            raw_get("http://evil.example/etc/passwd", ""),
+            400,
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (what, request, want) in &cases {
+        let got = raw::exchange(&edge.base, request, Duration::from_secs(5)).await;
+        let statuses = got.statuses();
+        if statuses.first() != Some(want) {
+            wrong.push(format!(
+                "{what}: want {want}, got {statuses:?} {:?}",
+                got.text().lines().next()
+            ));
+        }
+        if *want >= 400 && *want != 401 && *want != 404 && *want != 405 && !got.closed {
+            wrong.push(format!(
+                "{what}: the connection stayed open after a framing refusal"
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} cases:\n{}",
+        wrong.len(),
+        cases.len(),
+        wrong.join("\n")
+    );
+    assert!(
+        origin.forwards().is_empty(),
+        "nothing hostile reached the origin"
+    );
+
+    // Still selling.
+    let c = reqwest::Client::new();
+    assert_eq!(
+        buy_outcome(&c, &edge.buy_url(42).await, "after-the-storm").await,
+        (200, "won".into())
+    );
+    assert_eq!(origin.forwards().len(), 1);
+}
+
+/// Pipelined requests are answered in order; a connection's requests are capped
+/// (`http.keepalive_requests`, the last answer saying `Connection: close`); an idle or
+/// half-sent request on a kept-alive connection is closed after `http.keepalive_timeout`; a
+/// crowd of half-open connections does not stop the edge serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_pipelined_capped_idle_and_half_open() {
+    let origin = Origin::start().await;
+    let sales = sale(42, 100, -60);
+    let edge = edge_with(
+        Setup {
+            store: "{ kind: memory }",
+            origin: origin.addr,
+            sales: &sales,
+            limits: "  []",
+            trusted: "[]",
+            blocklist: "",
+        },
+        "http: { keepalive_timeout: 1s, keepalive_requests: 5 }",
+    )
+    .await;
+
+    // Five pipelined requests, in one write: five answers, in order.
+    let five: Vec<u8> = [
+        "/sale/42/button.js",
+        "/",
+        "/nope",
+        "/sale/42/button.js",
+        "/nope",
+    ]
+    .iter()
+    .flat_map(|t| raw_get(t, ""))
+    .collect();
+    let got = raw::exchange(&edge.base, &five, Duration::from_secs(5)).await;
+    assert_eq!(got.statuses(), [200, 200, 404, 200, 404], "{}", got.text());
+    // The fifth was the last this connection may make: it said so, and it was closed.
+    let last = got
+        .text()
+        .rsplit("HTTP/1.1 ")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(last.contains("connection: close"), "{last}");
+    assert!(got.closed, "closed after keepalive_requests");
+
+    // Seven pipelined: five answered, then closed.
+    let seven: Vec<u8> = (0..7).flat_map(|_| raw_get("/nope", "")).collect();
+    let got = raw::exchange(&edge.base, &seven, Duration::from_secs(5)).await;
+    assert_eq!(got.statuses(), [404; 5], "{}", got.text());
+    assert!(got.closed);
+
+    // One request, then half of a second one, then nothing: closed after the keep-alive
+    // timeout (1 s here), not held.
+    let mut stream = raw::connect(&edge.base).await;
+    let mut first = raw_get("/nope", "");
+    first.extend_from_slice(b"GET /nope HTTP/1.1\r\nHost: sh");
+    tokio::io::AsyncWriteExt::write_all(&mut stream, &first)
+        .await
+        .unwrap();
+    let got = raw::read_until_closed(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(got.statuses(), [404]);
+    assert!(got.closed, "a half-sent second request is not held");
+    assert!(
+        got.took < Duration::from_secs(5),
+        "closed after {:?}",
+        got.took
+    );
+
+    // An idle kept-alive connection is closed too.
+    let got = raw::exchange(&edge.base, &raw_get("/nope", ""), Duration::from_secs(10)).await;
+    assert!(
+        got.closed && got.took < Duration::from_secs(5),
+        "idle for {:?}",
+        got.took
+    );
+
+    // 300 half-open connections (a header begun, never finished) do not stop the edge.
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        let mut s = raw::connect(&edge.base).await;
+        tokio::io::AsyncWriteExt::write_all(&mut s, b"GET / HTTP/1.1\r\nHost: sh")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let started = Instant::now();
+    let c = reqwest::Client::new();
+    assert_eq!(
+        buy_outcome(&c, &edge.buy_url(42).await, "past-the-crowd").await,
+        (200, "won".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(held);
+}

@@ -39,11 +39,22 @@ pub enum Outcome {
     NotFound,
     /// Route exists, method does not.
     MethodNotAllowed,
+    /// A request framed ambiguously (`Content-Length` with `Transfer-Encoding`): never
+    /// forwarded, the connection closed.
+    BadRequest,
+    /// A buy with a chunked body: the edge needs its length first.
+    LengthRequired,
+    /// A body over `http.max_body_bytes`.
+    BodyTooLarge,
+    /// A request target over `http.max_uri_bytes`.
+    UriTooLong,
+    /// Header fields over `http.max_header_bytes`.
+    HeadersTooLarge,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metrics.
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 22] = [
         Outcome::Won,
         Outcome::LoginRequired,
         Outcome::Blacklisted,
@@ -61,6 +72,11 @@ impl Outcome {
         Outcome::NotModified,
         Outcome::NotFound,
         Outcome::MethodNotAllowed,
+        Outcome::BadRequest,
+        Outcome::LengthRequired,
+        Outcome::BodyTooLarge,
+        Outcome::UriTooLong,
+        Outcome::HeadersTooLarge,
     ];
 
     /// The name used in JSON bodies and metric labels.
@@ -83,6 +99,11 @@ impl Outcome {
             Outcome::NotModified => "not_modified",
             Outcome::NotFound => "not_found",
             Outcome::MethodNotAllowed => "method_not_allowed",
+            Outcome::BadRequest => "bad_request",
+            Outcome::LengthRequired => "length_required",
+            Outcome::BodyTooLarge => "body_too_large",
+            Outcome::UriTooLong => "uri_too_long",
+            Outcome::HeadersTooLarge => "headers_too_large",
         }
     }
 
@@ -99,7 +120,12 @@ impl Outcome {
             | Outcome::NotStarted
             | Outcome::Ended => 403,
             Outcome::UnknownProduct | Outcome::NotFound => 404,
+            Outcome::BadRequest => 400,
             Outcome::MethodNotAllowed => 405,
+            Outcome::LengthRequired => 411,
+            Outcome::BodyTooLarge => 413,
+            Outcome::UriTooLong => 414,
+            Outcome::HeadersTooLarge => 431,
             Outcome::Duplicate => 409,
             Outcome::SoldOut => 410,
             Outcome::RateLimited => 429,
@@ -127,6 +153,11 @@ impl Outcome {
             Outcome::NotModified => br#"{"outcome":"not_modified"}"#,
             Outcome::NotFound => br#"{"outcome":"not_found"}"#,
             Outcome::MethodNotAllowed => br#"{"outcome":"method_not_allowed"}"#,
+            Outcome::BadRequest => br#"{"outcome":"bad_request"}"#,
+            Outcome::LengthRequired => br#"{"outcome":"length_required"}"#,
+            Outcome::BodyTooLarge => br#"{"outcome":"body_too_large"}"#,
+            Outcome::UriTooLong => br#"{"outcome":"uri_too_long"}"#,
+            Outcome::HeadersTooLarge => br#"{"outcome":"headers_too_large"}"#,
         }
     }
 

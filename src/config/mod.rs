@@ -79,6 +79,23 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// Bearer token of `POST /admin/reload`; without one, only SIGHUP reloads.
     pub admin_token: Option<Secret>,
+    /// The public listener's limits on what one client sends.
+    pub http: HttpLimits,
+}
+
+/// `http:` resolved: what the public listener takes from one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// The request target at most, in bytes (`414` beyond).
+    pub max_uri_bytes: usize,
+    /// Header names and values at most, in bytes (`431` beyond).
+    pub max_header_bytes: usize,
+    /// `Content-Length` at most (`413` beyond).
+    pub max_body_bytes: u64,
+    /// Idle time allowed between requests on a connection, in whole seconds (Pingora's unit).
+    pub keepalive_secs: u64,
+    /// Requests per connection.
+    pub keepalive_requests: u32,
 }
 
 /// `access_log:` resolved.

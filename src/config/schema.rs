@@ -53,6 +53,39 @@ pub struct FileConfig {
     /// Bearer token of the admin listener's `POST /admin/reload` (`${ENV}` like the secrets).
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// What the public listener takes from one client: sizes, keep-alive.
+    #[serde(default)]
+    pub http: FileHttp,
+}
+
+/// `http:` — the public listener's limits on what one client sends (README, "Limits on the
+/// public listener").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileHttp {
+    /// The request target (path and query) at most, in bytes; longer: `414`.
+    pub max_uri_bytes: usize,
+    /// The request's header fields at most, in bytes (names and values); more: `431`.
+    pub max_header_bytes: usize,
+    /// A request body at most, in bytes (`Content-Length`); more: `413`.
+    pub max_body_bytes: u64,
+    /// How long a keep-alive connection may wait for its next request (and, per read, for the
+    /// rest of its header) before it is closed.
+    pub keepalive_timeout: HumanDuration,
+    /// Requests one connection may make; the last answer says `Connection: close`.
+    pub keepalive_requests: u32,
+}
+
+impl Default for FileHttp {
+    fn default() -> Self {
+        FileHttp {
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 16 * 1024,
+            keepalive_timeout: HumanDuration(std::time::Duration::from_secs(15)),
+            keepalive_requests: 1000,
+        }
+    }
 }
 
 /// `access_log:` — one JSON line per request, written off the hot path.

@@ -13,10 +13,11 @@ use super::captcha::CaptchaSettings;
 use super::context::Ctx;
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
-use super::schema::{FileConfig, FileStore, LimitKey, LogRoute, StoreKind};
+use super::schema::{FileConfig, FileHttp, FileStore, LimitKey, LogRoute, StoreKind};
 use super::values::IdRange;
 use super::{
-    AccessLog, Catalog, Config, Environment, Limit, LogTarget, Origin, Sale, Secret, Secrets, Store,
+    AccessLog, Catalog, Config, Environment, HttpLimits, Limit, LogTarget, Origin, Sale, Secret,
+    Secrets, Store,
 };
 
 /// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
@@ -61,6 +62,7 @@ pub fn resolve(
     let limits = resolve_limits(&cx, &file)?;
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
     let access_log = resolve_access_log(&cx, &file)?;
+    let http = resolve_http(&cx, &file.http)?;
     // An unset variable leaves the token unset: `POST /admin/reload` is refused, SIGHUP works.
     let admin_token = match &file.admin_token {
         Some(text) => cx.secret("admin_token", text)?.ok(),
@@ -101,6 +103,59 @@ pub fn resolve(
         rate_limit_headers: file.rate_limit_headers,
         access_log,
         admin_token,
+        http,
+    })
+}
+
+/// Pingora reads at most this much of a request's head (1 MiB); `max_header_bytes` and
+/// `max_uri_bytes` must fit in it to mean anything.
+const MAX_HEAD_BYTES: usize = 1024 * 1024 - 1;
+
+fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
+    let at_least = |key: &str, value: u64, least: u64, most: u64| {
+        if value < least || value > most {
+            Err(cx.err(
+                &format!("http.{key}"),
+                format!("http.{key} must be between {least} and {most}; found {value}"),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    at_least(
+        "max_uri_bytes",
+        http.max_uri_bytes as u64,
+        256,
+        MAX_HEAD_BYTES as u64,
+    )?;
+    at_least(
+        "max_header_bytes",
+        http.max_header_bytes as u64,
+        1024,
+        MAX_HEAD_BYTES as u64,
+    )?;
+    at_least(
+        "keepalive_requests",
+        u64::from(http.keepalive_requests),
+        1,
+        u64::from(u32::MAX),
+    )?;
+    let keepalive_secs = http.keepalive_timeout.0.as_secs();
+    if keepalive_secs == 0 || http.keepalive_timeout.0.subsec_nanos() != 0 {
+        return Err(cx.err(
+            "http.keepalive_timeout",
+            format!(
+                "http.keepalive_timeout is counted in whole seconds, at least 1s; found {:?}",
+                http.keepalive_timeout.0
+            ),
+        ));
+    }
+    Ok(HttpLimits {
+        max_uri_bytes: http.max_uri_bytes,
+        max_header_bytes: http.max_header_bytes,
+        max_body_bytes: http.max_body_bytes,
+        keepalive_secs,
+        keepalive_requests: http.keepalive_requests,
     })
 }
 

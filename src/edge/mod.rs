@@ -8,6 +8,7 @@
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
 //!   (embedded store), over HTTP.
+//! - `guard`: what the public listener refuses from the request head alone (framing, sizes).
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
@@ -19,6 +20,7 @@ pub mod access_log;
 pub mod admin;
 pub mod button;
 pub mod challenge;
+mod guard;
 pub mod hangup;
 mod live;
 mod proxy;
@@ -250,6 +252,12 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
         "flashgate public",
     );
     public.add_tcp(&config.listen.to_string());
+    let mut options = pingora::apps::HttpServerOptions::default();
+    // Pingora counts the reuses of a connection after its first request.
+    options.keepalive_request_limit = Some(config.http.keepalive_requests.saturating_sub(1));
+    if let Some(proxy) = public.app_logic_mut() {
+        proxy.server_options = Some(options);
+    }
 
     let mut admin = Service::new(
         "flashgate admin".to_string(),

@@ -149,6 +149,13 @@ fn pin(old: &Config, new: &mut Config) -> Vec<String> {
         note("threads", old.threads.to_string(), new.threads.to_string());
         new.threads = old.threads;
     }
+    // Pingora takes the cap when the listener starts; the other `http:` limits are read per
+    // request and reload.
+    let (was, is) = (old.http.keepalive_requests, new.http.keepalive_requests);
+    if was != is {
+        note("http.keepalive_requests", was.to_string(), is.to_string());
+        new.http.keepalive_requests = was;
+    }
     if new.store != old.store {
         note(
             "store",

@@ -7,6 +7,7 @@ pub mod crowd;
 pub mod fault_origin;
 pub mod judge;
 pub mod orders_server;
+pub mod raw;
 pub mod redis_server;
 pub mod suite;
 pub mod tcp_proxy;

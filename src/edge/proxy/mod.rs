@@ -35,7 +35,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 mod facts;
 
 use super::routes::{classify, Route as Path};
-use super::{button, challenge, respond, static_files, Gateway, Live};
+use super::{button, challenge, guard, respond, static_files, Gateway, Live};
 use crate::admission::{login, BuyRequest, Outcome, Reject};
 use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
@@ -260,7 +260,22 @@ impl ProxyHttp for Edge {
         // Borrow the path from an owned copy of the URI: the session is needed mutably below.
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
-        match classify(&method, uri.path()) {
+        let path = classify(&method, uri.path());
+        let http = ctx.live.config.http;
+        // For the next request on this connection: how long it may idle, and that pipelined
+        // requests are answered in order (RFC 9112 §9.3.2) rather than dropped.
+        session.set_keepalive(Some(http.keepalive_secs));
+        session.set_pipelining_enabled(true);
+        let buy = matches!(path, Path::Buy { .. });
+        if let Some(refusal) = guard::refuse(session.req_header(), &http, buy) {
+            if buy {
+                ctx.route = Route::Buy;
+            }
+            // What follows the head (an unread body, a smuggled request) is never read.
+            session.set_keepalive(None);
+            return self.answer(session, ctx, refusal).await;
+        }
+        match path {
             Path::Index => self.serve_static(session, ctx, "index.html").await,
             Path::Static(rest) => self.serve_static(session, ctx, rest).await,
             Path::Button(product) => self.serve_button(session, ctx, product).await,
