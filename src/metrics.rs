@@ -71,6 +71,16 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Configuration reloads, by result.
     pub reloads: Reloads,
+    /// `flashgate_limit_syncs_total{result}`: syncs of `scope: cluster` limits with Redis.
+    pub limit_syncs: LimitSyncs,
+}
+
+/// `flashgate_limit_syncs_total{result}`.
+pub struct LimitSyncs {
+    /// The counts went to Redis and the totals came back.
+    pub ok: IntCounter,
+    /// Redis did not answer: the edge counted alone meanwhile.
+    pub failed: IntCounter,
 }
 
 /// `flashgate_reloads_total{result}`.
@@ -185,6 +195,15 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(reloads.clone()))?;
+        let limit_syncs = IntCounterVec::new(
+            Opts::new(
+                "flashgate_limit_syncs_total",
+                "Syncs of scope: cluster limits with Redis, per rule and interval: ok, or failed \
+                 (this edge counted alone until the next one that succeeds).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(limit_syncs.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -206,6 +225,10 @@ impl Metrics {
             reloads: Reloads {
                 ok: reloads.with_label_values(&["ok"]),
                 refused: reloads.with_label_values(&["refused"]),
+            },
+            limit_syncs: LimitSyncs {
+                ok: limit_syncs.with_label_values(&["ok"]),
+                failed: limit_syncs.with_label_values(&["failed"]),
             },
         })
     }

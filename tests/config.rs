@@ -688,7 +688,11 @@ fn access_log_settings() {
 fn http_limits_default_and_refuse_what_cannot_work() {
     let http = parse(GOOD).unwrap().http;
     assert_eq!(
-        (http.max_uri_bytes, http.max_header_bytes, http.max_body_bytes),
+        (
+            http.max_uri_bytes,
+            http.max_header_bytes,
+            http.max_body_bytes
+        ),
         (8192, 16384, 16384)
     );
     assert_eq!((http.keepalive_secs, http.keepalive_requests), (15, 1000));
@@ -697,17 +701,63 @@ fn http_limits_default_and_refuse_what_cannot_work() {
     ))
     .unwrap();
     assert_eq!(
-        (c.http.max_header_bytes, c.http.keepalive_secs, c.http.keepalive_requests),
+        (
+            c.http.max_header_bytes,
+            c.http.keepalive_secs,
+            c.http.keepalive_requests
+        ),
         (4096, 2, 1)
     );
     for (text, says) in [
         ("http: { keepalive_timeout: 500ms }", "whole seconds"),
-        ("http: { max_header_bytes: 2000000 }", "between 1024 and 1048575"),
+        (
+            "http: { max_header_bytes: 2000000 }",
+            "between 1024 and 1048575",
+        ),
         ("http: { keepalive_requests: 0 }", "between 1 and"),
         ("http: { max_uri: 10 }", "unknown field `max_uri`"),
     ] {
         let (at, message) = error_at(&format!("{GOOD}{text}\n"));
         assert_eq!(at.line, 17, "{text}: {message}");
         assert!(message.contains(says), "{text}: {message}");
+    }
+}
+
+#[test]
+fn cluster_scope_needs_redis_and_a_sync_shorter_than_the_window() {
+    use flashgate::config::Scope;
+    assert_eq!(parse(GOOD).unwrap().limits[0].scope, Scope::Local);
+    let redis = format!("{GOOD}store: {{ kind: redis, url: 'redis://127.0.0.1:1' }}\n");
+    let cluster = redis.replace("per: 10s }", "per: 10s, scope: cluster }");
+    assert_eq!(
+        parse(&cluster).unwrap().limits[0].scope,
+        Scope::Cluster {
+            sync: std::time::Duration::from_millis(500)
+        }
+    );
+    for (text, says) in [
+        (
+            GOOD.replace("per: 10s }", "per: 10s, scope: cluster }"),
+            "needs store.kind redis",
+        ),
+        (
+            GOOD.replace("per: 10s }", "per: 10s, sync_interval: 1s }"),
+            "sync_interval is for scope: cluster",
+        ),
+        (
+            redis.replace(
+                "per: 10s }",
+                "per: 10s, scope: cluster, sync_interval: 10s }",
+            ),
+            "shorter than per",
+        ),
+        (
+            redis.replace("per: 10s }", "per: 10s, scope: everywhere }"),
+            "unknown variant `everywhere`",
+        ),
+    ] {
+        let (at, message) = error_at(&text);
+        assert_eq!(at.line, 16, "{message}");
+        assert!(message.contains(says), "{message}");
     }
 }

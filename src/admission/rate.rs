@@ -29,7 +29,12 @@ use std::time::Duration;
 use pingora_limits::rate::Rate;
 use prometheus::IntCounter;
 
-use crate::config::{Limit, LimitKey};
+use crate::clock::now_ms;
+use crate::config::{Limit, LimitKey, Scope};
+
+pub mod cluster;
+
+pub use cluster::ClusterCounts;
 
 const HASHES: usize = 4;
 
@@ -46,12 +51,31 @@ pub struct RateLimited {
     pub reset_secs: u64,
 }
 
+/// How a rule counts: alone in a sketch, or with the other edges.
+#[derive(Clone)]
+enum Counts {
+    Local(Arc<Rate>),
+    Cluster(Arc<ClusterCounts>),
+}
+
+/// A `scope: cluster` rule, as the task that syncs it sees it.
+pub struct ClusterRule<'a> {
+    /// The rule's name (its keys in Redis carry it).
+    pub name: &'a str,
+    /// How often it syncs.
+    pub sync: Duration,
+    /// Its counts.
+    pub counts: &'a Arc<ClusterCounts>,
+}
+
 struct Rule {
     key: LimitKey,
     limit: isize,
     dry_run: bool,
     /// The counts; shared with the rule it was carried over from on a reload.
-    rate: Arc<Rate>,
+    counts: Counts,
+    /// How often a cluster rule syncs.
+    sync: Option<Duration>,
     dry_run_over: IntCounter,
     /// What the counts mean: a reloaded rule with the same shape keeps them.
     shape: Shape,
@@ -64,6 +88,7 @@ struct Shape {
     key: LimitKey,
     per: Duration,
     expected_keys: usize,
+    cluster: bool,
 }
 
 impl Shape {
@@ -73,6 +98,7 @@ impl Shape {
             key: limit.key,
             per: limit.per,
             expected_keys: limit.expected_keys,
+            cluster: matches!(limit.scope, Scope::Cluster { .. }),
         }
     }
 }
@@ -88,8 +114,12 @@ pub fn slots_for(expected_keys: usize) -> usize {
     expected_keys.max(1).saturating_mul(2).next_power_of_two()
 }
 
-/// Bytes of memory one limit's sketch takes (two windows).
+/// Bytes of memory one limit's sketch takes (two windows); a `scope: cluster` rule has none
+/// (it keeps an entry per key seen in the window instead).
 pub fn sketch_bytes(limit: &Limit) -> usize {
+    if matches!(limit.scope, Scope::Cluster { .. }) {
+        return 0;
+    }
     let (hashes, slots) = sketch_shape(limit);
     2 * hashes * slots * std::mem::size_of::<isize>()
 }
@@ -134,16 +164,25 @@ impl RateLimiter {
                 let shape = Shape::of(l);
                 let kept = previous
                     .and_then(|p| p.rules.iter().find(|r| r.shape == shape))
-                    .map(|r| Arc::clone(&r.rate));
-                let rate = kept.unwrap_or_else(|| {
-                    let (hashes, slots) = sketch_shape(l);
-                    Arc::new(Rate::new_with_estimator_config(l.per, hashes, slots))
+                    .map(|r| r.counts.clone());
+                let counts = kept.unwrap_or_else(|| match l.scope {
+                    Scope::Local => {
+                        let (hashes, slots) = sketch_shape(l);
+                        Counts::Local(Arc::new(Rate::new_with_estimator_config(
+                            l.per, hashes, slots,
+                        )))
+                    }
+                    Scope::Cluster { .. } => Counts::Cluster(Arc::new(ClusterCounts::new(l.per))),
                 });
                 Rule {
                     key: l.key,
                     limit: isize::try_from(l.requests).unwrap_or(isize::MAX),
                     dry_run: l.dry_run,
-                    rate,
+                    sync: match l.scope {
+                        Scope::Local => None,
+                        Scope::Cluster { sync } => Some(sync),
+                    },
+                    counts,
                     dry_run_over: dry_run_counter(&l.name),
                     shape,
                 }
@@ -162,10 +201,19 @@ impl RateLimiter {
             return Ok(());
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            let count = match rule.key {
-                LimitKey::Ip => observe(&rule.rate, &ip),
-                LimitKey::Uid => observe(&rule.rate, &uid),
-                LimitKey::Global => observe(&rule.rate, &()),
+            let (count, cluster_reset_ms) = match &rule.counts {
+                Counts::Local(rate) => {
+                    let count = match rule.key {
+                        LimitKey::Ip => observe(rate, &ip),
+                        LimitKey::Uid => observe(rate, &uid),
+                        LimitKey::Global => observe(rate, &()),
+                    };
+                    (count, None)
+                }
+                Counts::Cluster(counts) => {
+                    let (count, reset_ms) = cluster_observe(counts, rule.key, ip, uid);
+                    (isize::try_from(count).unwrap_or(isize::MAX), Some(reset_ms))
+                }
             };
             if count <= rule.limit {
                 continue;
@@ -174,14 +222,51 @@ impl RateLimiter {
                 rule.dry_run_over.inc();
                 continue;
             }
+            let reset_secs = match (&rule.counts, cluster_reset_ms) {
+                (_, Some(ms)) => ms.div_ceil(1000).max(1),
+                (Counts::Local(rate), None) => reset_secs(rate, rule.key, ip, uid),
+                (Counts::Cluster(_), None) => 1,
+            };
             return Err(RateLimited {
                 rule: i,
                 limit: rule.limit as u64,
                 remaining: 0,
-                reset_secs: reset_secs(&rule.rate, rule.key, ip, uid),
+                reset_secs,
             });
         }
         Ok(())
+    }
+
+    /// The `scope: cluster` rules, for the task that syncs them.
+    pub fn cluster_rules(&self) -> impl Iterator<Item = ClusterRule<'_>> {
+        self.rules.iter().filter_map(|r| match (&r.counts, r.sync) {
+            (Counts::Cluster(counts), Some(sync)) => Some(ClusterRule {
+                name: &r.shape.name,
+                sync,
+                counts,
+            }),
+            _ => None,
+        })
+    }
+}
+
+/// Count a request on a cluster rule, keyed as its Redis key will spell it (an address is
+/// written on the stack: no allocation once the key is known).
+fn cluster_observe(counts: &ClusterCounts, key: LimitKey, ip: IpAddr, uid: &str) -> (u64, u64) {
+    let now = now_ms();
+    match key {
+        LimitKey::Uid => counts.observe(uid, now),
+        LimitKey::Global => counts.observe("*", now),
+        LimitKey::Ip => {
+            use std::io::Write;
+            let mut buf = [0u8; 64];
+            let mut cursor = std::io::Cursor::new(&mut buf[..]);
+            // An address is at most 45 bytes written out: it always fits.
+            let _ = write!(cursor, "{ip}");
+            let len = cursor.position() as usize;
+            let text = std::str::from_utf8(&buf[..len]).unwrap_or("?");
+            counts.observe(text, now)
+        }
     }
 }
 
@@ -214,6 +299,7 @@ mod tests {
             per: Duration::from_secs(10),
             dry_run,
             expected_keys,
+            scope: crate::config::Scope::Local,
         }
     }
 

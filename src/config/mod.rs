@@ -28,7 +28,7 @@ use crate::stock::journal::Fsync;
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
-pub use schema::{Captcha, LimitKey, LogRoute, RateLimitHeaders, StoreKind};
+pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
 
@@ -259,6 +259,20 @@ pub struct Limit {
     pub dry_run: bool,
     /// Distinct keys one window is sized for.
     pub expected_keys: usize,
+    /// Counted by this edge alone, or by all edges on the Redis store together.
+    pub scope: Scope,
+}
+
+/// `limits[].scope` resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// This edge's own count.
+    Local,
+    /// Every edge's count, summed in Redis every `sync`.
+    Cluster {
+        /// How often the counts are exchanged.
+        sync: Duration,
+    },
 }
 
 /// What to look up when resolving a configuration; the process environment in production, a

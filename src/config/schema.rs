@@ -298,6 +298,18 @@ pub enum LimitKey {
     Global,
 }
 
+/// `limits[].scope`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitScope {
+    /// Each edge counts on its own (a client spreading over `n` edges gets `n` times the
+    /// limit).
+    #[default]
+    Local,
+    /// All edges on the same Redis count together, synced every `sync_interval`.
+    Cluster,
+}
+
 /// One entry of `limits:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -311,6 +323,12 @@ pub struct FileLimit {
     /// How many distinct keys one window may see; sizes the counting sketch.
     #[serde(default)]
     pub expected_keys: Option<usize>,
+    /// Whether the edges count together.
+    #[serde(default)]
+    pub scope: LimitScope,
+    /// How often a `scope: cluster` rule sends its counts to Redis and learns the others'.
+    #[serde(default)]
+    pub sync_interval: Option<HumanDuration>,
 }
 
 /// `blocklist:`.

@@ -13,11 +13,11 @@ use super::captcha::CaptchaSettings;
 use super::context::Ctx;
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
-use super::schema::{FileConfig, FileHttp, FileStore, LimitKey, LogRoute, StoreKind};
+use super::schema::{FileConfig, FileHttp, FileStore, LimitKey, LimitScope, LogRoute, StoreKind};
 use super::values::IdRange;
 use super::{
-    AccessLog, Catalog, Config, Environment, HttpLimits, Limit, LogTarget, Origin, Sale, Secret,
-    Secrets, Store,
+    AccessLog, Catalog, Config, Environment, HttpLimits, Limit, LogTarget, Origin, Sale, Scope,
+    Secret, Secrets, Store,
 };
 
 /// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
@@ -435,6 +435,11 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
     Ok(sales)
 }
 
+/// How often a `scope: cluster` rule syncs when the file does not say.
+const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// The shortest sync interval: each sync is one pipeline per rule.
+const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
+
 fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError> {
     let mut names = HashSet::new();
     let mut limits = Vec::with_capacity(file.limits.len());
@@ -480,6 +485,36 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
             (LimitKey::Global, None) => 1,
             (_, None) => DEFAULT_EXPECTED_KEYS,
         };
+        let scope = match (l.scope, l.sync_interval) {
+            (LimitScope::Local, None) => Scope::Local,
+            (LimitScope::Local, Some(_)) => {
+                return Err(cx.err(
+                    &at("sync_interval"),
+                    "sync_interval is for scope: cluster (a local rule has nothing to sync)",
+                ))
+            }
+            (LimitScope::Cluster, _) if matches!(file.store.kind, StoreKind::Memory) => {
+                return Err(cx.err(
+                    &at("scope"),
+                    "scope: cluster counts across the edges in Redis: it needs store.kind redis \
+                     (or store.cluster)",
+                ))
+            }
+            (LimitScope::Cluster, sync) => {
+                let sync = sync.map_or(DEFAULT_SYNC_INTERVAL, |d| d.0);
+                if sync < MIN_SYNC_INTERVAL || sync >= l.per.0 {
+                    return Err(cx.err(
+                        &at("sync_interval"),
+                        format!(
+                            "sync_interval must be at least {MIN_SYNC_INTERVAL:?} and shorter \
+                             than per ({:?}); found {sync:?}",
+                            l.per.0
+                        ),
+                    ));
+                }
+                Scope::Cluster { sync }
+            }
+        };
         limits.push(Limit {
             name: l.name.clone(),
             key: l.key,
@@ -487,6 +522,7 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
             per: l.per.0,
             dry_run: l.dry_run,
             expected_keys,
+            scope,
         });
     }
     Ok(limits)

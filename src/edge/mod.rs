@@ -9,6 +9,7 @@
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
 //!   (embedded store), over HTTP.
 //! - `guard`: what the public listener refuses from the request head alone (framing, sizes).
+//! - `limit_sync`: `scope: cluster` limits' counts exchanged with Redis.
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
@@ -22,6 +23,7 @@ pub mod button;
 pub mod challenge;
 mod guard;
 pub mod hangup;
+mod limit_sync;
 mod live;
 mod proxy;
 pub mod rate_headers;
@@ -279,6 +281,10 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     server.add_service(public).add_dependency(&warm);
     server.add_service(admin);
     server.add_service(settler);
+    server.add_service(GenBackgroundService::new(
+        "flashgate limit sync".to_string(),
+        Arc::new(limit_sync::LimitSync::new(gateway.clone())),
+    ));
     server.add_service(GenBackgroundService::new(
         "flashgate SIGHUP".to_string(),
         Arc::new(hangup::Hangup::new(gateway.clone())),

@@ -187,6 +187,7 @@ mod tests {
             per: Duration::from_secs(per),
             dry_run: false,
             expected_keys: 16,
+            scope: crate::config::Scope::Local,
         }
     }
 

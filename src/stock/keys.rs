@@ -4,12 +4,19 @@
 //! `:meta`, `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot.
 //! Besides them, one key lists every sale: [`SALES_REGISTRY`], the set of product ids
 //! `flashgate stock load` ever loaded, which the order backend reads to find the ledgers (never
-//! a SCAN of the keyspace). The embedded store needs only the product. No other file spells a
-//! key.
+//! a SCAN of the keyspace), and the counts of `scope: cluster` limits ([`rate_count`]). The
+//! embedded store needs only the product. No other file spells a key.
 
 /// The set of every product id `flashgate stock load` loaded (a key of its own: on a Cluster it
 /// lives on one node, apart from the sales it lists).
 pub const SALES_REGISTRY: &str = "flashgate:sales";
+
+/// The count of `key` (a UID, an address, or `*`) under the `scope: cluster` limit `rule` in
+/// wall-clock window `window`: `flashgate:rl:{rule}:window:key`. One rule's counts share a
+/// hash tag, so a sync's pipeline goes to one Cluster node.
+pub fn rate_count(rule: &str, window: u64, key: &str) -> String {
+    format!("flashgate:rl:{{{rule}}}:{window}:{key}")
+}
 
 /// The names of one sale's state in a store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod ledger;
+pub mod limits;
 pub mod sales;
 
 use std::time::Duration;
