@@ -12,6 +12,8 @@
 //! - `access_log`: one JSON line per request, written by a thread of its own.
 //! - `live`: what the configuration decides, swapped whole by `reload` (SIGHUP, which
 //!   `hangup` takes over, or `POST /admin/reload`).
+//! - `tls`: HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN), presenting the
+//!   certificate of the configuration in place, so a reload renews it.
 
 pub mod access_log;
 pub mod admin;
@@ -26,6 +28,7 @@ pub mod respond;
 pub mod routes;
 mod settler;
 pub mod static_files;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -210,7 +213,20 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
         Edge::new(gateway.clone()),
         "flashgate public",
     );
-    public.add_tcp(&config.listen.to_string());
+    match &config.tls {
+        Some(tls) => {
+            let settings = tls::settings(gateway.clone())?;
+            public.add_tls_with_settings(&config.listen.to_string(), None, settings);
+            tracing::info!(
+                subject = %tls.identity.subject,
+                sha256 = %tls.identity.fingerprint,
+                not_after = %tls.identity.not_after,
+                "public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with {}",
+                tls.cert.display()
+            );
+        }
+        None => public.add_tcp(&config.listen.to_string()),
+    }
 
     let mut admin = Service::new(
         "flashgate admin".to_string(),
@@ -233,6 +249,7 @@ pub fn run(gateway: Gateway) -> anyhow::Result<()> {
     ));
     tracing::info!(
         listen = %config.listen,
+        https = config.tls.is_some(),
         admin = %config.admin_listen,
         store = live.checkout.store().kind(),
         "flashgate running"
