@@ -375,6 +375,13 @@ async fn the_sale_over_http2_and_http1_on_tls() {
     assert!(limited.header("retry-after").is_some(), "{limited:?}");
     assert!(limited.header("ratelimit").is_some(), "{limited:?}");
 
+    // The stock is gone (alice, bob, frank): 410 over HTTP/2.
+    let gone = buy("--http2", &url, "grace", &[]).await;
+    assert_eq!(
+        (gone.status, gone.version.as_str(), gone.outcome().as_str()),
+        (410, "2", "sold_out")
+    );
+
     // The admin listener stays plain HTTP.
     let health = reqwest::get(format!("{}/healthz", edge.admin))
         .await
@@ -742,4 +749,32 @@ async fn a_certificate_or_key_that_cannot_serve_is_refused_naming_the_file() {
         stderr.contains(&at) && stderr.contains("does not match"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_outage_is_503_over_http2() {
+    // An origin address nothing listens on: the forward cannot connect, the unit is returned.
+    let down = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = make_cert(dir.path(), "a", "flashgate-test-a");
+    let files = Files::new(down);
+    let edge = files.start(1, 5, &tls_value(&cert, &key), dir).await;
+    let url = buy_url(&edge, 42).await;
+    for uid in ["alice", "bob"] {
+        let answer = buy("--http2", &url, uid, &[]).await;
+        assert_eq!(
+            (
+                answer.status,
+                answer.version.as_str(),
+                answer.outcome().as_str()
+            ),
+            (503, "2", "origin_unavailable"),
+            "{answer:?}"
+        );
+        assert_eq!(answer.header("retry-after").as_deref(), Some("1"));
+    }
+    // bob's 503 (not 410) shows alice's unit came back: a forward that never reached the
+    // origin returns it. The listener serves on.
+    let page = get_h2(&format!("{}/", edge.base), &[]).await;
+    assert_eq!((page.status, page.version.as_str()), (200, "2"));
 }
