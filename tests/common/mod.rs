@@ -5,6 +5,7 @@
 
 pub mod crowd;
 pub mod fault_origin;
+pub mod https;
 pub mod judge;
 pub mod orders_server;
 pub mod redis_server;
