@@ -4,7 +4,8 @@
 //! at the edge everything that cannot win, pre-deducts stock atomically, and forwards only the
 //! winners, signed, to the order backend. The parts, and who may know whom:
 //!
-//! - [`config`]: the YAML file, validated into one canonical [`config::Config`].
+//! - [`config`]: the YAML file, validated into one canonical [`config::Config`] (with the TLS
+//!   certificate and key it names, read and checked).
 //! - [`checkout`]: a buy's whole life — admission, captcha claim, reserve, and settling the
 //!   unit by the origin contract once the forward is over.
 //! - [`admission`]: one small module per check, each a pure function; no HTTP.
@@ -13,7 +14,8 @@
 //! - [`signing`]: everything the edge signs (sale paths, captcha challenges, headers to origin)
 //!   and the pass tokens an external captcha service signs.
 //! - [`metrics`]: every exported metric.
-//! - [`edge`]: the Pingora service, routing and proxy phases; no business rule lives there.
+//! - [`edge`]: the Pingora service (HTTPS with HTTP/2 and HTTP/1.1, or plain HTTP/1.1),
+//!   routing and proxy phases; no business rule lives there.
 //! - [`clock`]: the one wall clock.
 //! - [`uid`]: the user-id alphabet the login check admits, and the header form a UID travels in.
 //! - [`orders`]: the order backend `flashgate-orders` (durable orders, ledger consumer,

@@ -221,10 +221,24 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("flashgate: {e:#}");
+            eprintln!("flashgate: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, as `{:#}` writes them, but leaving out a cause the message already
+/// says (errors that name their file write their cause into their own message).
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -26,6 +26,26 @@ pub fn summary(gw: &Live) -> String {
         c.threads,
         if c.threads == 1 { "" } else { "s" }
     );
+    match &c.tls {
+        Some(tls) => {
+            let id = &tls.identity;
+            let _ = writeln!(
+                s,
+                "  tls         HTTPS, HTTP/2 and HTTP/1.1; {} ({} in the chain), key {}",
+                tls.cert.display(),
+                id.chain_len,
+                tls.key.display()
+            );
+            let _ = writeln!(
+                s,
+                "              {}, valid {} -> {}, sha256 {}",
+                id.subject, id.not_before, id.not_after, id.fingerprint
+            );
+        }
+        None => {
+            let _ = writeln!(s, "  tls         none: plain HTTP/1.1");
+        }
+    }
     let _ = writeln!(
         s,
         "  admin       {} (/metrics /healthz /readyz)",

@@ -4,12 +4,13 @@
 //!
 //! - a sale whose window is already over;
 //! - the development secrets;
-//! - `X-Forwarded-For` believed from no proxy while the listener is plain HTTP open to other
-//!   machines: something in front likely terminates HTTPS (a load balancer, CDN or ingress),
-//!   and then every shopper has that one address;
+//! - `X-Forwarded-For` believed from no proxy while the listener is plain HTTP (no `tls:`)
+//!   open to other machines: something in front likely terminates HTTPS (a load balancer, CDN
+//!   or ingress), and then every shopper has that one address;
 //! - a global limit above what the store can take (or none at all, on Redis);
 //! - the memory each limit's count–min sketch takes, and all of them against the machine's;
-//! - an embedded store that keeps nothing across a restart.
+//! - an embedded store that keeps nothing across a restart;
+//! - a TLS certificate that has expired, is not valid yet, or expires within two weeks.
 
 use std::time::{Duration, SystemTime};
 
@@ -22,6 +23,9 @@ use flashgate::config::{Captcha, Config, LimitKey, Store};
 /// is ~56,000 a second on one core before any network I/O; 30,000 leaves room for the I/O and
 /// the ledger's readers.
 pub const REDIS_CALLS_PER_SECOND: u64 = 30_000;
+
+/// A certificate that expires within this long is worth a line (renewals run a month ahead).
+const CERTIFICATE_EXPIRES_SOON: Duration = Duration::from_secs(14 * 24 * 3600);
 
 /// A limit whose sketch takes this much is worth a line.
 const LARGE_SKETCH: usize = 64 * 1024 * 1024;
@@ -41,6 +45,8 @@ pub enum Kind {
     SketchMemory,
     /// The embedded store keeps nothing across a restart.
     NotDurable,
+    /// The TLS certificate has expired, is not valid yet, or expires soon.
+    Certificate,
 }
 
 /// One warning.
@@ -87,7 +93,42 @@ pub fn warnings(
                 .to_string(),
         ));
     }
+    certificate(c, now, &mut out);
     out
+}
+
+fn certificate(c: &Config, now: SystemTime, out: &mut Vec<Warning>) {
+    let Some(tls) = &c.tls else {
+        return;
+    };
+    let id = &tls.identity;
+    let file = tls.cert.display();
+    let text = if let Ok(early) = id.not_before.0.duration_since(now) {
+        format!(
+            "the certificate in {file} ({}) is not valid for another {}: clients refuse it \
+             until {}",
+            id.subject,
+            ago(early),
+            id.not_before
+        )
+    } else {
+        match id.valid_for(now) {
+            None => format!(
+                "the certificate in {file} ({}) expired at {}: clients refuse it; write the \
+                 renewed one over the files and reload (SIGHUP)",
+                id.subject, id.not_after
+            ),
+            Some(left) if left < CERTIFICATE_EXPIRES_SOON => format!(
+                "the certificate in {file} ({}) expires in {} ({}): write the renewed one over \
+                 the files and reload (SIGHUP)",
+                id.subject,
+                ago(left),
+                id.not_after
+            ),
+            Some(_) => return,
+        }
+    };
+    out.push(warn(Kind::Certificate, text));
 }
 
 /// `d` to the second, the minute past an hour, the hour past a day.
@@ -121,8 +162,9 @@ fn sales_over(c: &Config, now: SystemTime, out: &mut Vec<Warning>) {
 fn forwarded_for(c: &Config, ip_blocks: usize, out: &mut Vec<Warning>) {
     // A proxy on this machine (loopback) can only front a listener other machines reach
     // through it; one on another machine needs a non-loopback entry.
+    // With `tls:` the edge terminates HTTPS itself: nothing is likely to stand in front.
     let remote_proxy_trusted = c.trusted_proxies.iter().any(|n| !n.addr().is_loopback());
-    if remote_proxy_trusted || c.listen.ip().is_loopback() {
+    if remote_proxy_trusted || c.listen.ip().is_loopback() || c.tls.is_some() {
         return;
     }
     let per_ip: Vec<String> = c

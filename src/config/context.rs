@@ -31,6 +31,16 @@ impl<'a> Ctx<'a> {
         ConfigError::at(self.file, self.loc.find(path), message)
     }
 
+    /// An error at the value at `path` about the TLS file it names (its cause kept).
+    pub(crate) fn tls_err(&self, path: &'static str, source: super::tls::TlsError) -> ConfigError {
+        ConfigError::Tls {
+            file: self.file.to_path_buf(),
+            at: self.loc.find(path),
+            path,
+            source: Box::new(source),
+        }
+    }
+
     /// Expand `${VAR}` in a value that must be fully set.
     pub(crate) fn required(&self, path: &str, text: &str) -> Result<String, ConfigError> {
         match expand(text, |n| self.env.var(n)).map_err(|e| self.err(path, e))? {

@@ -51,6 +51,19 @@ pub enum ConfigError {
         /// What is wrong and what was expected.
         message: String,
     },
+    /// A file the configuration names at a known position (the TLS certificate or key) cannot
+    /// be used; the cause names that file too.
+    #[error("{}:{}:{}: {path}: {source}", file.display(), at.line, at.column)]
+    Tls {
+        /// The configuration file.
+        file: PathBuf,
+        /// Where in it the value naming the bad file stands.
+        at: Position,
+        /// The value's path, e.g. `tls.key`.
+        path: &'static str,
+        /// What is wrong with the file it names (boxed: the error stays small).
+        source: Box<super::tls::TlsError>,
+    },
 }
 
 impl ConfigError {
@@ -66,7 +79,7 @@ impl ConfigError {
     /// The position this error points at, if it points into a file.
     pub fn position(&self) -> Option<Position> {
         match self {
-            ConfigError::At { at, .. } => Some(*at),
+            ConfigError::At { at, .. } | ConfigError::Tls { at, .. } => Some(*at),
             ConfigError::Read { .. } => None,
         }
     }

@@ -4,7 +4,8 @@
 //! the canonical form is fully resolved — secrets read from the environment, URLs resolved to
 //! addresses, the catalog's extra ids loaded, every cross-field rule checked. Every error names
 //! the file, the line and the column. The order backend's `conf/orders.yaml` is read with the
-//! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets).
+//! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets). `tls`
+//! reads the certificate and key files `tls:` names and checks that they belong together.
 
 mod captcha;
 pub(crate) mod context;
@@ -13,6 +14,7 @@ mod error;
 pub(crate) mod locate;
 pub(crate) mod read;
 mod schema;
+mod tls;
 mod validate;
 mod values;
 
@@ -29,6 +31,7 @@ pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
+pub use tls::{Identity, Tls, TlsError};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
 
@@ -79,6 +82,8 @@ pub struct Config {
     pub access_log: Option<AccessLog>,
     /// Bearer token of `POST /admin/reload`; without one, only SIGHUP reloads.
     pub admin_token: Option<Secret>,
+    /// HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN); None: plain HTTP/1.1.
+    pub tls: Option<Tls>,
     /// The public listener's limits on what one client sends.
     pub http: HttpLimits,
 }

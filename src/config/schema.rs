@@ -53,6 +53,9 @@ pub struct FileConfig {
     /// Bearer token of the admin listener's `POST /admin/reload` (`${ENV}` like the secrets).
     #[serde(default)]
     pub admin_token: Option<String>,
+    /// HTTPS on the public listener: its certificate and key.
+    #[serde(default)]
+    pub tls: Option<FileTls>,
     /// What the public listener takes from one client: sizes, keep-alive.
     #[serde(default)]
     pub http: FileHttp,
@@ -86,6 +89,17 @@ impl Default for FileHttp {
             keepalive_requests: 1000,
         }
     }
+}
+
+/// `tls:` — the public listener speaks TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate
+/// chain and key. Both are PEM file paths and may use `${ENV}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    /// The certificate chain, leaf first.
+    pub cert: String,
+    /// The leaf's private key.
+    pub key: String,
 }
 
 /// `access_log:` — one JSON line per request, written off the hot path.

@@ -1,7 +1,7 @@
 //! Turns the file as written ([`FileConfig`]) into the canonical [`Config`]: environment
 //! substitution, development-secret fallback, origin address resolution, the catalog's id file,
 //! and every rule that spans fields. Each failure points at the value it is about. Sections
-//! that resolve themselves ([`CaptchaSettings`]) are called from here; the helpers both use live
+//! that resolve themselves ([`CaptchaSettings`], `tls`) are called from here; the helpers both use live
 //! in `context`, so the dependency goes one way.
 
 use std::collections::HashSet;
@@ -63,6 +63,7 @@ pub fn resolve(
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
     let access_log = resolve_access_log(&cx, &file)?;
     let http = resolve_http(&cx, &file.http)?;
+    let tls = super::tls::resolve(&cx, &file.tls)?;
     // An unset variable leaves the token unset: `POST /admin/reload` is refused, SIGHUP works.
     let admin_token = match &file.admin_token {
         Some(text) => cx.secret("admin_token", text)?.ok(),
@@ -104,6 +105,7 @@ pub fn resolve(
         access_log,
         admin_token,
         http,
+        tls,
     })
 }
 

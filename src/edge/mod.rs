@@ -16,6 +16,8 @@
 //! - `access_log`: one JSON line per request, written by a thread of its own.
 //! - `live`: what the configuration decides, swapped whole by `reload` (SIGHUP, which
 //!   `hangup` takes over, or `POST /admin/reload`).
+//! - `tls`: HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN), presenting the
+//!   certificate of the configuration in place, so a reload renews it.
 
 pub mod access_log;
 pub mod admin;
@@ -32,6 +34,7 @@ pub mod respond;
 pub mod routes;
 mod settler;
 pub mod static_files;
+pub mod tls;
 pub mod upgrade;
 mod warmup;
 
@@ -253,12 +256,25 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
         Edge::new(gateway.clone()),
         "flashgate public",
     );
-    public.add_tcp(&config.listen.to_string());
     let mut options = pingora::apps::HttpServerOptions::default();
     // Pingora counts the reuses of a connection after its first request.
     options.keepalive_request_limit = Some(config.http.keepalive_requests.saturating_sub(1));
     if let Some(proxy) = public.app_logic_mut() {
         proxy.server_options = Some(options);
+    }
+    match &config.tls {
+        Some(tls) => {
+            let settings = tls::settings(gateway.clone())?;
+            public.add_tls_with_settings(&config.listen.to_string(), None, settings);
+            tracing::info!(
+                subject = %tls.identity.subject,
+                sha256 = %tls.identity.fingerprint,
+                not_after = %tls.identity.not_after,
+                "public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with {}",
+                tls.cert.display()
+            );
+        }
+        None => public.add_tcp(&config.listen.to_string()),
     }
 
     let mut admin = Service::new(
@@ -292,6 +308,7 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     upgrade::write_pid(config.listen.port())?;
     tracing::info!(
         listen = %config.listen,
+        https = config.tls.is_some(),
         admin = %config.admin_listen,
         store = live.checkout.store().kind(),
         "flashgate running"

@@ -3,12 +3,13 @@
 //!
 //! What a reload changes: blocklist (its file is read again), allowlist, limits, sales,
 //! catalog, captcha settings, static files (read again), origin, trusted proxies, rate headers,
-//! the admin token. What it keeps: the stores (stock and buyers), the settlement queue, each
-//! sale's sold-out hint and proof-of-work difficulty, and the counts of each limit rule whose
-//! name, key, window and `expected_keys` stay (see `Checkout::rebuild`). What it cannot change
-//! while running: the listeners and their threads, the store, the access log and the size of
-//! the embedded single-use set — those keep their running values, and the answer and the log
-//! say a restart (or an upgrade) is needed to apply them.
+//! the admin token, and the TLS certificate and key (read again: new handshakes present the new
+//! certificate, see `edge::tls`). What it keeps: the stores (stock and buyers), the settlement
+//! queue, each sale's sold-out hint and proof-of-work difficulty, and the counts of each limit
+//! rule whose name, key, window and `expected_keys` stay (see `Checkout::rebuild`). What it
+//! cannot change while running: the listeners and their threads, TLS on or off, the store, the
+//! access log and the size of the embedded single-use set — those keep their running values,
+//! and the answer and the log say a restart (or an upgrade) is needed to apply them.
 //!
 //! A file that fails to load is refused with its error (file:line:column), and the running
 //! configuration stays. So is a new sale on the embedded store, which can take new sales only
@@ -71,6 +72,17 @@ impl Gateway {
                     changed = ?done.changed,
                     "configuration reloaded from {file}"
                 );
+                if done.changed.contains(&"tls") {
+                    if let Some(tls) = &self.live().config.tls {
+                        tracing::info!(
+                            subject = %tls.identity.subject,
+                            sha256 = %tls.identity.fingerprint,
+                            not_after = %tls.identity.not_after,
+                            "new handshakes present the certificate of {}",
+                            tls.cert.display()
+                        );
+                    }
+                }
                 for what in &done.restart_needed {
                     tracing::warn!("reload: {what}");
                 }
@@ -172,6 +184,19 @@ fn pin(old: &Config, new: &mut Config) -> Vec<String> {
         );
         new.access_log = old.access_log.clone();
     }
+    // A reload renews the certificate (the files are read again), but whether the listener
+    // speaks TLS at all is fixed when it starts.
+    match (&old.tls, &new.tls) {
+        (Some(_), None) => {
+            note("tls", "on".to_string(), "off".to_string());
+            new.tls = old.tls.clone();
+        }
+        (None, Some(_)) => {
+            note("tls", "off".to_string(), "on".to_string());
+            new.tls = None;
+        }
+        _ => {}
+    }
     let (was, is) = (
         old.captcha.single_use_capacity,
         new.captcha.single_use_capacity,
@@ -201,7 +226,7 @@ fn changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.admin_token != new.admin_token {
         changed.push("admin_token");
     }
-    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 10] = [
+    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 11] = [
         (
             "trusted_proxies",
             &old.trusted_proxies,
@@ -220,6 +245,8 @@ fn changes(old: &Config, new: &Config) -> Vec<&'static str> {
             &old.rate_limit_headers,
             &new.rate_limit_headers,
         ),
+        // The paths, and the certificate's fingerprint: a renewed certificate is a change.
+        ("tls", &old.tls, &new.tls),
     ];
     for (name, a, b) in sections {
         if differs(a, b) {

@@ -5,6 +5,7 @@
 
 pub mod crowd;
 pub mod fault_origin;
+pub mod https;
 pub mod judge;
 pub mod orders_server;
 pub mod raw;
@@ -145,13 +146,36 @@ impl Edge {
         listen: u16,
         admin: u16,
     ) -> Edge {
+        Self::start_scheme("http", yaml, dir, host, listen, admin).await
+    }
+
+    /// [`Edge::start`] for a configuration with `tls:`: the public listener speaks HTTPS, and
+    /// `base` is an `https://` URL (the admin listener stays plain HTTP).
+    pub async fn start_https(
+        yaml: &str,
+        dir: tempfile::TempDir,
+        host: &str,
+        listen: u16,
+        admin: u16,
+    ) -> Edge {
+        Self::start_scheme("https", yaml, dir, host, listen, admin).await
+    }
+
+    async fn start_scheme(
+        scheme: &str,
+        yaml: &str,
+        dir: tempfile::TempDir,
+        host: &str,
+        listen: u16,
+        admin: u16,
+    ) -> Edge {
         let config = dir.path().join("flashgate.yaml");
         std::fs::write(&config, yaml).unwrap();
         let child = Self::spawn(dir.path());
         let mut edge = Edge {
             child,
             dir,
-            base: format!("http://{host}:{listen}"),
+            base: format!("{scheme}://{host}:{listen}"),
             admin: format!("http://{host}:{admin}"),
         };
         edge.wait_ready().await;
@@ -214,11 +238,16 @@ impl Edge {
         let client = reqwest::Client::new();
         loop {
             let admin = client.get(format!("{}/healthz", self.admin)).send().await;
-            let public = client
-                .get(format!("{}/static/none", self.base))
-                .send()
-                .await;
-            if admin.is_ok() && public.is_ok() {
+            // The test client speaks no TLS: an HTTPS listener is ready once it accepts.
+            let public = match self.base.strip_prefix("https://") {
+                Some(addr) => tokio::net::TcpStream::connect(addr).await.map(drop).is_ok(),
+                None => client
+                    .get(format!("{}/static/none", self.base))
+                    .send()
+                    .await
+                    .is_ok(),
+            };
+            if admin.is_ok() && public {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

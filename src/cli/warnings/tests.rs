@@ -203,3 +203,66 @@ fn the_machines_memory_is_read() {
     let m = machine_memory().expect("/proc/meminfo on Linux");
     assert!(m > 64 << 20, "{m}");
 }
+
+/// A self-signed certificate valid for `days` from now (openssl CLI), in `dir`.
+fn certificate(dir: &Path, days: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("c.pem"), dir.join("c.key"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args([
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/CN=shop.test",
+        ])
+        .args(["-days", &days.to_string(), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+#[test]
+fn a_certificate_that_expires_soon_and_no_proxy_warning_on_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(dir.path(), 30);
+    // No proxy trusted, open to other machines: with tls: the edge terminates HTTPS itself.
+    let text = format!(
+        "{}tls: {{ cert: {}, key: {} }}\n",
+        SAFE.replace("trusted_proxies: [10.0.0.0/8]", "trusted_proxies: []"),
+        cert.display(),
+        key.display()
+    );
+    let c = config(&text);
+    let now = SystemTime::now();
+    assert!(warnings(&c, 2, now, None).is_empty());
+    // Valid for 30 days: nothing now; within two weeks of its end a line; after it, expired;
+    // and before it starts, not valid yet.
+    let day = 24 * 3600;
+    let soon = now + std::time::Duration::from_secs(28 * day + day / 2);
+    let found = warnings(&c, 0, soon, None);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].kind, Kind::Certificate);
+    assert!(
+        found[0].text.contains("CN=shop.test") && found[0].text.contains("expires in 1day"),
+        "{}",
+        found[0].text
+    );
+    let later = now + std::time::Duration::from_secs(31 * day);
+    let found = warnings(&c, 0, later, None);
+    assert!(found[0].text.contains("expired at"), "{}", found[0].text);
+    let before = now - std::time::Duration::from_secs(3600);
+    let found = warnings(&c, 0, before, None);
+    assert!(
+        found[0].text.contains("not valid for another"),
+        "{}",
+        found[0].text
+    );
+}

@@ -1,0 +1,271 @@
+//! `tls:` — the public listener's certificate chain and private key, two PEM files. Resolving
+//! the section reads both files and checks them the way a handshake would use them: the chain
+//! holds at least one X.509 certificate, the key file a private key rustls can sign with, and the
+//! key belongs to the first (leaf) certificate. What comes out is an [`Identity`], ready for the
+//! listener to present. A reload resolves the section again, so a renewed certificate written
+//! over the same files is read anew; a file that fails any check refuses the configuration, like
+//! any other mistake in it, and names the file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use sha2::{Digest, Sha256};
+
+use super::context::Ctx;
+use super::error::ConfigError;
+use super::schema::FileTls;
+use super::Timestamp;
+
+/// `tls:` resolved: where the files are, and what they hold now.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The certificate chain file (PEM), leaf first.
+    pub cert: PathBuf,
+    /// The private key file (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The chain and key as read from the files when the configuration was loaded.
+    pub identity: Identity,
+}
+
+/// A certificate chain with its private key, checked to belong together, and what an operator
+/// wants to see of it. Its `Debug` shows the leaf's subject and fingerprint, never the key.
+#[derive(Clone)]
+pub struct Identity {
+    certified: Arc<CertifiedKey>,
+    /// SHA-256 of the leaf certificate (DER), lowercase hex, as `openssl x509 -fingerprint
+    /// -sha256` shows it without the colons.
+    pub fingerprint: String,
+    /// The leaf's subject, e.g. `CN=shop.example`.
+    pub subject: String,
+    /// The start of the leaf's validity.
+    pub not_before: Timestamp,
+    /// The end of the leaf's validity.
+    pub not_after: Timestamp,
+    /// Certificates in the chain, leaf included.
+    pub chain_len: usize,
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("subject", &self.subject)
+            .field("sha256", &self.fingerprint)
+            .field("not_after", &self.not_after.to_string())
+            .field("chain_len", &self.chain_len)
+            .finish()
+    }
+}
+
+impl Identity {
+    /// Read and check `cert` (chain, PEM) and `key` (private key, PEM).
+    pub fn load(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+        let chain = read_chain(cert)?;
+        let private = read_key(key)?;
+        let provider = rustls::crypto::ring::default_provider();
+        let signing = provider
+            .key_provider
+            .load_private_key(private)
+            .map_err(|source| TlsError::Key {
+                file: key.to_path_buf(),
+                source,
+            })?;
+        let certified = CertifiedKey::new(chain, signing);
+        match certified.keys_match() {
+            // ring cannot always tell the public key of a signing key (`Unknown`); the handshake
+            // would then fail for every client, so only a known mismatch is refused here and the
+            // rest is left to rustls, as `CertifiedKey::from_der` does.
+            Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(_) => {
+                return Err(TlsError::Mismatch {
+                    cert: cert.to_path_buf(),
+                    key: key.to_path_buf(),
+                })
+            }
+        }
+        let leaf = certified
+            .cert
+            .first()
+            .ok_or_else(|| TlsError::NoCertificate {
+                file: cert.to_path_buf(),
+            })?;
+        let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(|e| {
+            TlsError::Certificate {
+                file: cert.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
+        let validity = parsed.validity();
+        let identity = Identity {
+            fingerprint: hex::encode(Sha256::digest(leaf.as_ref())),
+            subject: parsed.subject().to_string(),
+            not_before: at(validity.not_before.timestamp()),
+            not_after: at(validity.not_after.timestamp()),
+            chain_len: certified.cert.len(),
+            certified: Arc::new(certified),
+        };
+        Ok(identity)
+    }
+
+    /// What the listener presents in a handshake.
+    pub fn certified_key(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.certified)
+    }
+
+    /// How long the leaf is still valid at `now`; None once it has expired.
+    pub fn valid_for(&self, now: SystemTime) -> Option<Duration> {
+        self.not_after.0.duration_since(now).ok()
+    }
+}
+
+/// A certificate time (seconds since the epoch) as a [`Timestamp`].
+fn at(seconds: i64) -> Timestamp {
+    let magnitude = Duration::from_secs(seconds.unsigned_abs());
+    Timestamp(if seconds >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    })
+}
+
+/// Why a certificate or key file cannot serve; every variant names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not well-formed PEM.
+    #[error("{} is not valid PEM: {source}", file.display())]
+    Pem {
+        /// The file.
+        file: PathBuf,
+        /// What the PEM reader said.
+        source: pem::Error,
+    },
+    /// The chain file holds no certificate.
+    #[error(
+        "{} holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", leaf first",
+        file.display()
+    )]
+    NoCertificate {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The leaf certificate does not parse as X.509.
+    #[error("{}: the first certificate is not valid X.509: {reason}", file.display())]
+    Certificate {
+        /// The file.
+        file: PathBuf,
+        /// What the X.509 parser said.
+        reason: String,
+    },
+    /// The key file holds no private key.
+    #[error(
+        "{} holds no private key: expected a PEM block \"-----BEGIN PRIVATE KEY-----\" \
+         (PKCS#8), \"RSA PRIVATE KEY\" (PKCS#1) or \"EC PRIVATE KEY\" (SEC1)",
+        file.display()
+    )]
+    NoKey {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The key is of a kind rustls cannot sign with.
+    #[error("{}: the private key cannot be used: {source}", file.display())]
+    Key {
+        /// The file.
+        file: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The key is not the one of the leaf certificate.
+    #[error(
+        "the private key in {} does not match the certificate in {} (a key from another \
+         certificate, or the chain's leaf is not first)",
+        key.display(),
+        cert.display()
+    )]
+    Mismatch {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+}
+
+impl TlsError {
+    /// Whether the error is about the key file (else the certificate file).
+    fn about_key(&self) -> bool {
+        matches!(
+            self,
+            TlsError::NoKey { .. } | TlsError::Key { .. } | TlsError::Mismatch { .. }
+        )
+    }
+}
+
+fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(file).map_err(|source| TlsError::Read {
+        file: file.to_path_buf(),
+        source,
+    })
+}
+
+fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read(file)?;
+    let chain = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem {
+            file: file.to_path_buf(),
+            source,
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            file: file.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}
+
+fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(file)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|source| match source {
+        pem::Error::NoItemsFound => TlsError::NoKey {
+            file: file.to_path_buf(),
+        },
+        source => TlsError::Pem {
+            file: file.to_path_buf(),
+            source,
+        },
+    })
+}
+
+/// Resolve `tls:`: both files read and checked; an error points at the value naming the file
+/// it is about.
+pub(super) fn resolve(cx: &Ctx, file: &Option<FileTls>) -> Result<Option<Tls>, ConfigError> {
+    let Some(tls) = file else {
+        return Ok(None);
+    };
+    let cert = PathBuf::from(cx.required("tls.cert", &tls.cert)?);
+    let key = PathBuf::from(cx.required("tls.key", &tls.key)?);
+    let identity = Identity::load(&cert, &key).map_err(|source| {
+        let path = if source.about_key() {
+            "tls.key"
+        } else {
+            "tls.cert"
+        };
+        cx.tls_err(path, source)
+    })?;
+    Ok(Some(Tls {
+        cert,
+        key,
+        identity,
+    }))
+}
