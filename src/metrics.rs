@@ -73,6 +73,8 @@ pub struct Metrics {
     pub reloads: Reloads,
     /// `flashgate_limit_syncs_total{result}`: syncs of `scope: cluster` limits with Redis.
     pub limit_syncs: LimitSyncs,
+    /// `flashgate_slow_clients_total{reason}`: connections closed for sending too slowly.
+    pub slow_clients: crate::edge::slow::SlowCounters,
 }
 
 /// `flashgate_limit_syncs_total{result}`.
@@ -204,6 +206,15 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(limit_syncs.clone()))?;
+        let slow_clients = IntCounterVec::new(
+            Opts::new(
+                "flashgate_slow_clients_total",
+                "Public connections of slow clients closed because a request head took longer \
+                 than http.header_timeout (reason header_timeout).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(slow_clients.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -229,6 +240,9 @@ impl Metrics {
             limit_syncs: LimitSyncs {
                 ok: limit_syncs.with_label_values(&["ok"]),
                 failed: limit_syncs.with_label_values(&["failed"]),
+            },
+            slow_clients: crate::edge::slow::SlowCounters {
+                header_timeout: slow_clients.with_label_values(&["header_timeout"]),
             },
         })
     }

@@ -696,6 +696,7 @@ fn http_limits_default_and_refuse_what_cannot_work() {
         (8192, 16384, 16384)
     );
     assert_eq!((http.keepalive_secs, http.keepalive_requests), (15, 1000));
+    assert_eq!(http.header_timeout, std::time::Duration::from_secs(10));
     let c = parse(&format!(
         "{GOOD}http: {{ max_header_bytes: 4096, keepalive_timeout: 2s, keepalive_requests: 1 }}\n"
     ))
@@ -715,6 +716,7 @@ fn http_limits_default_and_refuse_what_cannot_work() {
             "between 1024 and 1048575",
         ),
         ("http: { keepalive_requests: 0 }", "between 1 and"),
+        ("http: { header_timeout: 10ms }", "at least 100ms"),
         ("http: { max_uri: 10 }", "unknown field `max_uri`"),
     ] {
         let (at, message) = error_at(&format!("{GOOD}{text}\n"));

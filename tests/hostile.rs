@@ -557,7 +557,7 @@ async fn connections_pipelined_capped_idle_and_half_open() {
             trusted: "[]",
             blocklist: "",
         },
-        "http: { keepalive_timeout: 1s, keepalive_requests: 5 }",
+        "http: { keepalive_timeout: 1s, keepalive_requests: 5, header_timeout: 1s }",
     )
     .await;
 
@@ -613,6 +613,45 @@ async fn connections_pipelined_capped_idle_and_half_open() {
         got.closed && got.took < Duration::from_secs(5),
         "idle for {:?}",
         got.took
+    );
+
+    // A head trickled a byte at a time, each read well inside the keep-alive timeout: closed
+    // once the whole head has taken longer than header_timeout (1 s here).
+    let mut stream = raw::connect(&edge.base).await;
+    let started = Instant::now();
+    let mut closed_after = None;
+    for b in b"GET /nope HTTP/1.1\r\nHost: shop\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if tokio::io::AsyncWriteExt::write_all(&mut stream, &[*b])
+            .await
+            .is_err()
+        {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let got = raw::read_until_closed(&mut stream, Duration::from_millis(250)).await;
+        if got.closed {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+    }
+    let closed_after = closed_after.expect("a trickled head is not held");
+    assert!(
+        closed_after < Duration::from_secs(4),
+        "closed after {closed_after:?}"
+    );
+    let page = metrics_when(
+        &edge,
+        r#"flashgate_slow_clients_total{reason="header_timeout"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(
+            &page,
+            r#"flashgate_slow_clients_total{reason="header_timeout"}"#
+        ),
+        Some(1.0),
+        "{page}"
     );
 
     // 300 half-open connections (a header begun, never finished) do not stop the edge.

@@ -101,6 +101,8 @@ pub struct HttpLimits {
     pub keepalive_secs: u64,
     /// Requests per connection.
     pub keepalive_requests: u32,
+    /// The time a request head may take to arrive.
+    pub header_timeout: Duration,
 }
 
 /// `access_log:` resolved.

@@ -77,6 +77,9 @@ pub struct FileHttp {
     pub keepalive_timeout: HumanDuration,
     /// Requests one connection may make; the last answer says `Connection: close`.
     pub keepalive_requests: u32,
+    /// A request's whole head must arrive within this (from the accept for a connection's
+    /// first request, from its first byte for later ones).
+    pub header_timeout: HumanDuration,
 }
 
 impl Default for FileHttp {
@@ -87,6 +90,7 @@ impl Default for FileHttp {
             max_body_bytes: 16 * 1024,
             keepalive_timeout: HumanDuration(std::time::Duration::from_secs(15)),
             keepalive_requests: 1000,
+            header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
         }
     }
 }

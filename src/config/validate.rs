@@ -152,7 +152,17 @@ fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
             ),
         ));
     }
+    if http.header_timeout.0 < Duration::from_millis(100) {
+        return Err(cx.err(
+            "http.header_timeout",
+            format!(
+                "http.header_timeout must be at least 100ms; found {:?}",
+                http.header_timeout.0
+            ),
+        ));
+    }
     Ok(HttpLimits {
+        header_timeout: http.header_timeout.0,
         max_uri_bytes: http.max_uri_bytes,
         max_header_bytes: http.max_header_bytes,
         max_body_bytes: http.max_body_bytes,

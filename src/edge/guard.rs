@@ -58,6 +58,7 @@ mod tests {
         max_body_bytes: 100,
         keepalive_secs: 5,
         keepalive_requests: 10,
+        header_timeout: std::time::Duration::from_secs(1),
     };
 
     fn req(path: &str, headers: &[(&str, &str)]) -> RequestHeader {

@@ -10,6 +10,7 @@
 //!   (embedded store), over HTTP.
 //! - `guard`: what the public listener refuses from the request head alone (framing, sizes).
 //! - `limit_sync`: `scope: cluster` limits' counts exchanged with Redis.
+//! - `slow`: request heads bounded in time (`http.header_timeout`), slow clients counted.
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
@@ -33,6 +34,7 @@ mod reload;
 pub mod respond;
 pub mod routes;
 mod settler;
+pub mod slow;
 pub mod static_files;
 pub mod tls;
 pub mod upgrade;
@@ -251,17 +253,15 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     let live = gateway.live();
     let config = &live.config;
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        Edge::new(gateway.clone()),
-        "flashgate public",
-    );
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Edge::new(gateway.clone()));
     let mut options = pingora::apps::HttpServerOptions::default();
     // Pingora counts the reuses of a connection after its first request.
     options.keepalive_request_limit = Some(config.http.keepalive_requests.saturating_sub(1));
-    if let Some(proxy) = public.app_logic_mut() {
-        proxy.server_options = Some(options);
-    }
+    proxy.server_options = Some(options);
+    let mut public = Service::new(
+        "flashgate public".to_string(),
+        slow::Guarded::new(proxy, gateway.clone()),
+    );
     match &config.tls {
         Some(tls) => {
             let settings = tls::settings(gateway.clone())?;
