@@ -609,7 +609,7 @@ fn check_warns_about_risky_settings_and_still_passes() {
         .replace("2026-11-22T13", "2025-01-02T13")
         .replace(
             "  - { name: per-uid",
-            "  - { name: per-ip, key: ip, requests: 50, per: 10s }\n  - { name: per-uid",
+            "  - { name: per-ip, key: ip, requests: 300, per: 10s, expected_keys: 4000000 }\n  - { name: per-uid",
         );
     std::fs::write(&risky, text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_flashgate"))
@@ -621,15 +621,15 @@ fn check_warns_about_risky_settings_and_still_passes() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
-    // The sale ended on 2025-01-02; the listener is open with no proxy trusted; both
-    // limits are sized for the default million keys; the embedded store has no journal.
+    // The sale ended on 2025-01-02; the listener is open with no proxy trusted; the per-ip
+    // limit is sized for four million keys under a limit of 300 (two-byte counters: 64 MiB);
+    // the embedded store has no journal.
     for warning in [
-        "  warnings    5",
+        "  warnings    4",
         "! the sale of product 42 ended at 2025-01-02T13:00:00Z",
         "! X-Forwarded-For is believed from no proxy on another machine (trusted_proxies: none)",
-        "the per-IP limit per-ip (50 per 10s) would count the whole crowd as one client",
-        "! limit per-ip takes 128 MiB",
-        "! limit per-uid takes 128 MiB",
+        "the per-IP limit per-ip (300 per 10s) would count the whole crowd as one client",
+        "! limit per-ip takes 64 MiB",
         "! store.path is not set",
     ] {
         if warning.contains("2026-11-22")

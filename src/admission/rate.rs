@@ -1,6 +1,7 @@
 //! Rate limits, several at once, each keyed on the client IP, the user id or one global counter,
-//! counted with pingora-limits' count–min sketch (lock-free, fixed memory, no per-request
-//! allocation: keys are hashed in place).
+//! counted with a count–min sketch ([`sketch`]: lock-free, fixed memory, counters as narrow as
+//! the limit allows, no per-request allocation: keys are hashed in place, once) — or, for
+//! `scope: cluster`, across the edges ([`cluster`]).
 //!
 //! # How wrong the counts can be
 //!
@@ -11,8 +12,9 @@
 //! if in every row its neighbours made more than `L - c` requests between them.
 //!
 //! Rules are sized with `h = 4` and `w` = twice `expected_keys`, rounded up to a power of two.
-//! The default for `ip` and `uid` rules is a million keys: `w = 2^21`, and the sketch takes
-//! 4 × 2^21 counters × 8 bytes × 2 windows = 128 MiB per rule. Measured by the test
+//! The default for `ip` and `uid` rules is a million keys: `w = 2^21`, and with a limit below
+//! 255 (one-byte counters) the sketch takes 4 × 2^21 counters × 1 byte = 8 MiB per rule (16 MiB
+//! for limits up to 65,534, 32 MiB beyond). Measured by the test
 //! `million_distinct_keys_no_false_429_storm`: a million distinct users making two requests each
 //! under the shipped per-uid limit of 5 saw 8 false refusals in 2,000,000 requests (0.0004%).
 //! With `K/w ≈ 0.5` a false refusal needs two or more heavy neighbours in all four rows, which is
@@ -21,20 +23,20 @@
 //! `global` rules have one key and count exactly.
 
 use std::collections::HashSet;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_limits::rate::Rate;
 use prometheus::IntCounter;
 
 use crate::clock::now_ms;
 use crate::config::{Limit, LimitKey, Scope};
 
 pub mod cluster;
+pub mod sketch;
 
 pub use cluster::ClusterCounts;
+pub use sketch::WindowSketch;
 
 const HASHES: usize = 4;
 
@@ -54,7 +56,7 @@ pub struct RateLimited {
 /// How a rule counts: alone in a sketch, or with the other edges.
 #[derive(Clone)]
 enum Counts {
-    Local(Arc<Rate>),
+    Local(Arc<WindowSketch>),
     Cluster(Arc<ClusterCounts>),
 }
 
@@ -70,7 +72,7 @@ pub struct ClusterRule<'a> {
 
 struct Rule {
     key: LimitKey,
-    limit: isize,
+    limit: u64,
     dry_run: bool,
     /// The counts; shared with the rule it was carried over from on a reload.
     counts: Counts,
@@ -89,6 +91,8 @@ struct Shape {
     per: Duration,
     expected_keys: usize,
     cluster: bool,
+    /// Bytes per counter: a limit that needs wider counters needs a new sketch.
+    width: usize,
 }
 
 impl Shape {
@@ -99,6 +103,7 @@ impl Shape {
             per: limit.per,
             expected_keys: limit.expected_keys,
             cluster: matches!(limit.scope, Scope::Cluster { .. }),
+            width: WindowSketch::bytes(1, 1, limit.requests),
         }
     }
 }
@@ -114,14 +119,14 @@ pub fn slots_for(expected_keys: usize) -> usize {
     expected_keys.max(1).saturating_mul(2).next_power_of_two()
 }
 
-/// Bytes of memory one limit's sketch takes (two windows); a `scope: cluster` rule has none
-/// (it keeps an entry per key seen in the window instead).
+/// Bytes of memory one limit's sketch takes; a `scope: cluster` rule has none (it keeps an
+/// entry per key seen in the window instead).
 pub fn sketch_bytes(limit: &Limit) -> usize {
     if matches!(limit.scope, Scope::Cluster { .. }) {
         return 0;
     }
     let (hashes, slots) = sketch_shape(limit);
-    2 * hashes * slots * std::mem::size_of::<isize>()
+    WindowSketch::bytes(hashes, slots, limit.requests)
 }
 
 /// Whether a reload with `previous` in place keeps the counts of `limit` (see
@@ -168,15 +173,15 @@ impl RateLimiter {
                 let counts = kept.unwrap_or_else(|| match l.scope {
                     Scope::Local => {
                         let (hashes, slots) = sketch_shape(l);
-                        Counts::Local(Arc::new(Rate::new_with_estimator_config(
-                            l.per, hashes, slots,
+                        Counts::Local(Arc::new(WindowSketch::new(
+                            l.per, hashes, slots, l.requests,
                         )))
                     }
                     Scope::Cluster { .. } => Counts::Cluster(Arc::new(ClusterCounts::new(l.per))),
                 });
                 Rule {
                     key: l.key,
-                    limit: isize::try_from(l.requests).unwrap_or(isize::MAX),
+                    limit: l.requests,
                     dry_run: l.dry_run,
                     sync: match l.scope {
                         Scope::Local => None,
@@ -201,19 +206,13 @@ impl RateLimiter {
             return Ok(());
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            let (count, cluster_reset_ms) = match &rule.counts {
-                Counts::Local(rate) => {
-                    let count = match rule.key {
-                        LimitKey::Ip => observe(rate, &ip),
-                        LimitKey::Uid => observe(rate, &uid),
-                        LimitKey::Global => observe(rate, &()),
-                    };
-                    (count, None)
-                }
-                Counts::Cluster(counts) => {
-                    let (count, reset_ms) = cluster_observe(counts, rule.key, ip, uid);
-                    (isize::try_from(count).unwrap_or(isize::MAX), Some(reset_ms))
-                }
+            let (count, reset_ms) = match &rule.counts {
+                Counts::Local(sketch) => match rule.key {
+                    LimitKey::Ip => sketch.observe(&ip),
+                    LimitKey::Uid => sketch.observe(uid),
+                    LimitKey::Global => sketch.observe(&()),
+                },
+                Counts::Cluster(counts) => cluster_observe(counts, rule.key, ip, uid),
             };
             if count <= rule.limit {
                 continue;
@@ -222,14 +221,10 @@ impl RateLimiter {
                 rule.dry_run_over.inc();
                 continue;
             }
-            let reset_secs = match (&rule.counts, cluster_reset_ms) {
-                (_, Some(ms)) => ms.div_ceil(1000).max(1),
-                (Counts::Local(rate), None) => reset_secs(rate, rule.key, ip, uid),
-                (Counts::Cluster(_), None) => 1,
-            };
+            let reset_secs = reset_ms.div_ceil(1000).max(1);
             return Err(RateLimited {
                 rule: i,
-                limit: rule.limit as u64,
+                limit: rule.limit,
                 remaining: 0,
                 reset_secs,
             });
@@ -268,23 +263,6 @@ fn cluster_observe(counts: &ClusterCounts, key: LimitKey, ip: IpAddr, uid: &str)
             counts.observe(text, now)
         }
     }
-}
-
-fn observe<K: Hash>(rate: &Rate, key: &K) -> isize {
-    rate.observe(key, 1)
-}
-
-fn reset_secs(rate: &Rate, key: LimitKey, ip: IpAddr, uid: &str) -> u64 {
-    let left = |c: pingora_limits::rate::RateComponents| {
-        c.interval
-            .mul_f64((1.0 - c.current_interval_fraction).clamp(0.0, 1.0))
-    };
-    let left: Duration = match key {
-        LimitKey::Ip => rate.rate_with(&ip, left),
-        LimitKey::Uid => rate.rate_with(&uid, left),
-        LimitKey::Global => rate.rate_with(&(), left),
-    };
-    left.as_secs_f64().ceil().max(1.0) as u64
 }
 
 #[cfg(test)]

@@ -276,12 +276,14 @@ fn sketches(c: &Config, memory: Option<u64>, out: &mut Vec<Warning>) {
             out.push(warn(
                 Kind::SketchMemory,
                 format!(
-                    "limit {} takes {} for its count–min sketch (4 rows of {} counters, 8 bytes \
-                     each, two windows), sized for expected_keys {}: set expected_keys to the \
-                     crowd you expect (half the keys, half the memory)",
+                    "limit {} takes {} for its count–min sketch (4 rows of {} counters, {} \
+                     byte(s) each for a limit of {}), sized for expected_keys {}: set \
+                     expected_keys to the crowd you expect (half the keys, half the memory)",
                     l.name,
                     mib(bytes),
                     slots_for(l.expected_keys),
+                    bytes / (4 * slots_for(l.expected_keys)).max(1),
+                    l.requests,
                     l.expected_keys
                 ),
             ));

@@ -29,7 +29,8 @@ pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-us
 
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
 const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
-/// The most distinct keys a limit may be sized for: 2^22, whose counters take 512 MiB.
+/// The most distinct keys a limit may be sized for: 2^22, whose sketch takes 32 MiB (128 MiB
+/// with four-byte counters).
 const MAX_EXPECTED_KEYS: usize = 1 << 22;
 
 /// Resolve and check everything.
@@ -447,6 +448,9 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
     Ok(sales)
 }
 
+/// The largest limit: the sketch's widest counters (four bytes) count a little past it.
+const MAX_REQUESTS: u64 = 1_000_000_000;
+
 /// How often a `scope: cluster` rule syncs when the file does not say.
 const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// The shortest sync interval: each sync is one pipeline per rule.
@@ -475,6 +479,15 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
         if l.requests == 0 {
             return Err(cx.err(&at("requests"), "requests must be at least 1"));
         }
+        if l.requests > MAX_REQUESTS {
+            return Err(cx.err(
+                &at("requests"),
+                format!(
+                    "requests is at most {MAX_REQUESTS} per window; found {}",
+                    l.requests
+                ),
+            ));
+        }
         // pingora-limits counts in whole windows measured in milliseconds and assumes windows
         // of a second or more when windows are flipped concurrently.
         if l.per.0 < Duration::from_secs(1) {
@@ -488,7 +501,7 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
                 return Err(cx.err(
                     &at("expected_keys"),
                     format!(
-                        "expected_keys is at most {MAX_EXPECTED_KEYS} (its counters take 512 MiB); \
+                        "expected_keys is at most {MAX_EXPECTED_KEYS} (its sketch takes up to 128 MiB); \
                          found {n}"
                     ),
                 ))

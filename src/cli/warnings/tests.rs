@@ -163,30 +163,40 @@ fn a_global_limit_above_the_store() {
 
 #[test]
 fn the_memory_of_each_sketch_and_of_all() {
-    // The default million keys: 128 MiB a rule.
-    let big = SAFE.replace(", expected_keys: 100000", "");
+    // The default million keys take 8 MiB a rule (one-byte counters under a limit of 50): no
+    // warning.
+    let default = SAFE.replace(", expected_keys: 100000", "");
+    let found = warnings(
+        &config(&default),
+        0,
+        at("2027-01-01T00:00:00Z"),
+        Some(16 * GIB),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // Four million keys under a limit of 300 (two-byte counters): 64 MiB.
+    let big = SAFE.replace(
+        "requests: 50, per: 10s, expected_keys: 100000",
+        "requests: 300, per: 10s, expected_keys: 4000000",
+    );
     let found = warnings(&config(&big), 0, at("2027-01-01T00:00:00Z"), Some(16 * GIB));
     assert_eq!(found.len(), 1, "{found:?}");
-    assert!(
-        found[0].text.contains("limit per-ip takes 128 MiB"),
-        "{}",
-        found[0].text
-    );
-    assert!(
-        found[0].text.contains("2097152 counters"),
-        "{}",
-        found[0].text
-    );
-    // On a machine of 256 MiB, that is more than a quarter of it.
+    for says in [
+        "limit per-ip takes 64 MiB",
+        "8388608 counters",
+        "2 byte(s) each",
+    ] {
+        assert!(found[0].text.contains(says), "{}", found[0].text);
+    }
+    // On a machine of 200 MiB, that is more than a quarter of it.
     let found = warnings(
         &config(&big),
         0,
         at("2027-01-01T00:00:00Z"),
-        Some(256 << 20),
+        Some(200 << 20),
     );
     assert_eq!(found.len(), 2, "{found:?}");
     assert!(
-        found[1].text.contains("128 MiB together"),
+        found[1].text.contains("64 MiB together"),
         "{}",
         found[1].text
     );
