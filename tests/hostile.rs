@@ -676,3 +676,33 @@ async fn connections_pipelined_capped_idle_and_half_open() {
     );
     drop(held);
 }
+
+/// A flood from one address is refused by the address's limit before any token is decoded:
+/// forged tokens count against the per-IP limit, and past it are `429`, not `401`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_address_is_limited_before_its_tokens_are_decoded() {
+    let origin = Origin::start().await;
+    let limits = "  - { name: per-ip, key: ip, requests: 5, per: 60s, expected_keys: 1000 }";
+    let edge = start(&origin, &sale(42, 100, -60), limits, "").await;
+    let url = edge.buy_url(42).await;
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        seen.push(buy_with(&url, &[("authorization", b"Bearer not.a.token")]).await);
+    }
+    let want: Vec<(u16, String)> = [(401, "login_required"); 5]
+        .into_iter()
+        .chain([(429, "rate_limited"); 3])
+        .map(|(s, o)| (s, o.to_string()))
+        .collect();
+    assert_eq!(seen, want);
+    // Another address is not affected.
+    let other = token("other-address");
+    let resp = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(other)
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}

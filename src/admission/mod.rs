@@ -6,11 +6,14 @@
 //! [`Admission::check`] runs the rest cheapest-first against that sale:
 //!
 //! 1. sale window (`not_started`, `ended`), then the secret buy-path token (`bad_sale_path`)
-//! 2. login (JWT, `login_required`)
-//! 3. blocklist, by UID then by client IP (`blacklisted`)
-//! 4. rate limits (`rate_limited`)
-//! 5. captcha (`captcha_required`; sales with `captcha: none` skip it)
-//! 6. local sold-out hint (`sold_out`)
+//! 2. what the address alone decides: the blocklist's `ip:`/`cidr:` entries (`blacklisted`) and
+//!    the limits keyed on the address (`rate_limited`) — before the token is decoded, so a
+//!    flood from a few addresses costs no signature check
+//! 3. login (JWT, `login_required`)
+//! 4. blocklist by UID (`blacklisted`)
+//! 5. the limits keyed on the user and the global ones (`rate_limited`)
+//! 6. captcha (`captcha_required`; sales with `captcha: none` skip it)
+//! 7. local sold-out hint (`sold_out`)
 //!
 //! A captcha that checks out still has to be used only once. That needs state shared by every
 //! edge, so it is the checkout's first store call: [`Admitted::pass`] is claimed in the
@@ -141,12 +144,22 @@ impl Admission {
             .map_err(|(reject, _)| reject)
     }
 
-    /// The first checks, up to the login: the sale window, the buy-path token, the login
-    /// token. The user, or why not.
+    /// The first checks, up to the login: the sale window, the buy-path token, what the
+    /// address alone decides (blocklist, per-address limits), the login token. The user, or
+    /// why not.
     pub fn identify(&self, gate: &SaleGate, req: &BuyRequest<'_>) -> Result<String, Reject> {
         gate.window(req.now_ms)?;
         if !gate.token_matches(req.token) {
             return Err(Outcome::BadSalePath.into());
+        }
+        if self.blocklist.blocks_ip(req.client_ip) {
+            return Err(Outcome::Blacklisted.into());
+        }
+        if let Err(limited) = self.rates.check_address(client_ip::subject(req.client_ip)) {
+            return Err(Reject {
+                outcome: Outcome::RateLimited,
+                rate: Some(limited),
+            });
         }
         req.login_token
             .and_then(|t| self.login.verify(t))
@@ -175,10 +188,13 @@ impl Admission {
         req: &BuyRequest<'_>,
         uid: &str,
     ) -> Result<Option<captcha::Pass>, Reject> {
-        if self.blocklist.blocks_uid(uid) || self.blocklist.blocks_ip(req.client_ip) {
+        if self.blocklist.blocks_uid(uid) {
             return Err(Outcome::Blacklisted.into());
         }
-        if let Err(limited) = self.rates.check(client_ip::subject(req.client_ip), uid) {
+        if let Err(limited) = self
+            .rates
+            .check_user(client_ip::subject(req.client_ip), uid)
+        {
             return Err(Reject {
                 outcome: Outcome::RateLimited,
                 rate: Some(limited),

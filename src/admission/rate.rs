@@ -199,13 +199,41 @@ impl RateLimiter {
         }
     }
 
-    /// Count one request of `uid` from `ip` against every rule; refuse at the first rule (in
-    /// file order) that is over. Allowlisted users are neither counted nor refused.
+    /// Count one request of `uid` from `ip` against every rule: [`RateLimiter::check_address`],
+    /// then [`RateLimiter::check_user`].
     pub fn check(&self, ip: IpAddr, uid: &str) -> Result<(), RateLimited> {
+        self.check_address(ip)?;
+        self.check_user(ip, uid)
+    }
+
+    /// Count one request from `ip` against the rules keyed on the address (`key: ip`), before
+    /// anyone is known: a flood from one address is refused without a token being decoded.
+    /// The allowlist does not apply (there is no user yet).
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), RateLimited> {
+        self.check_rules(ip, "", |key| key == LimitKey::Ip)
+    }
+
+    /// Count one request of `uid` against the other rules (`key: uid`, `key: global`).
+    /// Allowlisted users are neither counted nor refused.
+    pub fn check_user(&self, ip: IpAddr, uid: &str) -> Result<(), RateLimited> {
         if self.allowlist.contains(uid) {
             return Ok(());
         }
+        self.check_rules(ip, uid, |key| key != LimitKey::Ip)
+    }
+
+    /// Count against the rules whose key `which` picks; refuse at the first (in file order)
+    /// that is over.
+    fn check_rules(
+        &self,
+        ip: IpAddr,
+        uid: &str,
+        which: impl Fn(LimitKey) -> bool,
+    ) -> Result<(), RateLimited> {
         for (i, rule) in self.rules.iter().enumerate() {
+            if !which(rule.key) {
+                continue;
+            }
             let (count, reset_ms) = match &rule.counts {
                 Counts::Local(sketch) => match rule.key {
                     LimitKey::Ip => sketch.observe(&ip),

@@ -488,8 +488,8 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
                 ),
             ));
         }
-        // pingora-limits counts in whole windows measured in milliseconds and assumes windows
-        // of a second or more when windows are flipped concurrently.
+        // Windows are counted in milliseconds and zeroed at their first request: a window
+        // shorter than a second would spend more time being reset than counting.
         if l.per.0 < Duration::from_secs(1) {
             return Err(cx.err(&at("per"), "per must be at least 1s"));
         }
