@@ -550,6 +550,46 @@ async fn static_page_caching_and_no_traversal() {
         js.headers()["content-type"],
         "text/javascript; charset=utf-8"
     );
+    assert!(
+        js.headers().get("content-encoding").is_none(),
+        "no Accept-Encoding: identity"
+    );
+    assert_eq!(js.headers()["vary"], "accept-encoding");
+    let plain = js.bytes().await.unwrap();
+    // Precompressed variants, as the client prefers, each with its own ETag.
+    for (accept, coding) in [("gzip, deflate, br", "br"), ("gzip", "gzip")] {
+        let got = c
+            .get(format!("{}/static/app.js", edge.base))
+            .header("accept-encoding", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.headers()["content-encoding"], coding);
+        assert_eq!(got.headers()["vary"], "accept-encoding");
+        let tag = got.headers()["etag"].clone();
+        assert!(
+            tag.to_str()
+                .unwrap()
+                .ends_with(&format!("-{}\"", &coding[..2])),
+            "{tag:?}"
+        );
+        let body = got.bytes().await.unwrap();
+        assert!(
+            body.len() * 2 < plain.len(),
+            "{coding}: {} of {}",
+            body.len(),
+            plain.len()
+        );
+        let revalidated = c
+            .get(format!("{}/static/app.js", edge.base))
+            .header("accept-encoding", accept)
+            .header("if-none-match", tag.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(revalidated.status(), 304);
+        assert_eq!(revalidated.headers()["etag"], tag);
+    }
 
     let script = c
         .get(format!("{}/sale/1/button.js", edge.base))

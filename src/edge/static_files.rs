@@ -1,6 +1,9 @@
 //! The static sale page, read from `static_dir` once at start-up and served from memory with a
 //! strong ETag, `If-None-Match` → 304, a CDN-friendly `Cache-Control` and the right
-//! `Content-Type`. Only files found under `static_dir` at start-up exist in the table, so no
+//! `Content-Type`. Text files (HTML, CSS, JavaScript, JSON, SVG) are compressed once at load,
+//! with brotli and with gzip, and the variant the client's `Accept-Encoding` prefers is served
+//! (`Content-Encoding`, `Vary: Accept-Encoding`, an ETag per variant); a variant that would
+//! not be smaller is not kept. Only files found under `static_dir` at start-up exist in the table, so no
 //! request path — `..`, `%2e%2e`, `%2f`, backslashes — can name anything else; such paths are
 //! also refused before the lookup.
 
@@ -14,6 +17,9 @@ use sha2::{Digest, Sha256};
 /// Largest file loaded; larger ones belong on a CDN, not in the gateway's memory.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
 
+/// Files smaller than this are served as they are: compression would not pay for its headers.
+const MIN_COMPRESS_BYTES: usize = 256;
+
 /// One file held in memory.
 #[derive(Debug, Clone)]
 pub struct StaticFile {
@@ -25,6 +31,110 @@ pub struct StaticFile {
     pub content_type: String,
     /// Cache-Control value.
     pub cache_control: &'static str,
+    /// Whether the file is text that is offered compressed (`Vary: Accept-Encoding`).
+    pub compressible: bool,
+    /// The brotli variant, when smaller.
+    pub br: Option<Encoded>,
+    /// The gzip variant, when smaller.
+    pub gzip: Option<Encoded>,
+}
+
+/// A compressed variant of a file.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The compressed content.
+    pub body: Bytes,
+    /// Its own strong ETag (the file's, tagged with the coding).
+    pub etag: String,
+}
+
+impl Encoded {
+    fn chosen(&self, coding: &'static str) -> Chosen<'_> {
+        Chosen {
+            body: &self.body,
+            etag: &self.etag,
+            encoding: Some(coding),
+        }
+    }
+}
+
+/// What to send for one request: the body, its ETag and its `Content-Encoding`, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Chosen<'a> {
+    pub body: &'a Bytes,
+    pub etag: &'a str,
+    pub encoding: Option<&'static str>,
+}
+
+impl StaticFile {
+    /// The variant `accept_encoding` (the request's header) prefers: brotli, then gzip, then
+    /// the file as it is.
+    pub fn choose<'a>(&'a self, accept_encoding: Option<&[u8]>) -> Chosen<'a> {
+        let accepts = |coding: &str| {
+            accept_encoding
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .is_some_and(|v| accepts(v, coding))
+        };
+        let variant = |e: Option<&'a Encoded>, name: &'static str| {
+            e.filter(|_| accepts(name)).map(|e| e.chosen(name))
+        };
+        variant(self.br.as_ref(), "br")
+            .or_else(|| variant(self.gzip.as_ref(), "gzip"))
+            .unwrap_or(Chosen {
+                body: &self.body,
+                etag: &self.etag,
+                encoding: None,
+            })
+    }
+}
+
+/// Whether an `Accept-Encoding` value accepts `coding` (listed, or `*`, with a q above 0).
+fn accepts(header: &str, coding: &str) -> bool {
+    let mut star = false;
+    for item in header.split(',') {
+        let mut parts = item.split(';');
+        let name = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|q| q.trim().parse::<f32>().ok())
+            .next()
+            .unwrap_or(1.0);
+        if name.eq_ignore_ascii_case(coding) {
+            return q > 0.0;
+        }
+        if name == "*" {
+            star = q > 0.0;
+        }
+    }
+    star
+}
+
+/// `body` compressed with gzip and brotli, each kept only when smaller.
+fn compress(body: &[u8], etag: &str) -> (Option<Encoded>, Option<Encoded>) {
+    use std::io::Write;
+    let tagged = |coding: &str| format!("{}-{coding}\"", etag.trim_end_matches('"'));
+    let keep = |out: Vec<u8>, coding: &str| {
+        (out.len() < body.len()).then(|| Encoded {
+            body: Bytes::from(out),
+            etag: tagged(coding),
+        })
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let gzip = gz
+        .write_all(body)
+        .and_then(|()| gz.finish())
+        .ok()
+        .and_then(|out| keep(out, "gz"));
+    let mut out = Vec::new();
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: 11,
+        lgwin: 22,
+        ..Default::default()
+    };
+    let br = brotli::BrotliCompress(&mut &body[..], &mut out, &params)
+        .ok()
+        .and_then(|_| keep(out, "br"));
+    (br, gzip)
 }
 
 /// Why the static directory could not be loaded.
@@ -133,10 +243,22 @@ fn read_file(path: &Path) -> Result<StaticFile, StaticError> {
         mime.to_string()
     };
     let is_html = mime.subtype() == mime_guess::mime::HTML;
+    let compressible = mime.type_() == mime_guess::mime::TEXT
+        || mime.subtype() == mime_guess::mime::JAVASCRIPT
+        || mime.subtype() == mime_guess::mime::JSON
+        || mime.subtype() == mime_guess::mime::SVG;
+    let (br, gzip) = if compressible && body.len() >= MIN_COMPRESS_BYTES {
+        compress(&body, &etag)
+    } else {
+        (None, None)
+    };
     Ok(StaticFile {
         body: Bytes::from(body),
         etag,
         content_type,
+        compressible,
+        br,
+        gzip,
         // The page itself may change up to the sale; assets are fingerprinted by ETag.
         cache_control: if is_html {
             "public, max-age=30, s-maxage=60, stale-while-revalidate=30"
@@ -189,6 +311,48 @@ mod tests {
             f.lookup("css%2Fapp.css").is_some(),
             "an encoded slash inside static_dir is fine"
         );
+    }
+
+    #[test]
+    fn text_is_offered_compressed_as_the_client_prefers() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = "function buy() { return fetch('/buy'); }\n".repeat(40);
+        std::fs::write(dir.path().join("app.js"), &script).unwrap();
+        std::fs::write(dir.path().join("tiny.css"), "body{}").unwrap();
+        let f = StaticFiles::load(dir.path()).unwrap();
+        let js = f.lookup("app.js").unwrap();
+        assert!(js.compressible);
+        let br = js.choose(Some(b"gzip, deflate, br"));
+        assert_eq!(br.encoding, Some("br"));
+        assert!(br.body.len() < script.len() / 5, "{}", br.body.len());
+        assert_ne!(br.etag, js.etag);
+        let gz = js.choose(Some(b"gzip;q=1, br;q=0"));
+        assert_eq!(gz.encoding, Some("gzip"));
+        let mut plain = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.body[..]), &mut plain)
+            .unwrap();
+        assert_eq!(plain, script);
+        let mut unbr = Vec::new();
+        brotli::BrotliDecompress(&mut &br.body[..], &mut unbr).unwrap();
+        assert_eq!(unbr, script.as_bytes());
+        for identity in [
+            None,
+            Some(&b"identity"[..]),
+            Some(b"gzip;q=0, br;q=0"),
+            Some(b"deflate"),
+        ] {
+            let c = js.choose(identity);
+            assert_eq!(
+                (c.encoding, c.etag),
+                (None, js.etag.as_str()),
+                "{identity:?}"
+            );
+        }
+        assert_eq!(js.choose(Some(b"*")).encoding, Some("br"));
+        // Too small to pay: served as it is.
+        let css = f.lookup("tiny.css").unwrap();
+        assert!(css.br.is_none() && css.gzip.is_none());
+        assert_eq!(css.choose(Some(b"br")).encoding, None);
     }
 
     #[test]

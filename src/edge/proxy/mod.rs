@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE, IF_NONE_MATCH};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, COOKIE, IF_NONE_MATCH};
 use http::Method;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -104,22 +104,35 @@ impl Edge {
         let Some(file) = live.static_files.lookup(rest) else {
             return self.answer(session, ctx, Outcome::NotFound).await;
         };
-        let inm = session
-            .req_header()
-            .headers
-            .get(IF_NONE_MATCH)
-            .map(|v| v.as_bytes());
-        let headers = [
-            ("content-type", file.content_type.as_str()),
-            ("etag", file.etag.as_str()),
-            ("cache-control", file.cache_control),
-        ];
-        if static_files::not_modified(inm, &file.etag) {
+        let request = &session.req_header().headers;
+        let inm = request.get(IF_NONE_MATCH).map(|v| v.as_bytes());
+        let chosen = file.choose(request.get(ACCEPT_ENCODING).map(|v| v.as_bytes()));
+        let not_modified = static_files::not_modified(inm, chosen.etag);
+        // etag, cache-control, then what a 200 adds: the type, the coding, the Vary.
+        let mut headers = [("", ""); 5];
+        let mut n = 0;
+        let mut put = |name: &'static str, value| {
+            headers[n] = (name, value);
+            n += 1;
+        };
+        put("etag", chosen.etag);
+        put("cache-control", file.cache_control);
+        if file.compressible {
+            put("vary", "accept-encoding");
+        }
+        if !not_modified {
+            put("content-type", file.content_type.as_str());
+            if let Some(coding) = chosen.encoding {
+                put("content-encoding", coding);
+            }
+        }
+        if not_modified {
             ctx.outcome = Outcome::NotModified;
-            respond::write(session, 304, &headers[1..], &[], Bytes::new()).await?;
+            respond::write(session, 304, &headers[..n], &[], Bytes::new()).await?;
         } else {
             ctx.outcome = Outcome::Served;
-            respond::write(session, 200, &headers, &[], file.body.clone()).await?;
+            let body = chosen.body.clone();
+            respond::write(session, 200, &headers[..n], &[], body).await?;
         }
         Ok(true)
     }
