@@ -275,6 +275,20 @@ async fn a_full_single_use_set_keeps_the_sale_going() {
     }
 }
 
+/// An edge selling product 42 (open, 100 units) with these `http:` limits.
+async fn with_http(origin: &Origin, http: &str) -> Edge {
+    let sales = sale(42, 100, -60);
+    let setup = Setup {
+        store: "{ kind: memory }",
+        origin: origin.addr,
+        sales: &sales,
+        limits: "  []",
+        trusted: "[]",
+        blocklist: "",
+    };
+    edge_with(setup, &format!("http: {http}")).await
+}
+
 /// An unsigned-looking JWT with this header and claims and a junk signature.
 fn forged(header: Value, claims: Value) -> String {
     use base64::Engine;
@@ -302,19 +316,7 @@ fn raw_get(target: &str, extra: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_hostile_request_gets_its_status_and_never_reaches_the_origin() {
     let origin = Origin::start().await;
-    let sales = sale(42, 100, -60);
-    let edge = edge_with(
-        Setup {
-            store: "{ kind: memory }",
-            origin: origin.addr,
-            sales: &sales,
-            limits: "  []",
-            trusted: "[]",
-            blocklist: "",
-        },
-        "http: { keepalive_timeout: 1s, keepalive_requests: 3 }",
-    )
-    .await;
+    let edge = with_http(&origin, "{ keepalive_timeout: 1s, keepalive_requests: 3 }").await;
     let buy = edge.buy_path(42).await.unwrap();
     let good = token("hostile-good");
     let now = now_secs();
@@ -547,17 +549,9 @@ async fn every_kind_of_hostile_request_gets_its_status_and_never_reaches_the_ori
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_pipelined_capped_idle_and_half_open() {
     let origin = Origin::start().await;
-    let sales = sale(42, 100, -60);
-    let edge = edge_with(
-        Setup {
-            store: "{ kind: memory }",
-            origin: origin.addr,
-            sales: &sales,
-            limits: "  []",
-            trusted: "[]",
-            blocklist: "",
-        },
-        "http: { keepalive_timeout: 1s, keepalive_requests: 5, header_timeout: 1s }",
+    let edge = with_http(
+        &origin,
+        "{ keepalive_timeout: 1s, keepalive_requests: 5, header_timeout: 1s }",
     )
     .await;
 

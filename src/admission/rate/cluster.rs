@@ -137,15 +137,7 @@ impl ClusterCounts {
     /// Learn each pushed key's total over all edges, as Redis answered a sync.
     pub fn learn(&self, totals: impl IntoIterator<Item = (Push, u64)>) {
         for (push, total) in totals {
-            let mut map = self
-                .shard(&push.key)
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = map.get_mut(&push.key) {
-                if e.window == push.window {
-                    e.others = total.saturating_sub(e.pushed);
-                }
-            }
+            self.update(&push, |e| e.others = total.saturating_sub(e.pushed));
         }
     }
 
@@ -153,16 +145,23 @@ impl ClusterCounts {
     /// of it, the other edges over-count those keys a little: the safe side for a limit).
     pub fn restore(&self, pushes: impl IntoIterator<Item = Push>) {
         for push in pushes {
-            let mut map = self
-                .shard(&push.key)
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if let Some(e) = map.get_mut(&push.key) {
-                if e.window == push.window {
-                    let back = push.delta.min(e.pushed);
-                    e.pushed -= back;
-                    e.pending += back;
-                }
+            self.update(&push, |e| {
+                let back = push.delta.min(e.pushed);
+                e.pushed -= back;
+                e.pending += back;
+            });
+        }
+    }
+
+    /// Change the entry `push` was taken from, if it still counts the same window.
+    fn update(&self, push: &Push, change: impl FnOnce(&mut Entry)) {
+        let mut map = self
+            .shard(&push.key)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(&push.key) {
+            if e.window == push.window {
+                change(e);
             }
         }
     }
