@@ -554,6 +554,41 @@ async fn static_page_caching_and_no_traversal() {
         js.headers().get("content-encoding").is_none(),
         "no Accept-Encoding: identity"
     );
+    // The page names its assets by content-hashed names, cached for a year; the plain names
+    // stay (short-lived) for whoever still asks for them.
+    let html = c
+        .get(format!("{}/", edge.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hashed = html
+        .split('"')
+        .find(|s| s.starts_with("/static/app.") && s.ends_with(".js"))
+        .unwrap_or_else(|| panic!("no hashed script in {html}"))
+        .to_string();
+    assert_ne!(hashed, "/static/app.js");
+    let immutable = c
+        .get(format!("{}{hashed}", edge.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(immutable.status(), 200);
+    assert_eq!(
+        immutable.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        js.headers()["cache-control"],
+        "public, max-age=300, s-maxage=3600"
+    );
+    let script = immutable.text().await.unwrap();
+    assert!(
+        script.contains("/static/pow-worker.") && !script.contains("/static/pow-worker.js"),
+        "the script loads the worker by its hashed name too"
+    );
     assert_eq!(js.headers()["vary"], "accept-encoding");
     let plain = js.bytes().await.unwrap();
     // Precompressed variants, as the client prefers, each with its own ETag.

@@ -4,6 +4,7 @@
 //!
 //! - `routes`: which route a request is for.
 //! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
+//! - `fingerprint`: the assets' content-hashed names.
 //! - `static_files`, `button`, `challenge`: what the public listener serves besides buys.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
@@ -24,6 +25,7 @@ pub mod access_log;
 pub mod admin;
 pub mod button;
 pub mod challenge;
+pub mod fingerprint;
 mod guard;
 pub mod hangup;
 mod limit_sync;

@@ -3,7 +3,8 @@
 //! `Content-Type`. Text files (HTML, CSS, JavaScript, JSON, SVG) are compressed once at load,
 //! with brotli and with gzip, and the variant the client's `Accept-Encoding` prefers is served
 //! (`Content-Encoding`, `Vary: Accept-Encoding`, an ETag per variant); a variant that would
-//! not be smaller is not kept. Only files found under `static_dir` at start-up exist in the table, so no
+//! not be smaller is not kept. Each asset is served under its content-hashed name too
+//! ([`fingerprint`]), cached for a year, and the references to it are rewritten. Only files found under `static_dir` at start-up exist in the table, so no
 //! request path — `..`, `%2e%2e`, `%2f`, backslashes — can name anything else; such paths are
 //! also refused before the lookup.
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
+
+use super::fingerprint;
 
 /// Largest file loaded; larger ones belong on a CDN, not in the gateway's memory.
 pub const MAX_FILE_BYTES: u64 = 8 * 1024 * 1024;
@@ -33,6 +36,8 @@ pub struct StaticFile {
     pub cache_control: &'static str,
     /// Whether the file is text that is offered compressed (`Vary: Accept-Encoding`).
     pub compressible: bool,
+    /// Whether it is served under its content-hashed name (cached for a year).
+    pub immutable: bool,
     /// The brotli variant, when smaller.
     pub br: Option<Encoded>,
     /// The gzip variant, when smaller.
@@ -160,9 +165,10 @@ pub struct StaticFiles {
 }
 
 impl StaticFiles {
-    /// Load every regular file under `dir` (symbolic links are skipped).
+    /// Load every regular file under `dir` (symbolic links are skipped), each asset also
+    /// under its content-hashed name ([`fingerprint`]) with the references to it rewritten.
     pub fn load(dir: &Path) -> Result<Self, StaticError> {
-        let mut files = HashMap::new();
+        let mut read = Vec::new();
         let mut pending = vec![dir.to_path_buf()];
         while let Some(current) = pending.pop() {
             let io = |source| StaticError::Io {
@@ -176,13 +182,52 @@ impl StaticFiles {
                 if kind.is_dir() {
                     pending.push(path);
                 } else if kind.is_file() {
-                    let rel = relative_key(dir, &path);
-                    let file = read_file(&path)?;
-                    files.insert(rel, file);
+                    let body = read_bytes(&path)?;
+                    read.push((relative_key(dir, &path), path, body));
                 }
             }
         }
+        // The texts whose references can be rewritten, and the hashes of everything else.
+        let mut texts = HashMap::new();
+        let mut binary = HashMap::new();
+        for (rel, path, body) in &read {
+            match std::str::from_utf8(body) {
+                Ok(text) if is_text(&mime_of(path)) => {
+                    texts.insert(rel.clone(), text.to_string());
+                }
+                _ => {
+                    binary.insert(rel.clone(), fingerprint::digest(body));
+                }
+            }
+        }
+        let assets: HashMap<String, String> = texts
+            .iter()
+            .filter(|(rel, _)| !rel.ends_with(".html"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let names = fingerprint::names(&assets, &binary);
+        let mut files = HashMap::new();
+        for (rel, path, body) in read {
+            let body = match texts.get(&rel) {
+                Some(text) => fingerprint::rewrite(text, &names).into_bytes(),
+                None => body,
+            };
+            let mime = mime_of(&path);
+            if let Some(hashed) = names.get(&rel).filter(|_| !is_html(&mime)) {
+                files.insert(hashed.clone(), build(&mime, body.clone(), true));
+            }
+            files.insert(rel, build(&mime, body, false));
+        }
         Ok(StaticFiles { files })
+    }
+
+    /// The content-hashed name a request should use for `rel` (for tests and tools).
+    pub fn hashed(&self, rel: &str) -> Option<&str> {
+        let etag = &self.files.get(rel)?.etag;
+        self.files
+            .iter()
+            .find(|(name, f)| name.as_str() != rel && &f.etag == etag && f.immutable)
+            .map(|(name, _)| name.as_str())
     }
 
     /// The file a request path names (`rest` is the part after `/static/`, still
@@ -222,7 +267,7 @@ fn relative_key(dir: &Path, path: &Path) -> String {
         .join("/")
 }
 
-fn read_file(path: &Path) -> Result<StaticFile, StaticError> {
+fn read_bytes(path: &Path) -> Result<Vec<u8>, StaticError> {
     let io = |source| StaticError::Io {
         path: path.to_path_buf(),
         source,
@@ -230,10 +275,29 @@ fn read_file(path: &Path) -> Result<StaticFile, StaticError> {
     if std::fs::metadata(path).map_err(io)?.len() > MAX_FILE_BYTES {
         return Err(StaticError::TooLarge(path.to_path_buf()));
     }
-    let body = std::fs::read(path).map_err(io)?;
+    std::fs::read(path).map_err(io)
+}
+
+fn mime_of(path: &Path) -> mime_guess::Mime {
+    mime_guess::from_path(path).first_or_octet_stream()
+}
+
+fn is_html(mime: &mime_guess::Mime) -> bool {
+    mime.subtype() == mime_guess::mime::HTML
+}
+
+/// Text worth compressing, whose `/static/…` references are rewritten.
+fn is_text(mime: &mime_guess::Mime) -> bool {
+    mime.type_() == mime_guess::mime::TEXT
+        || mime.subtype() == mime_guess::mime::JAVASCRIPT
+        || mime.subtype() == mime_guess::mime::JSON
+        || mime.subtype() == mime_guess::mime::SVG
+}
+
+/// A file as served: `immutable` for a content-hashed name.
+fn build(mime: &mime_guess::Mime, body: Vec<u8>, immutable: bool) -> StaticFile {
     let digest = Sha256::digest(&body);
     let etag = format!("\"{}\"", hex::encode(&digest[..12]));
-    let mime = mime_guess::from_path(path).first_or_octet_stream();
     let content_type = if mime.type_() == mime_guess::mime::TEXT
         || mime.subtype() == mime_guess::mime::JAVASCRIPT
         || mime.subtype() == mime_guess::mime::JSON
@@ -242,30 +306,30 @@ fn read_file(path: &Path) -> Result<StaticFile, StaticError> {
     } else {
         mime.to_string()
     };
-    let is_html = mime.subtype() == mime_guess::mime::HTML;
-    let compressible = mime.type_() == mime_guess::mime::TEXT
-        || mime.subtype() == mime_guess::mime::JAVASCRIPT
-        || mime.subtype() == mime_guess::mime::JSON
-        || mime.subtype() == mime_guess::mime::SVG;
+    let compressible = is_text(mime);
     let (br, gzip) = if compressible && body.len() >= MIN_COMPRESS_BYTES {
         compress(&body, &etag)
     } else {
         (None, None)
     };
-    Ok(StaticFile {
+    StaticFile {
         body: Bytes::from(body),
         etag,
         content_type,
-        compressible,
-        br,
-        gzip,
-        // The page itself may change up to the sale; assets are fingerprinted by ETag.
-        cache_control: if is_html {
+        cache_control: if immutable {
+            // The name changes with the content: keep it for a year.
+            "public, max-age=31536000, immutable"
+        } else if is_html(mime) {
+            // The page itself may change up to the sale.
             "public, max-age=30, s-maxage=60, stale-while-revalidate=30"
         } else {
             "public, max-age=300, s-maxage=3600"
         },
-    })
+        compressible,
+        immutable,
+        br,
+        gzip,
+    }
 }
 
 /// Whether an `If-None-Match` value matches `etag` (weak comparison, as RFC 9110 asks for it).
