@@ -81,6 +81,41 @@ pub(super) async fn read_stock(
     }))
 }
 
+/// `reserve.lua`'s answer, read from the reply as it is: the outcome compared as bytes, only the
+/// winner's reservation id made into a `String`.
+enum ReserveReply {
+    Won { id: String, remaining: u64 },
+    SoldOut,
+    Duplicate,
+    UnknownSale,
+}
+
+impl redis::FromRedisValue for ReserveReply {
+    fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
+        use redis::Value;
+        let unexpected =
+            |v: &Value| redis::ParsingError::from(format!("reserve.lua answered {v:?}"));
+        let Value::Array(items) = &v else {
+            return Err(unexpected(&v));
+        };
+        let outcome = match items.first() {
+            Some(Value::BulkString(b)) => b.as_slice(),
+            Some(Value::SimpleString(s)) => s.as_bytes(),
+            _ => return Err(unexpected(&v)),
+        };
+        match (outcome, &items[1..]) {
+            (b"won", [Value::BulkString(id), Value::Int(remaining)]) => Ok(ReserveReply::Won {
+                id: String::from_utf8(id.clone()).map_err(|_| unexpected(&v))?,
+                remaining: u64::try_from(*remaining).map_err(|_| unexpected(&v))?,
+            }),
+            (b"sold_out", []) => Ok(ReserveReply::SoldOut),
+            (b"duplicate", []) => Ok(ReserveReply::Duplicate),
+            (b"unknown_sale", []) => Ok(ReserveReply::UnknownSale),
+            _ => Err(unexpected(&v)),
+        }
+    }
+}
+
 #[async_trait]
 impl StockStore for RedisStore {
     async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
@@ -90,28 +125,20 @@ impl StockStore for RedisStore {
             .key(&sale.ledger)
             .arg(uid)
             .arg(sale.product);
-        let answer: Vec<String> = self.client.invoke(inv).await?;
-        let unexpected = || StoreError::Protocol {
-            script: "reserve.lua",
-            answer: format!("{answer:?}"),
-        };
-        match answer.first().map(String::as_str) {
-            Some("won") => match (answer.get(1), answer.get(2).and_then(|r| r.parse().ok())) {
-                (Some(id), Some(remaining)) => Ok(Reserve::Won {
-                    reservation: Reservation {
-                        id: id.clone(),
-                        product: sale.product,
-                        uid: uid.to_string(),
-                    },
-                    remaining,
-                }),
-                _ => Err(unexpected()),
+        let answer: ReserveReply = self.client.invoke(inv).await?;
+        Ok(match answer {
+            ReserveReply::Won { id, remaining } => Reserve::Won {
+                reservation: Reservation {
+                    id,
+                    product: sale.product,
+                    uid: uid.to_string(),
+                },
+                remaining,
             },
-            Some("sold_out") => Ok(Reserve::SoldOut),
-            Some("duplicate") => Ok(Reserve::Duplicate),
-            Some("unknown_sale") => Ok(Reserve::UnknownSale),
-            _ => Err(unexpected()),
-        }
+            ReserveReply::SoldOut => Reserve::SoldOut,
+            ReserveReply::Duplicate => Reserve::Duplicate,
+            ReserveReply::UnknownSale => Reserve::UnknownSale,
+        })
     }
 
     async fn release(
