@@ -688,7 +688,11 @@ fn access_log_settings() {
 fn http_limits_default_and_refuse_what_cannot_work() {
     let http = parse(GOOD).unwrap().http;
     assert_eq!(
-        (http.max_uri_bytes, http.max_header_bytes, http.max_body_bytes),
+        (
+            http.max_uri_bytes,
+            http.max_header_bytes,
+            http.max_body_bytes
+        ),
         (8192, 16384, 16384)
     );
     assert_eq!((http.keepalive_secs, http.keepalive_requests), (15, 1000));
@@ -697,12 +701,19 @@ fn http_limits_default_and_refuse_what_cannot_work() {
     ))
     .unwrap();
     assert_eq!(
-        (c.http.max_header_bytes, c.http.keepalive_secs, c.http.keepalive_requests),
+        (
+            c.http.max_header_bytes,
+            c.http.keepalive_secs,
+            c.http.keepalive_requests
+        ),
         (4096, 2, 1)
     );
     for (text, says) in [
         ("http: { keepalive_timeout: 500ms }", "whole seconds"),
-        ("http: { max_header_bytes: 2000000 }", "between 1024 and 1048575"),
+        (
+            "http: { max_header_bytes: 2000000 }",
+            "between 1024 and 1048575",
+        ),
         ("http: { keepalive_requests: 0 }", "between 1 and"),
         ("http: { max_uri: 10 }", "unknown field `max_uri`"),
     ] {
