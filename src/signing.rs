@@ -103,6 +103,24 @@ pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
+/// The number `text` writes in decimal: ASCII digits only, and a value that fits. `str::parse`
+/// alone would also take a leading `+`, a second spelling of every number; a path, a query or
+/// a file that names a product by a number means exactly its digits. Leading zeros are read
+/// (`042` is 42): see [`parse_signed_decimal`] for a number a signature covers.
+pub fn parse_decimal(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// [`parse_decimal`] for a number that is signed as written (an origin's headers, a challenge):
+/// only the one spelling [`decimal`] writes — no leading zero — so that what was signed and
+/// what is read are the same text.
+pub fn parse_signed_decimal(text: &str) -> Option<u64> {
+    parse_decimal(text).filter(|_| text == "0" || !text.starts_with('0'))
+}
+
 fn update_fields(m: &mut HmacSha256, domain: &[u8], uid: &str, numbers: &[u64], id: &str) {
     let mut buf = [0u8; 20];
     m.update(domain);
@@ -190,6 +208,42 @@ mod tests {
         assert_eq!(decimal(0, &mut buf), b"0");
         assert_eq!(decimal(42, &mut buf), b"42");
         assert_eq!(decimal(u64::MAX, &mut buf), u64::MAX.to_string().as_bytes());
+    }
+
+    #[test]
+    fn numbers_are_read_in_exactly_their_digits() {
+        assert_eq!(parse_decimal("42"), Some(42));
+        assert_eq!(parse_decimal("042"), Some(42));
+        assert_eq!(parse_decimal("18446744073709551615"), Some(u64::MAX));
+        // Found by the property tests (tests/properties): `+0` was read as 0.
+        for bad in [
+            "",
+            "+0",
+            "+42",
+            "-1",
+            " 1",
+            "1 ",
+            "1_000",
+            "18446744073709551616",
+            "\u{661}",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_signed_decimal("0"), Some(0));
+        assert_eq!(
+            parse_signed_decimal("1800000000000"),
+            Some(1_800_000_000_000)
+        );
+        for bad in ["00", "042", "+42"] {
+            assert_eq!(parse_signed_decimal(bad), None, "{bad:?}");
+        }
+        let mut buf = [0u8; 20];
+        for n in [0, 7, 10, 42, u64::MAX] {
+            let text = std::str::from_utf8(decimal(n, &mut buf))
+                .unwrap()
+                .to_string();
+            assert_eq!(parse_signed_decimal(&text), Some(n));
+        }
     }
 
     #[test]

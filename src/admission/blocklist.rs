@@ -40,11 +40,7 @@ impl Blocklist {
             if entry.is_empty() {
                 continue;
             }
-            let column = body.len() - body.trim_start().len() + 1;
-            let at = Position {
-                line: n + 1,
-                column,
-            };
+            let at = Position::first_non_blank(n + 1, body);
             let bad = |msg: String| ConfigError::at(path, at, msg);
             let (kind, value) = entry.split_once(':').ok_or_else(|| {
                 bad(format!(
@@ -130,5 +126,9 @@ mod tests {
             err.to_string(),
             "b.txt:2:3: expected an IP address, found \"999.1.1.1\""
         );
+        // Found by the property tests (tests/properties): the column counted bytes, so a line
+        // starting with an ideographic space pointed past its end.
+        let err = Blocklist::parse(Path::new("b.txt"), "\u{3000}0").unwrap_err();
+        assert_eq!(err.position(), Some(Position { line: 1, column: 2 }));
     }
 }

@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{Captcha, CaptchaSettings, Secret, MAX_POW_BITS};
-use crate::signing::{challenge_mac, constant_time_eq, pass_mac, CHALLENGE_MAC_BYTES};
+use crate::signing::{
+    challenge_mac, constant_time_eq, parse_signed_decimal, pass_mac, CHALLENGE_MAC_BYTES,
+};
 
 use difficulty::Difficulty;
 
@@ -198,8 +200,12 @@ impl CaptchaCheck {
         ) else {
             return Err(Refused);
         };
-        let expires_ms: u64 = expires.parse().map_err(|_| Refused)?;
-        let difficulty: u8 = bits.parse().map_err(|_| Refused)?;
+        // In the one spelling the edge wrote: `+8` or `08` would be another challenge text
+        // under the same MAC.
+        let expires_ms = parse_signed_decimal(expires).ok_or(Refused)?;
+        let difficulty = parse_signed_decimal(bits)
+            .and_then(|b| u8::try_from(b).ok())
+            .ok_or(Refused)?;
         if difficulty > MAX_POW_BITS
             || id.is_empty()
             || id.len() > 40
@@ -240,7 +246,7 @@ impl CaptchaCheck {
         else {
             return Err(Refused);
         };
-        let expires_ms: u64 = expires.parse().map_err(|_| Refused)?;
+        let expires_ms = parse_signed_decimal(expires).ok_or(Refused)?;
         if id.is_empty()
             || id.len() > MAX_PASS_ID_BYTES
             || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')

@@ -1,9 +1,10 @@
-//! Is this product known at all? Ranges of the catalog (`products: [1-1000]`) are kept as
-//! ranges and answered exactly by a binary search, whatever their size. Ids listed one by one
-//! (`products_file`) are kept exactly too while they are few (up to [`EXACT_IDS`], 512 KiB);
-//! beyond that they go into a Bloom filter, which answers in a few hash probes with no false
-//! "no": an id it rejects is certainly unknown, an id it accepts is known or, at the configured
-//! false-positive rate, a stray that the sale lookup then turns away.
+//! Is this product known at all? Ranges of the catalog (`products: [1-1000]`, and range lines
+//! of `products_file`) are kept as ranges and answered exactly by a binary search, whatever
+//! their size. Ids listed one by one (`products_file`) are kept exactly too while they are few
+//! (up to [`EXACT_IDS`], 512 KiB); beyond that they go into a Bloom filter, which answers in a
+//! few hash probes with no false "no": an id it rejects is certainly unknown, an id it accepts
+//! is known or, at the configured false-positive rate, a stray that the sale lookup then turns
+//! away.
 
 use bloomfilter::Bloom;
 

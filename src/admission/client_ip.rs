@@ -53,11 +53,11 @@ where
     }
     let mut nearest = peer;
     for line in xff.rev() {
-        let Ok(line) = std::str::from_utf8(line) else {
-            return nearest;
-        };
-        for hop in line.rsplit(',') {
-            let Some(ip) = parse_hop(hop) else {
+        // Split the bytes, not the text: a proxy appends its hop to the line the client
+        // started, and what the client wrote there (bytes that are not UTF-8 included) must
+        // not hide the hops written after it.
+        for hop in line.rsplit(|b| *b == b',') {
+            let Some(ip) = std::str::from_utf8(hop).ok().and_then(parse_hop) else {
                 // Unparseable: whatever stands left of it is the client's word. The nearest
                 // hop a trusted proxy vouched for is the best we know.
                 return nearest;
@@ -100,6 +100,32 @@ mod tests {
         assert_eq!(run("10.0.0.1", &[]), ip("10.0.0.1"));
         assert_eq!(run("10.0.0.1", &["10.0.0.9"]), ip("10.0.0.9"));
         assert_eq!(run("10.0.0.1", &["nonsense, 10.0.0.9"]), ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn what_the_client_wrote_never_hides_the_hops_after_it() {
+        // Found by the property tests (tests/properties): a line that was not UTF-8 as a whole
+        // was skipped, so a client that sent `X-Forwarded-For: \xff` through a proxy that
+        // appends to the line was taken for the proxy itself (its own address unseen by the
+        // blocklist and the per-IP limit).
+        let proxies: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        for line in [
+            &b"\xff, 1.2.3.4"[..],
+            b"\x80,1.2.3.4",
+            b"6.6.6.\xff,1.2.3.4,10.0.0.2",
+        ] {
+            assert_eq!(
+                resolve(ip("10.0.0.1"), [line].into_iter(), &proxies),
+                ip("1.2.3.4"),
+                "{line:?}"
+            );
+        }
+        // A hop that is not UTF-8 is unreadable like any other: the nearest vouched-for hop.
+        let line = &b"1.2.3.4, \xff, 10.0.0.2"[..];
+        assert_eq!(
+            resolve(ip("10.0.0.1"), [line].into_iter(), &proxies),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

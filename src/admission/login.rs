@@ -110,9 +110,12 @@ pub fn token_from<'a>(
         }
     }
     let cookies = std::str::from_utf8(cookie?).ok()?;
+    // The first session cookie with a value: an emptied one (a logout on another path) does
+    // not hide a live one beside it.
     cookies.split(';').find_map(|pair| {
         let (name, value) = pair.split_once('=')?;
-        (name.trim() == SESSION_COOKIE).then(|| value.trim())
+        let value = value.trim();
+        (name.trim() == SESSION_COOKIE && !value.is_empty()).then_some(value)
     })
 }
 
@@ -275,5 +278,12 @@ mod tests {
             assert_eq!(token_from(Some(hostile), None), None, "{hostile:?}");
         }
         assert_eq!(token_from(Some("Bearer €".as_bytes()), None), Some("€"));
+        // Found by the property tests (tests/properties): an empty session cookie was the
+        // token, hiding the live one after it.
+        assert_eq!(
+            token_from(None, Some(b"fg_session=; fg_session=abc")),
+            Some("abc")
+        );
+        assert_eq!(token_from(None, Some(b"fg_session= ")), None);
     }
 }

@@ -18,14 +18,64 @@ impl Position {
     /// The first character of a file: used when a problem belongs to the file as a whole.
     pub const START: Position = Position { line: 1, column: 1 };
 
-    /// Where serde_yaml says `error` is (the start of the file when it does not say).
-    pub fn of_yaml_error(error: &serde_yaml::Error) -> Position {
+    /// The line and column of byte `index` of `text` as an editor shows them: lines end at
+    /// `\n`, `\r\n` or `\r`, columns count characters. An index past the end is the end.
+    pub(crate) fn at_byte(text: &str, index: usize) -> Position {
+        let mut index = index.min(text.len());
+        while !text.is_char_boundary(index) {
+            index -= 1;
+        }
+        let before = &text[..index];
+        let mut line = 1;
+        let mut start = 0;
+        let mut chars = before.char_indices().peekable();
+        while let Some((at, c)) = chars.next() {
+            let crlf = c == '\r' && chars.peek().is_some_and(|&(_, next)| next == '\n');
+            if crlf {
+                chars.next();
+            }
+            if c == '\n' || c == '\r' {
+                line += 1;
+                start = at + if crlf { 2 } else { 1 };
+            }
+        }
+        Position {
+            line,
+            column: before[start..].chars().count() + 1,
+        }
+    }
+
+    /// Where line `line` (1-based) of a line-oriented file, whose text is `body`, starts past
+    /// its white space. Columns count characters, as in every position: a line may start with
+    /// a non-ASCII space.
+    pub(crate) fn first_non_blank(line: usize, body: &str) -> Position {
+        Position {
+            line,
+            column: body.chars().take_while(|c| c.is_whitespace()).count() + 1,
+        }
+    }
+
+    /// This position, or the end of `text` if it lies past the last line: a YAML scanner ends
+    /// the stream on a line of its own, one past a last line that has no line break, and a
+    /// value that is missing at the very end (`key:` as the last line) is placed there.
+    pub(crate) fn within(self, text: &str) -> Position {
+        let end = Position::at_byte(text, text.len());
+        if self.line > end.line {
+            end
+        } else {
+            self
+        }
+    }
+
+    /// Where serde_yaml says `error` is in `text` (the start of the file when it does not say).
+    /// Its byte offset is what counts, not its line and column: libyaml also ends lines at
+    /// U+0085, U+2028 and U+2029, which no editor does, and reports what is missing from the
+    /// whole document (`missing field`) on a line of its own past the end of a text whose last
+    /// line has no line break.
+    pub fn of_yaml_error(error: &serde_yaml::Error, text: &str) -> Position {
         error
             .location()
-            .map(|l| Position {
-                line: l.line(),
-                column: l.column(),
-            })
+            .map(|l| Position::at_byte(text, l.index()))
             .unwrap_or(Position::START)
     }
 }
@@ -82,5 +132,65 @@ impl ConfigError {
             ConfigError::At { at, .. } | ConfigError::Tls { at, .. } => Some(*at),
             ConfigError::Read { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml_error(text: &str) -> Position {
+        let error = serde_yaml::from_str::<std::collections::BTreeMap<String, u8>>(text)
+            .expect_err("not a map of small numbers");
+        Position::of_yaml_error(&error, text)
+    }
+
+    #[test]
+    fn yaml_errors_are_placed_as_an_editor_shows_the_text() {
+        // Found by the property tests (tests/properties): libyaml's own line and column point
+        // past a last line without a line break, and count U+0085 as a line break.
+        let at = |line, column| Position { line, column };
+        assert_eq!(yaml_error("a: x"), at(1, 4));
+        assert_eq!(yaml_error("a: 1\nb: x\n"), at(2, 4));
+        assert_eq!(yaml_error("a: 1\r\nb: x"), at(2, 4));
+        assert_eq!(yaml_error("a: 1\rb: x"), at(2, 4));
+        // libyaml stops at the `b`, which it calls line 3.
+        assert_eq!(yaml_error("a:\u{85}1\nb: x"), at(2, 1));
+        assert_eq!(yaml_error("é: 1\n\u{2028}b: x"), at(2, 5));
+        #[derive(Debug, serde::Deserialize)]
+        struct Needs {
+            #[allow(dead_code)]
+            needed: u8,
+        }
+        let missing = serde_yaml::from_str::<Needs>("#").expect_err("missing field");
+        assert_eq!(
+            Position::of_yaml_error(&missing, "#"),
+            at(1, 2),
+            "libyaml: line 2"
+        );
+    }
+
+    #[test]
+    fn a_position_past_the_last_line_is_the_end() {
+        let at = |line, column| Position { line, column };
+        assert_eq!(at(2, 1).within("&a"), at(1, 3));
+        assert_eq!(at(2, 1).within("&a\n"), at(2, 1));
+        assert_eq!(at(1, 2).within("&a"), at(1, 2));
+        assert_eq!(at(9, 9).within(""), at(1, 1));
+    }
+
+    #[test]
+    fn a_byte_offset_is_a_line_and_a_column() {
+        let at = |line, column| Position { line, column };
+        assert_eq!(Position::at_byte("", 0), at(1, 1));
+        assert_eq!(Position::at_byte("#", 9), at(1, 2));
+        assert_eq!(Position::at_byte("ab\r\ncd", 4), at(2, 1));
+        assert_eq!(Position::at_byte("ab\r\ncd", 6), at(2, 3));
+        assert_eq!(Position::at_byte("é\rxyz", 4), at(2, 2));
+        assert_eq!(
+            Position::at_byte("éa", 1),
+            at(1, 1),
+            "inside a character: its start"
+        );
     }
 }

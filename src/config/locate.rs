@@ -26,6 +26,11 @@ impl Locations {
         if parser.load(&mut builder, false).is_err() {
             return Locations::default();
         }
+        // A value missing at the very end (`key:` on a last line without a line break) is
+        // placed where the scanner ends the stream, a line past the text.
+        for at in builder.values.values_mut().chain(builder.keys.values_mut()) {
+            *at = at.within(text);
+        }
         Locations {
             values: builder.values,
             keys: builder.keys,
@@ -160,6 +165,13 @@ mod tests {
                 column: 16
             }
         );
+        // Found by the property tests (tests/properties): an empty last value was placed a
+        // line past the end of the text.
+        let loc = Locations::index("a: 1\nb:");
+        assert_eq!(loc.find("b"), Position { line: 2, column: 3 });
+        let loc = Locations::index("&a");
+        assert_eq!(loc.find(""), Position { line: 1, column: 3 });
+        let loc = Locations::index(text);
         // Unknown leaf falls back to its parent.
         assert_eq!(loc.find("sales[0].nothing"), loc.find("sales[0]"));
         assert_eq!(

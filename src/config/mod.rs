@@ -208,9 +208,9 @@ pub enum Store {
 /// `catalog:` resolved.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    /// Ranges written in the file.
+    /// Ranges written in the file, and the ranges of `products_file`.
     pub ranges: Vec<IdRange>,
-    /// Ids read from `products_file`.
+    /// Single ids read from `products_file`.
     pub listed: Vec<u64>,
     /// Wanted false-positive rate of the Bloom filter.
     pub false_positive_rate: f64,

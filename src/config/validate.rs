@@ -358,12 +358,13 @@ fn resolve_catalog(cx: &Ctx, file: &FileConfig) -> Result<Catalog, ConfigError> 
             format!("false_positive_rate must be between 0 and 0.5, found {fpr}"),
         ));
     }
+    let mut ranges = file.catalog.products.clone();
     let listed = match &file.catalog.products_file {
-        Some(path) => read_id_file(path)?,
+        Some(path) => read_id_file(path, &mut ranges)?,
         None => Vec::new(),
     };
     let catalog = Catalog {
-        ranges: file.catalog.products.clone(),
+        ranges,
         listed,
         false_positive_rate: fpr,
     };
@@ -376,8 +377,10 @@ fn resolve_catalog(cx: &Ctx, file: &FileConfig) -> Result<Catalog, ConfigError> 
     Ok(catalog)
 }
 
-/// One product id a line; blank lines and `#` comments are skipped.
-fn read_id_file(path: &Path) -> Result<Vec<u64>, ConfigError> {
+/// One product id a line; blank lines and `#` comments are skipped. A line may also be a
+/// range (`1-1000`), which is added to `ranges` as it is: ranges are kept whole, whatever their
+/// size, never expanded into ids.
+fn read_id_file(path: &Path, ranges: &mut Vec<IdRange>) -> Result<Vec<u64>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: path.to_path_buf(),
         source,
@@ -390,17 +393,13 @@ fn read_id_file(path: &Path) -> Result<Vec<u64>, ConfigError> {
             continue;
         }
         let range: IdRange = trimmed.parse().map_err(|msg: String| {
-            let column = body.len() - body.trim_start().len() + 1;
-            ConfigError::at(
-                path,
-                Position {
-                    line: n + 1,
-                    column,
-                },
-                msg,
-            )
+            ConfigError::at(path, Position::first_non_blank(n + 1, body), msg)
         })?;
-        ids.extend(range.first..=range.last);
+        if range.first == range.last {
+            ids.push(range.first);
+        } else {
+            ranges.push(range);
+        }
     }
     Ok(ids)
 }
@@ -551,4 +550,30 @@ fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError
         });
     }
     Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_file_keeps_its_ranges_whole() {
+        // Found by the property tests (tests/properties): a range line was expanded into its
+        // ids, so `1-99999999999999` aborted the process allocating them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.txt");
+        std::fs::write(
+            &path,
+            "7\n1-99999999999999 # wide\n\n 0-18446744073709551615\n",
+        )
+        .unwrap();
+        let mut ranges = Vec::new();
+        assert_eq!(read_id_file(&path, &mut ranges).unwrap(), [7]);
+        let spans: Vec<_> = ranges.iter().map(|r| (r.first, r.last)).collect();
+        assert_eq!(spans, [(1, 99_999_999_999_999), (0, u64::MAX)]);
+        // A bad line is placed at its first character, counted in characters.
+        std::fs::write(&path, "7\n\u{3000}x\n").unwrap();
+        let error = read_id_file(&path, &mut ranges).unwrap_err();
+        assert_eq!(error.position(), Some(Position { line: 2, column: 2 }));
+    }
 }

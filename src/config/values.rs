@@ -98,8 +98,14 @@ impl std::str::FromStr for IdRange {
             Some((a, b)) => (a.trim(), b.trim()),
             None => (text, text),
         };
-        let first: u64 = first.parse().map_err(|_| expected())?;
-        let last: u64 = last.parse().map_err(|_| expected())?;
+        // Digits only: `str::parse` alone would also read `+5` as 5.
+        let id = |digits: &str| {
+            Some(digits)
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok())
+                .ok_or_else(expected)
+        };
+        let (first, last) = (id(first)?, id(last)?);
         if last < first {
             return Err(format!("id range {text:?} ends before it starts"));
         }
@@ -210,6 +216,13 @@ mod tests {
         );
         assert!("9-3".parse::<IdRange>().is_err());
         assert!("a-b".parse::<IdRange>().is_err());
+        // Found by the property tests (tests/properties): a sign was read as part of an id.
+        assert!("0-+0".parse::<IdRange>().is_err());
+        assert!("+5".parse::<IdRange>().is_err());
+        assert_eq!(
+            " 7 - 09 ".parse::<IdRange>().unwrap(),
+            IdRange { first: 7, last: 9 }
+        );
     }
 
     #[test]

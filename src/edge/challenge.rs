@@ -12,13 +12,14 @@
 //! parameter), `403 ended`, `404 not_found` (the sale asks for no proof of work).
 
 use crate::admission::captcha::Challenge;
+use crate::signing::parse_decimal;
 
-/// The `product` parameter of a query string.
+/// The `product` parameter of a query string: its decimal digits ([`parse_decimal`]).
 pub fn product_param(query: Option<&str>) -> Option<u64> {
     query?
         .split('&')
         .find_map(|pair| pair.strip_prefix("product="))
-        .and_then(|v| v.parse().ok())
+        .and_then(parse_decimal)
 }
 
 /// The JSON body for `challenge` on `product`.
@@ -41,6 +42,8 @@ mod tests {
         assert_eq!(product_param(Some("t=1&product=7")), Some(7));
         assert_eq!(product_param(Some("product=x")), None);
         assert_eq!(product_param(None), None);
+        // Found by the property tests (tests/properties): `+7` was read as 7.
+        assert_eq!(product_param(Some("product=+7")), None);
         let c = Challenge {
             challenge: "1-2-ab-cd".into(),
             difficulty: 2,

@@ -1,7 +1,10 @@
 //! Which route a request is for, from its method and path alone. Parsing borrows from the path
-//! and allocates nothing.
+//! and allocates nothing. A product id in a path is exactly its decimal digits
+//! ([`parse_decimal`]): `/buy/+42/…` is no second spelling of `/buy/42/…`.
 
 use http::Method;
+
+use crate::signing::parse_decimal;
 
 /// A classified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +48,7 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
         };
     }
     if let Some(rest) = path.strip_prefix("/sale/") {
-        let Some(product) = rest.strip_suffix("/button.js").and_then(|p| p.parse().ok()) else {
+        let Some(product) = rest.strip_suffix("/button.js").and_then(parse_decimal) else {
             return Route::NotFound;
         };
         return if readable {
@@ -67,7 +70,7 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
         }
         let (product, token) = rest.split_once('/').unwrap_or((rest, ""));
         return Route::Buy {
-            product: product.parse().ok(),
+            product: parse_decimal(product),
             token,
         };
     }
@@ -113,6 +116,18 @@ mod tests {
             Route::WrongMethod("GET, HEAD")
         );
         assert_eq!(classify(&Method::GET, "/etc/passwd"), Route::NotFound);
+        // Found by the property tests (tests/properties): a sign was read as part of the id.
+        assert_eq!(
+            classify(&Method::POST, "/buy/+42/abc"),
+            Route::Buy {
+                product: None,
+                token: "abc"
+            }
+        );
+        assert_eq!(
+            classify(&Method::GET, "/sale/+0/button.js"),
+            Route::NotFound
+        );
         assert_eq!(classify(&Method::GET, "/api/challenge"), Route::Challenge);
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),

@@ -4,7 +4,7 @@
 //! the database (`used_signatures`), not here: this module is pure.
 
 use crate::config::Secret;
-use crate::signing::verify_origin_signature;
+use crate::signing::{parse_signed_decimal, verify_origin_signature};
 use crate::stock::Reservation;
 
 /// How far a request's timestamp may be from now.
@@ -48,12 +48,14 @@ pub fn verify<'a>(
     let uid = header("x-flashgate-uid")
         .and_then(crate::uid::from_header)
         .ok_or(Unverified::Unsigned)?;
-    let product: u64 = header("x-flashgate-product")
-        .and_then(|p| p.parse().ok())
+    // Numbers in exactly the spelling the edge signed them in: `+42` or `042` is not the `42`
+    // the signature covers, though it would read as the same number.
+    let product = header("x-flashgate-product")
+        .and_then(parse_signed_decimal)
         .ok_or(Unverified::Unsigned)?;
     let reservation = header("x-flashgate-reservation").ok_or(Unverified::Unsigned)?;
-    let timestamp_ms: u64 = header("x-flashgate-timestamp")
-        .and_then(|t| t.parse().ok())
+    let timestamp_ms = header("x-flashgate-timestamp")
+        .and_then(parse_signed_decimal)
         .ok_or(Unverified::Unsigned)?;
     let signature = header("x-flashgate-signature").ok_or(Unverified::Unsigned)?;
     if !verify_origin_signature(edge, &uid, product, reservation, timestamp_ms, signature) {
@@ -111,6 +113,18 @@ mod tests {
             run(&headers(now - 31_000, None), now),
             Err(Unverified::Stale)
         );
+        // Found by the property tests (tests/properties): another spelling of a signed number
+        // was accepted under the signature of the number.
+        for (name, value) in [
+            ("x-flashgate-product", "+42"),
+            ("x-flashgate-product", "042"),
+            ("x-flashgate-timestamp", &format!("+{now}")),
+            ("x-flashgate-timestamp", &format!("0{now}")),
+        ] {
+            let mut h = headers(now, None);
+            h.insert(name, value.to_string());
+            assert_eq!(run(&h, now), Err(Unverified::Unsigned), "{name}: {value}");
+        }
         let mut missing = headers(now, None);
         missing.remove("x-flashgate-uid");
         assert_eq!(run(&missing, now), Err(Unverified::Unsigned));

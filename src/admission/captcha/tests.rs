@@ -170,6 +170,41 @@ fn a_challenge_from_another_edge_secret_is_refused() {
 }
 
 #[test]
+fn a_signed_number_in_another_spelling_is_refused() {
+    // Found by the property tests (tests/properties): `+expires` or a difficulty of `08` read
+    // as the number the MAC covers, so text the edge never minted passed.
+    let c = check();
+    let ch = c.issue("alice", 2, NOW).unwrap();
+    let (expires, rest) = ch.challenge.split_once('-').unwrap();
+    let (bits, tail) = rest.split_once('-').unwrap();
+    for respelt in [
+        format!("+{expires}-{bits}-{tail}"),
+        format!("0{expires}-{bits}-{tail}"),
+        format!("{expires}-0{bits}-{tail}"),
+        format!("{expires}-+{bits}-{tail}"),
+    ] {
+        let header = solved(&Challenge {
+            challenge: respelt.clone(),
+            ..ch.clone()
+        });
+        assert_eq!(
+            c.check("alice", 2, Some(&header), NOW),
+            Err(Refused),
+            "{respelt}"
+        );
+    }
+    let good = pass_token(&token_key(), "bob", 3, NOW + 30_000, "svc_1");
+    assert!(c.check("bob", 3, Some(&good), NOW).is_ok());
+    for respelt in [format!("+{good}"), format!("0{good}")] {
+        assert_eq!(
+            c.check("bob", 3, Some(&respelt), NOW),
+            Err(Refused),
+            "{respelt}"
+        );
+    }
+}
+
+#[test]
 fn pass_tokens_are_checked_like_challenges() {
     let c = check();
     let exp = NOW + 30_000;
