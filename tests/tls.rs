@@ -575,3 +575,31 @@ async fn an_origin_outage_is_503_over_http2() {
     let page = get_h2(&format!("{}/", edge.base), &[]).await;
     assert_eq!((page.status, page.version.as_str()), (200, "2"));
 }
+
+/// Over HTTP/2 a browser sends each cookie in a `Cookie` header of its own: the session cookie
+/// is found in any of them (it once was read from the first only, and such a buyer was
+/// `login_required`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_login_cookie_is_found_among_http2_cookie_headers() {
+    let origin = Origin::start().await;
+    let (_files, edge) = https_edge(&origin, 3, 5).await;
+    let url = buy_url(&edge, 42).await;
+    let session = format!("cookie: fg_session={}", token("carol"));
+    let won = curl(args(&[
+        "--http2",
+        "-X",
+        "POST",
+        "-H",
+        "cookie: theme=dark",
+        "-H",
+        &session,
+        &url,
+    ]))
+    .await;
+    assert_eq!(
+        (won.status, won.version.as_str(), won.outcome().as_str()),
+        (200, "2", "won"),
+        "{won:?}"
+    );
+    assert_eq!(origin.forwards()[0].header("x-flashgate-uid"), "carol");
+}

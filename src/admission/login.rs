@@ -93,10 +93,11 @@ pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> Result<String, 
     Ok(encode(&Header::new(Algorithm::HS256), &claims, &key)?)
 }
 
-/// The login token of a request: the Bearer token if there is one, else the session cookie.
+/// The login token of a request: the Bearer token if there is one, else the session cookie,
+/// from any of the request's `Cookie` headers (HTTP/2 clients send one per cookie).
 pub fn token_from<'a>(
     authorization: Option<&'a [u8]>,
-    cookie: Option<&'a [u8]>,
+    cookies: impl IntoIterator<Item = &'a [u8]>,
 ) -> Option<&'a str> {
     if let Some(value) = authorization.and_then(|v| std::str::from_utf8(v).ok()) {
         // `get`, not indexing: byte 7 may fall inside a multi-byte character (`€€€`).
@@ -109,14 +110,17 @@ pub fn token_from<'a>(
             }
         }
     }
-    let cookies = std::str::from_utf8(cookie?).ok()?;
     // The first session cookie with a value: an emptied one (a logout on another path) does
     // not hide a live one beside it.
-    cookies.split(';').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        let value = value.trim();
-        (name.trim() == SESSION_COOKIE && !value.is_empty()).then_some(value)
-    })
+    cookies
+        .into_iter()
+        .filter_map(|header| std::str::from_utf8(header).ok())
+        .flat_map(|header| header.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            let value = value.trim();
+            (name.trim() == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        })
 }
 
 #[cfg(test)]
@@ -285,5 +289,8 @@ mod tests {
             Some("abc")
         );
         assert_eq!(token_from(None, Some(b"fg_session= ")), None);
+        // HTTP/2 sends each cookie in a header of its own.
+        let headers: [&[u8]; 3] = [b"theme=dark", b"fg_session=", b"fg_session=h2"];
+        assert_eq!(token_from(None, headers), Some("h2"));
     }
 }

@@ -169,7 +169,7 @@ impl Edge {
         let headers = &session.req_header().headers;
         let login_token = login::token_from(
             headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-            headers.get(COOKIE).map(|v| v.as_bytes()),
+            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
         );
         let issued =
             ctx.live
@@ -211,7 +211,7 @@ impl Edge {
             token,
             login_token: login::token_from(
                 headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-                headers.get(COOKIE).map(|v| v.as_bytes()),
+                headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
             ),
             client_ip: client,
             now_ms: now,
