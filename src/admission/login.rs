@@ -259,16 +259,25 @@ mod tests {
         }
     }
 
+    const NO_COOKIE: Option<&[u8]> = None;
+
+    fn cookie(header: &[u8]) -> Option<&[u8]> {
+        Some(header)
+    }
+
     #[test]
     fn token_comes_from_bearer_then_cookie() {
-        assert_eq!(token_from(Some(b"Bearer abc"), None), Some("abc"));
-        assert_eq!(token_from(Some(b"bearer  abc "), None), Some("abc"));
-        assert_eq!(token_from(None, Some(b"a=1; fg_session=xyz")), Some("xyz"));
+        assert_eq!(token_from(Some(b"Bearer abc"), NO_COOKIE), Some("abc"));
+        assert_eq!(token_from(Some(b"bearer  abc "), NO_COOKIE), Some("abc"));
         assert_eq!(
-            token_from(Some(b"Basic zzz"), Some(b"fg_session=c")),
+            token_from(None, cookie(b"a=1; fg_session=xyz")),
+            Some("xyz")
+        );
+        assert_eq!(
+            token_from(Some(b"Basic zzz"), cookie(b"fg_session=c")),
             Some("c")
         );
-        assert_eq!(token_from(None, Some(b"other=1")), None);
+        assert_eq!(token_from(None, cookie(b"other=1")), None);
         // Never a panic on what a client writes; never an empty token.
         for hostile in [
             "€€€".as_bytes(),
@@ -279,16 +288,19 @@ mod tests {
             "€€€€€€€€€€".as_bytes(),
             b"Bearer \xff\xfe",
         ] {
-            assert_eq!(token_from(Some(hostile), None), None, "{hostile:?}");
+            assert_eq!(token_from(Some(hostile), NO_COOKIE), None, "{hostile:?}");
         }
-        assert_eq!(token_from(Some("Bearer €".as_bytes()), None), Some("€"));
+        assert_eq!(
+            token_from(Some("Bearer €".as_bytes()), NO_COOKIE),
+            Some("€")
+        );
         // Found by the property tests (tests/properties): an empty session cookie was the
         // token, hiding the live one after it.
         assert_eq!(
-            token_from(None, Some(b"fg_session=; fg_session=abc")),
+            token_from(None, cookie(b"fg_session=; fg_session=abc")),
             Some("abc")
         );
-        assert_eq!(token_from(None, Some(b"fg_session= ")), None);
+        assert_eq!(token_from(None, cookie(b"fg_session= ")), None);
         // HTTP/2 sends each cookie in a header of its own.
         let headers: [&[u8]; 3] = [b"theme=dark", b"fg_session=", b"fg_session=h2"];
         assert_eq!(token_from(None, headers), Some("h2"));
