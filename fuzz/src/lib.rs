@@ -48,11 +48,8 @@ pub fn run(data: &[u8]) {
             // X-Forwarded-For lines from a trusted peer.
             let proxies: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().expect("a network")];
             let lines: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
-            let _ = client_ip::resolve(
-                IpAddr::V4(Ipv4Addr::LOCALHOST),
-                lines.into_iter(),
-                &proxies,
-            );
+            let _ =
+                client_ip::resolve(IpAddr::V4(Ipv4Addr::LOCALHOST), lines.into_iter(), &proxies);
         }
         3 => {
             // A UID in its header form.
