@@ -174,15 +174,16 @@ impl Environment for NoEnv {
     }
 }
 
-/// A checkout on the embedded store for product 42 with `stock` units, the storm's limits (high
-/// enough never to refuse here: they still count) and the shipped blocklist's shape.
+/// A checkout on the embedded store for product 42 with `stock` units in the store (the
+/// configuration's own stock only seeds a store, so it says 1), and the storm's two limits (high
+/// enough never to refuse here: they still count).
 fn checkout(stock: u64) -> Checkout {
     let yaml = format!(
         "listen: 127.0.0.1:1\n\
          secrets: {{ login: {LOGIN_SECRET}, edge: bench-edge-secret-0123456789abcdef-01234 }}\n\
          origin: {{ url: http://127.0.0.1:2 }}\n\
          catalog: {{ products: [1-1000] }}\n\
-         sales:\n  - {{ product: 42, stock: {stock}, starts_at: 2020-01-01T00:00:00Z, ends_at: 2100-01-01T00:00:00Z }}\n\
+         sales:\n  - {{ product: 42, stock: 1, starts_at: 2020-01-01T00:00:00Z, ends_at: 2100-01-01T00:00:00Z }}\n\
          limits:\n\
          \x20 - {{ name: per-ip, key: ip, requests: 1000000000000, per: 10s, expected_keys: 32768 }}\n\
          \x20 - {{ name: per-uid, key: uid, requests: 1000000000000, per: 10s, expected_keys: 32768 }}\n\
