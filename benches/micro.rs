@@ -48,7 +48,11 @@ fn token(uid: &str) -> String {
 /// The same token with its signature's last characters changed.
 fn forged(token: &str) -> String {
     let keep = token.len() - 4;
-    let tail = if &token[keep..] == "AAAA" { "BBBB" } else { "AAAA" };
+    let tail = if &token[keep..] == "AAAA" {
+        "BBBB"
+    } else {
+        "AAAA"
+    };
     format!("{}{tail}", &token[..keep])
 }
 
@@ -60,13 +64,24 @@ fn login(c: &mut Criterion) {
     g.bench_function("verify valid HS256", |b| {
         b.iter(|| verifier.verify(black_box(&good)))
     });
-    g.bench_function("verify forged", |b| b.iter(|| verifier.verify(black_box(&bad))));
+    g.bench_function("verify forged", |b| {
+        b.iter(|| verifier.verify(black_box(&bad)))
+    });
     g.finish();
 }
 
 fn catalog(c: &mut Criterion) {
     let ranges = ProductFilter::build(&Catalog {
-        ranges: vec![IdRange { first: 1, last: 1000 }, IdRange { first: 5000, last: 9000 }],
+        ranges: vec![
+            IdRange {
+                first: 1,
+                last: 1000,
+            },
+            IdRange {
+                first: 5000,
+                last: 9000,
+            },
+        ],
         listed: Vec::new(),
         false_positive_rate: 0.001,
     })
@@ -79,11 +94,15 @@ fn catalog(c: &mut Criterion) {
     })
     .expect("a listed catalog builds");
     let mut g = c.benchmark_group("catalog");
-    g.bench_function("ranges, known", |b| b.iter(|| ranges.may_contain(black_box(42))));
+    g.bench_function("ranges, known", |b| {
+        b.iter(|| ranges.may_contain(black_box(42)))
+    });
     g.bench_function("ranges, unknown", |b| {
         b.iter(|| ranges.may_contain(black_box(150_000)))
     });
-    g.bench_function("bloom, known", |b| b.iter(|| bloom.may_contain(black_box(42_000))));
+    g.bench_function("bloom, known", |b| {
+        b.iter(|| bloom.may_contain(black_box(42_000)))
+    });
     g.bench_function("bloom, unknown", |b| {
         b.iter(|| bloom.may_contain(black_box(42_001)))
     });
@@ -220,7 +239,10 @@ fn decision(c: &mut Criterion) {
     let path = path_token(&sold_out);
     let user = token("u1");
     let first = block_on(sold_out.buy(&request(42, &path, &user)));
-    assert!(matches!(first, Decision::Answer(_)), "stock 0 sells nothing");
+    assert!(
+        matches!(first, Decision::Answer(_)),
+        "stock 0 sells nothing"
+    );
     g.bench_function("reject: sold out (every check, then the hint)", |b| {
         b.iter(|| block_on(sold_out.buy(black_box(&request(42, &path, &user)))))
     });
