@@ -130,14 +130,16 @@ impl HeadDeadline {
         if bytes.is_empty() {
             return;
         }
-        if seen == 0 && self.deadline.is_none() {
-            // A later request's head starts now.
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
-        }
         if ends_head(&tail, bytes) {
             self.phase = Phase::AfterHead;
             self.deadline = None;
             return;
+        }
+        if seen == 0 && self.deadline.is_none() {
+            // A later request's head started and did not arrive whole in one read: from now
+            // on it has header_timeout. (A head that arrives in one read, the usual case, never
+            // sets a timer.)
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
         }
         let mut next = tail;
         for &b in &bytes[bytes.len().saturating_sub(3)..] {
