@@ -11,6 +11,7 @@ mod captcha;
 pub(crate) mod context;
 mod env;
 mod error;
+mod limits;
 pub(crate) mod locate;
 pub(crate) mod read;
 mod schema;

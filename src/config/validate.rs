@@ -7,17 +7,15 @@
 use std::collections::HashSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
-use std::time::Duration;
 
 use super::captcha::CaptchaSettings;
 use super::context::Ctx;
 use super::error::{ConfigError, Position};
 use super::locate::Locations;
-use super::schema::{FileConfig, FileHttp, FileStore, LimitKey, LimitScope, LogRoute, StoreKind};
+use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
 use super::values::IdRange;
 use super::{
-    AccessLog, Catalog, Config, Environment, HttpLimits, Limit, LogTarget, Origin, Sale, Scope,
-    Secret, Secrets, Store,
+    AccessLog, Catalog, Config, Environment, LogTarget, Origin, Sale, Secret, Secrets, Store,
 };
 
 /// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
@@ -26,12 +24,6 @@ pub const DEV_LOGIN_SECRET: &[u8] = b"flashgate-DEVELOPMENT-login-secret-do-not-
 /// Development edge secret, used only when `secrets.login` and `secrets.edge` both name unset
 /// variables.
 pub const DEV_EDGE_SECRET: &[u8] = b"flashgate-DEVELOPMENT-edge-secret-do-not-use-in-production";
-
-/// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
-const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
-/// The most distinct keys a limit may be sized for: 2^22, whose sketch takes 32 MiB (128 MiB
-/// with four-byte counters).
-const MAX_EXPECTED_KEYS: usize = 1 << 22;
 
 /// Resolve and check everything.
 pub fn resolve(
@@ -60,10 +52,10 @@ pub fn resolve(
     let store = resolve_store(&cx, &file.store)?;
     let catalog = resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
-    let limits = resolve_limits(&cx, &file)?;
+    let limits = super::limits::resolve_limits(&cx, &file)?;
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
     let access_log = resolve_access_log(&cx, &file)?;
-    let http = resolve_http(&cx, &file.http)?;
+    let http = super::limits::resolve_http(&cx, &file.http)?;
     let tls = super::tls::resolve(&cx, &file.tls)?;
     // An unset variable leaves the token unset: `POST /admin/reload` is refused, SIGHUP works.
     let admin_token = match &file.admin_token {
@@ -107,68 +99,6 @@ pub fn resolve(
         admin_token,
         http,
         tls,
-    })
-}
-
-/// Pingora reads at most this much of a request's head (1 MiB); `max_header_bytes` and
-/// `max_uri_bytes` must fit in it to mean anything.
-const MAX_HEAD_BYTES: usize = 1024 * 1024 - 1;
-
-fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
-    let at_least = |key: &str, value: u64, least: u64, most: u64| {
-        if value < least || value > most {
-            Err(cx.err(
-                &format!("http.{key}"),
-                format!("http.{key} must be between {least} and {most}; found {value}"),
-            ))
-        } else {
-            Ok(())
-        }
-    };
-    at_least(
-        "max_uri_bytes",
-        http.max_uri_bytes as u64,
-        256,
-        MAX_HEAD_BYTES as u64,
-    )?;
-    at_least(
-        "max_header_bytes",
-        http.max_header_bytes as u64,
-        1024,
-        MAX_HEAD_BYTES as u64,
-    )?;
-    at_least(
-        "keepalive_requests",
-        u64::from(http.keepalive_requests),
-        1,
-        u64::from(u32::MAX),
-    )?;
-    let keepalive_secs = http.keepalive_timeout.0.as_secs();
-    if keepalive_secs == 0 || http.keepalive_timeout.0.subsec_nanos() != 0 {
-        return Err(cx.err(
-            "http.keepalive_timeout",
-            format!(
-                "http.keepalive_timeout is counted in whole seconds, at least 1s; found {:?}",
-                http.keepalive_timeout.0
-            ),
-        ));
-    }
-    if http.header_timeout.0 < Duration::from_millis(100) {
-        return Err(cx.err(
-            "http.header_timeout",
-            format!(
-                "http.header_timeout must be at least 100ms; found {:?}",
-                http.header_timeout.0
-            ),
-        ));
-    }
-    Ok(HttpLimits {
-        header_timeout: http.header_timeout.0,
-        max_uri_bytes: http.max_uri_bytes,
-        max_header_bytes: http.max_header_bytes,
-        max_body_bytes: http.max_body_bytes,
-        keepalive_secs,
-        keepalive_requests: http.keepalive_requests,
     })
 }
 
@@ -445,111 +375,6 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
         });
     }
     Ok(sales)
-}
-
-/// The largest limit: the sketch's widest counters (four bytes) count a little past it.
-const MAX_REQUESTS: u64 = 1_000_000_000;
-
-/// How often a `scope: cluster` rule syncs when the file does not say.
-const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
-/// The shortest sync interval: each sync is one pipeline per rule.
-const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
-
-fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError> {
-    let mut names = HashSet::new();
-    let mut limits = Vec::with_capacity(file.limits.len());
-    for (i, l) in file.limits.iter().enumerate() {
-        let at = |key: &str| format!("limits[{i}].{key}");
-        // The name travels as the policy name of the RateLimit headers (a structured-field
-        // String): visible ASCII and spaces only.
-        if l.name.is_empty() || !l.name.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-            return Err(cx.err(
-                &at("name"),
-                format!(
-                    "a limit's name is sent in the RateLimit headers: use visible ASCII \
-                     (letters, digits, -, _), found {:?}",
-                    l.name
-                ),
-            ));
-        }
-        if !names.insert(l.name.as_str()) {
-            return Err(cx.err(&at("name"), format!("a second limit is named {:?}", l.name)));
-        }
-        if l.requests == 0 {
-            return Err(cx.err(&at("requests"), "requests must be at least 1"));
-        }
-        if l.requests > MAX_REQUESTS {
-            return Err(cx.err(
-                &at("requests"),
-                format!(
-                    "requests is at most {MAX_REQUESTS} per window; found {}",
-                    l.requests
-                ),
-            ));
-        }
-        // Windows are counted in milliseconds and zeroed at their first request: a window
-        // shorter than a second would spend more time being reset than counting.
-        if l.per.0 < Duration::from_secs(1) {
-            return Err(cx.err(&at("per"), "per must be at least 1s"));
-        }
-        let expected_keys = match (l.key, l.expected_keys) {
-            (_, Some(0)) => {
-                return Err(cx.err(&at("expected_keys"), "expected_keys must be at least 1"))
-            }
-            (_, Some(n)) if n > MAX_EXPECTED_KEYS => {
-                return Err(cx.err(
-                    &at("expected_keys"),
-                    format!(
-                        "expected_keys is at most {MAX_EXPECTED_KEYS} (its sketch takes up to 128 MiB); \
-                         found {n}"
-                    ),
-                ))
-            }
-            (_, Some(n)) => n,
-            (LimitKey::Global, None) => 1,
-            (_, None) => DEFAULT_EXPECTED_KEYS,
-        };
-        let scope = match (l.scope, l.sync_interval) {
-            (LimitScope::Local, None) => Scope::Local,
-            (LimitScope::Local, Some(_)) => {
-                return Err(cx.err(
-                    &at("sync_interval"),
-                    "sync_interval is for scope: cluster (a local rule has nothing to sync)",
-                ))
-            }
-            (LimitScope::Cluster, _) if matches!(file.store.kind, StoreKind::Memory) => {
-                return Err(cx.err(
-                    &at("scope"),
-                    "scope: cluster counts across the edges in Redis: it needs store.kind redis \
-                     (or store.cluster)",
-                ))
-            }
-            (LimitScope::Cluster, sync) => {
-                let sync = sync.map_or(DEFAULT_SYNC_INTERVAL, |d| d.0);
-                if sync < MIN_SYNC_INTERVAL || sync >= l.per.0 {
-                    return Err(cx.err(
-                        &at("sync_interval"),
-                        format!(
-                            "sync_interval must be at least {MIN_SYNC_INTERVAL:?} and shorter \
-                             than per ({:?}); found {sync:?}",
-                            l.per.0
-                        ),
-                    ));
-                }
-                Scope::Cluster { sync }
-            }
-        };
-        limits.push(Limit {
-            name: l.name.clone(),
-            key: l.key,
-            requests: l.requests,
-            per: l.per.0,
-            dry_run: l.dry_run,
-            expected_keys,
-            scope,
-        });
-    }
-    Ok(limits)
 }
 
 #[cfg(test)]
