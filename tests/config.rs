@@ -209,6 +209,7 @@ fn check_command_reports_file_line_and_column() {
         "per-uid",
         "DEVELOPMENT",
         "catalog     1000 products",
+        "shown as \"Flash phone X\"  price ¥99.00  image none",
     ] {
         assert!(summary.contains(part), "summary lacks {part}:\n{summary}");
     }
@@ -761,5 +762,84 @@ fn cluster_scope_needs_redis_and_a_sync_shorter_than_the_window() {
         let (at, message) = error_at(&text);
         assert_eq!(at.line, 16, "{message}");
         assert!(message.contains(says), "{message}");
+    }
+}
+
+#[test]
+fn showcase_fields_resolve_and_mistakes_point_at_them() {
+    use flashgate::config::Image;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("img")).unwrap();
+    std::fs::write(dir.path().join("img/phone.webp"), b"webp").unwrap();
+    let with = |title: &str, price: &str, image: &str| {
+        GOOD.replace(
+            "catalog:",
+            &format!("static_dir: {}\ncatalog:", dir.path().display()),
+        )
+        .replace(
+            "    ends_at: 2026-11-22T13:00:00Z\n",
+            &format!(
+                "    ends_at: 2026-11-22T13:00:00Z\n    title: {title}\n    price: {price}\n    image: {image}\n"
+            ),
+        )
+    };
+    // Markup, quotes and non-ASCII are text; the page sets it with textContent.
+    let c = parse(&with(
+        r#""<script>alert('x')</script> \"Ünï\" 手机""#,
+        "\"¥99.00\"",
+        "img/phone.webp",
+    ))
+    .unwrap();
+    let show = &c.sales[0].showcase;
+    assert_eq!(
+        show.title.as_deref(),
+        Some("<script>alert('x')</script> \"Ünï\" 手机")
+    );
+    assert_eq!(show.price.as_deref(), Some("¥99.00"));
+    assert_eq!(show.image, Some(Image::Static("img/phone.webp".into())));
+    let c = parse(&with("Phone", "'9.99 €'", "https://cdn.example/p.webp")).unwrap();
+    assert_eq!(
+        c.sales[0].showcase.image,
+        Some(Image::Https("https://cdn.example/p.webp".into()))
+    );
+    // Left out: the defaults.
+    assert_eq!(parse(GOOD).unwrap().sales[0].showcase, Default::default());
+
+    // Each mistake points at its value (lines 16, 17, 18 with the static_dir line added).
+    let long = "x".repeat(121);
+    let cases = [
+        (
+            with("\"a\\u0007b\"", "1", "img/phone.webp"),
+            (16, 12),
+            "U+0007",
+        ),
+        (with(&long, "1", "img/phone.webp"), (16, 12), "at most 120"),
+        (with("\"  \"", "1", "img/phone.webp"), (16, 12), "is empty"),
+        (
+            with("A", &"9".repeat(33), "img/phone.webp"),
+            (17, 12),
+            "at most 32",
+        ),
+        (with("A", "1", "img/missing.webp"), (18, 12), "missing.webp"),
+        (
+            with("A", "1", "../etc/passwd"),
+            (18, 12),
+            "not a plain path",
+        ),
+        (
+            with("A", "1", "http://cdn.example/p.webp"),
+            (18, 12),
+            "only https",
+        ),
+        (with("A", "1", "img"), (18, 12), "not a regular file"),
+    ];
+    for (text, (line, column), says) in cases {
+        let (at, message) = error_at(&text);
+        assert_eq!((at.line, at.column), (line, column), "{message}");
+        assert!(message.contains(says), "{message}");
+        assert!(
+            message.contains("sales[0]") || message.starts_with("f.yaml:"),
+            "{message}"
+        );
     }
 }

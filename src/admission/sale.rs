@@ -119,6 +119,7 @@ mod tests {
             starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(100)),
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(200)),
             captcha: Captcha::None,
+            showcase: Default::default(),
         };
         SaleGate::new(&sale, &Secret::new(vec![7u8; 32]), Duration::from_secs(1))
     }

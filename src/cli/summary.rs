@@ -133,6 +133,22 @@ pub fn summary(gw: &Live) -> String {
             sale.ends_at,
             format!("{:?}", sale.captcha).to_lowercase()
         );
+        let show = &sale.showcase;
+        let image = match &show.image {
+            Some(flashgate::config::Image::Static(rel)) => format!("static_dir/{rel}"),
+            Some(flashgate::config::Image::Https(url)) => url.clone(),
+            None => "none".into(),
+        };
+        let _ = writeln!(
+            s,
+            "      shown as {}  price {}  image {}",
+            show.title.as_ref().map_or_else(
+                || format!("\"Product {}\" (default)", sale.product),
+                |t| format!("{t:?}")
+            ),
+            show.price.as_deref().unwrap_or("none"),
+            image
+        );
     }
     let cap = &c.captcha;
     let _ = writeln!(

@@ -15,6 +15,7 @@ mod limits;
 pub(crate) mod locate;
 pub(crate) mod read;
 mod schema;
+mod showcase;
 mod tls;
 mod validate;
 mod values;
@@ -32,6 +33,7 @@ pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
+pub use showcase::{Image, Showcase, MAX_IMAGE_BYTES, MAX_PRICE_CHARS, MAX_TITLE_CHARS};
 pub use tls::{Identity, Tls, TlsError};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
@@ -250,6 +252,8 @@ pub struct Sale {
     pub ends_at: Timestamp,
     /// Captcha required of buyers.
     pub captcha: Captcha,
+    /// The title, price and image the page shows.
+    pub showcase: Showcase,
 }
 
 /// One rate limit.

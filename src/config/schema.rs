@@ -302,6 +302,13 @@ pub struct FileSale {
     pub ends_at: Timestamp,
     #[serde(default)]
     pub captcha: Captcha,
+    /// What the page shows (`showcase`): the title, the displayed price, an image.
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub price: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 /// `limits[].key`.

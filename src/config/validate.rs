@@ -372,6 +372,14 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
             starts_at: s.starts_at,
             ends_at: s.ends_at,
             captcha: s.captcha,
+            showcase: super::showcase::resolve(
+                cx,
+                i,
+                s.title.as_deref(),
+                s.price.as_deref(),
+                s.image.as_deref(),
+                &file.static_dir,
+            )?,
         });
     }
     Ok(sales)

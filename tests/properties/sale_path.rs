@@ -28,6 +28,7 @@ fn gate(product: u64, starts_ms: u64, length_ms: u64, edge: &Secret) -> SaleGate
         starts_at: Timestamp(UNIX_EPOCH + Duration::from_millis(starts_ms)),
         ends_at: Timestamp(UNIX_EPOCH + Duration::from_millis(starts_ms + length_ms)),
         captcha: Captcha::None,
+        showcase: Default::default(),
     };
     SaleGate::new(&sale, edge, Duration::from_secs(1))
 }
