@@ -15,7 +15,7 @@ use crate::admission::Outcome;
 pub enum Route {
     /// `GET /` and `/static/*`.
     Static,
-    /// `GET /sale/{product}/button.js`.
+    /// `GET /sale/{product}/button.js` and `GET /api/sale` (what the page asks about a sale).
     Button,
     /// `POST /buy/{product}/{token}`.
     Buy,

@@ -3,6 +3,10 @@
 // click keeps it disabled for 5 s. A sale with `captcha: pow` first gets a challenge from
 // /api/challenge and solves it in a Web Worker (pow-worker.js); the buy then carries
 // X-Captcha: <challenge>.<nonce>. Every answer gets a plain message; 429 says when to retry.
+// What is on sale (title, price, image) comes once from /api/sale and is set with textContent
+// and a checked image URL. A queued sale (its /api/sale says `queue`) first shows "Join the
+// queue" (queue.js), the place and the wait; the buy button appears once admitted and the buy
+// carries X-Queue-Pass.
 (function () {
   "use strict";
   var COOLDOWN_MS = 5000;
@@ -11,7 +15,8 @@
   var $ = function (id) { return document.getElementById(id); };
   var button = $("buy"), message = $("message"), countdown = $("countdown"), check = $("check");
   var tokenInput = $("token");
-  $("product-id").textContent = product;
+  var join = $("join"), queueBox = $("queue"), queueStatus = $("queue-status"), queueEta = $("queue-eta");
+  $("title").textContent = "Product " + product;
   document.title = "Flash sale · Product " + product;
 
   // A login token may arrive in the fragment (#token=...), which is never sent to a server.
@@ -38,6 +43,7 @@
     store_unavailable: "Busy right now — try again in a moment.",
     origin_unavailable: "Busy right now — try again in a moment.",
     captcha_unavailable: "This sale needs the shop's captcha, which is not set up on this page.",
+    queue_required: "Your turn in the queue has passed — join the queue again.",
     network: "Network trouble — check your connection and try again."
   };
 
@@ -74,6 +80,11 @@
     }
     countdown.textContent = "On sale now";
     var wait = Math.ceil((coolUntil - Date.now()) / 1000);
+    if (queue && !queue.pass()) {
+      button.disabled = true;
+      button.textContent = "Buy now";
+      return;
+    }
     button.disabled = busy || wait > 0;
     button.textContent = busy ? "Working…" : wait > 0 ? "Buy now (" + wait + ")" : "Buy now";
   }
@@ -85,7 +96,105 @@
     var estimate = state.server_time_ms - Date.now();
     skew = skew === null ? estimate : Math.max(skew, estimate);
     render();
+    renderQueue();
   });
+
+  // An image URL the page may load: https, or a file of this site's /static/.
+  function imageUrl(value) {
+    if (typeof value !== "string" || !value) return null;
+    var url;
+    try { url = new URL(value, location.href); } catch (e) { return null; }
+    if (url.protocol === "https:") return url.href;
+    if (url.origin === location.origin && url.pathname.indexOf("/static/") === 0) return url.href;
+    return null;
+  }
+
+  // What is on sale, from /api/sale (fetched once; cached briefly, with an ETag).
+  function describe(info) {
+    if (typeof info.title === "string" && info.title) {
+      $("title").textContent = info.title;
+      document.title = "Flash sale · " + info.title;
+    }
+    if (typeof info.price === "string") $("price").textContent = info.price;
+    var src = imageUrl(info.image);
+    if (src) {
+      var img = $("image");
+      img.alt = $("title").textContent;
+      img.onerror = function () { img.hidden = true; };
+      img.setAttribute("src", src);
+      img.hidden = false;
+    }
+    if (info.queue) startQueue(info.queue);
+  }
+
+  fetch("/api/sale?product=" + encodeURIComponent(product), { credentials: "same-origin" })
+    .then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (info) { if (info && String(info.product) === String(product)) describe(info); })
+    .catch(function () { /* the page still works as "Product N" */ });
+
+  // The waiting room (queue.js), for a sale whose /api/sale has `queue`.
+  var queue = null, queueInfo = null;
+  var queueText = {
+    not_started: "The queue is not open yet — come back at the countdown.",
+    login_required: "Please sign in to join the queue.",
+    unknown_product: "This product has no queue.",
+    rate_limited: "Too many tries — wait a moment.",
+    network: "Network trouble — still trying."
+  };
+
+  function duration(s) {
+    s = Math.max(0, Math.round(s));
+    if (s < 60) return s + " s";
+    var m = Math.floor(s / 60);
+    return m < 60 ? m + " min " + pad(s % 60) + " s" : Math.floor(m / 60) + " h " + pad(m % 60) + " min";
+  }
+
+  function renderQueue() {
+    if (!queue) return;
+    var q = queue.state;
+    var over = q.state === "sold_out" || q.state === "closed" || (state && state.ended);
+    var admitted = q.state === "admitted" && !!queue.pass();
+    var opensAt = queueInfo && typeof queueInfo.opens_at_ms === "number" ? queueInfo.opens_at_ms : 0;
+    var text, eta = "";
+    if (q.state === "sold_out") text = "Sold out — every unit has found a buyer.";
+    else if (q.state === "closed" || (state && state.ended)) text = "The sale is over.";
+    else if (admitted) {
+      text = "It's your turn — buy now.";
+      eta = "Your turn lasts " + duration((q.pass_until_ms - Date.now()) / 1000) + ".";
+    } else if (q.state === "admitted") text = "Your turn has passed — join the queue again.";
+    else if (q.state === "waiting" && q.position !== null) {
+      text = q.position === 0 ? "You are next." : q.position === 1 ? "1 person ahead of you." : q.position.toLocaleString() + " people ahead of you.";
+      if (q.eta_s !== null) eta = "Estimated wait: about " + duration(q.eta_s) + ".";
+    } else if (q.state === "waiting") text = "Finding your place…";
+    else if (opensAt && serverNow() < opensAt) {
+      text = "The queue opens in " + duration((opensAt - serverNow()) / 1000) + ".";
+    } else text = "Join the queue to get a place.";
+    if (q.outcome && queueText[q.outcome]) eta = queueText[q.outcome];
+    else if (q.outcome && q.outcome !== "queue_required") eta = "Something went wrong — still trying.";
+    if (queueStatus.textContent !== text) queueStatus.textContent = text;
+    if (queueEta.textContent !== eta) queueEta.textContent = eta;
+    queueBox.className = "queue" + (admitted ? " admitted" : over ? " over" : "");
+    queueBox.setAttribute("data-state", q.state);
+    var canJoin = q.state === "out" && !over && !(opensAt && serverNow() < opensAt);
+    join.hidden = admitted || over || q.state !== "out";
+    join.disabled = !canJoin;
+    button.hidden = !join.hidden;
+    if (q.state === "admitted" && !admitted) queue.forget();
+  }
+
+  function startQueue(info) {
+    if (queue) return;
+    queueInfo = info;
+    queueBox.hidden = false;
+    queue = window.FlashgateQueue(product, authHeaders, function () { renderQueue(); render(); });
+    join.addEventListener("click", function () {
+      if (join.disabled) return;
+      join.disabled = true;
+      queue.join();
+    });
+    renderQueue();
+    queue.resume();
+  }
 
   function poll() {
     var s = document.createElement("script");
@@ -168,11 +277,16 @@
       .then(function (pass) {
         var headers = authHeaders();
         if (pass) headers["X-Captcha"] = pass;
+        var turn = queue && queue.pass();
+        if (turn) headers["X-Queue-Pass"] = turn;
         return fetch(path, { method: "POST", headers: headers, credentials: "same-origin" });
       })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
-          answer(r.ok ? "won" : (body.outcome || "error"), r, body);
+          var outcome = r.ok ? "won" : (body.outcome || "error");
+          if (queue && outcome === "queue_required") queue.forget();
+          if (queue && (outcome === "won" || outcome === "duplicate" || outcome === "sold_out")) queue.stop();
+          answer(outcome, r, body);
         });
       })
       .catch(function (err) {
@@ -184,5 +298,5 @@
 
   poll();
   setInterval(poll, 1000);
-  setInterval(render, 200);
+  setInterval(function () { render(); renderQueue(); }, 200);
 })();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use pingora::upstreams::peer::HttpPeer;
 
 use super::rate_headers::RateHeaders;
+use super::sale_info::SaleInfo;
 use super::static_files::StaticFiles;
 use super::BuildError;
 use crate::checkout::Checkout;
@@ -22,6 +23,8 @@ pub struct Live {
     pub checkout: Checkout,
     /// The sale page.
     pub static_files: StaticFiles,
+    /// What each sale is, as `GET /api/sale` answers (built with `static_files`' names).
+    pub sale_info: SaleInfo,
     /// The origin winners are forwarded to.
     pub origin: HttpPeer,
     /// The headers of a `429`, per limit rule.
@@ -32,12 +35,14 @@ impl Live {
     /// Everything `config` decides around `checkout` (built from the same configuration).
     pub fn build(config: Config, checkout: Checkout) -> Result<Self, BuildError> {
         let static_files = StaticFiles::load(&config.static_dir)?;
+        let sale_info = SaleInfo::build(&config.sales, &static_files);
         let origin = origin_peer(&config);
         let rate_headers = RateHeaders::new(config.rate_limit_headers, &config.limits);
         Ok(Live {
             config,
             checkout,
             static_files,
+            sale_info,
             origin,
             rate_headers,
         })

@@ -5,7 +5,8 @@
 //! - `routes`: which route a request is for.
 //! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
 //! - `fingerprint`: the assets' content-hashed names.
-//! - `static_files`, `button`, `challenge`: what the public listener serves besides buys.
+//! - `static_files`, `button`, `sale_info`, `challenge`: what the public listener serves besides
+//!   buys.
 //! - `admin`: `/metrics`, `/healthz`, `/readyz` on the admin listener.
 //! - `settler`: the background task that asks the origin about forwards of unknown outcome
 //!   (embedded store), over HTTP.
@@ -35,6 +36,7 @@ pub mod rate_headers;
 mod reload;
 pub mod respond;
 pub mod routes;
+pub mod sale_info;
 mod settler;
 pub mod slow;
 pub mod static_files;

@@ -17,6 +17,8 @@ pub enum Route<'a> {
     Button(u64),
     /// `GET /api/challenge?product=ID`: a proof-of-work challenge.
     Challenge,
+    /// `GET /api/sale?product=ID`: what a sale is (title, price, image, times).
+    SaleInfo,
     /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
     Buy {
         /// The product id, if the segment is a number.
@@ -60,6 +62,13 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
     if path == "/api/challenge" {
         return if readable {
             Route::Challenge
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if path == "/api/sale" {
+        return if readable {
+            Route::SaleInfo
         } else {
             Route::WrongMethod("GET, HEAD")
         };
@@ -129,6 +138,12 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(classify(&Method::GET, "/api/challenge"), Route::Challenge);
+        assert_eq!(classify(&Method::HEAD, "/api/sale"), Route::SaleInfo);
+        assert_eq!(
+            classify(&Method::POST, "/api/sale"),
+            Route::WrongMethod("GET, HEAD")
+        );
+        assert_eq!(classify(&Method::GET, "/api/sale/"), Route::NotFound);
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),
             Route::WrongMethod("GET, HEAD")

@@ -65,8 +65,9 @@ export async function startOrigin() {
 
 const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
-/** Start `flashgate run` with one sale; resolves once both listeners answer. */
-export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50 }) {
+/** Start `flashgate run` with one sale (product 42; `show` adds fields to it, e.g. title, and
+ * `moreSales` adds YAML lines under `sales:`); resolves once both listeners answer. */
+export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], staticDir = path.join(ROOT, "static") }) {
   const [listen, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
   const config = path.join(dir, "flashgate.yaml");
@@ -77,10 +78,11 @@ export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "
     "secrets: { login: '${FLASHGATE_LOGIN_SECRET}', edge: '${FLASHGATE_EDGE_SECRET}' }",
     `origin: { url: 'http://127.0.0.1:${originPort}', path: /orders }`,
     "store: { kind: memory }",
-    `static_dir: '${path.join(ROOT, "static")}'`,
+    `static_dir: '${staticDir}'`,
     "catalog: { products: [1-100] }",
     "sales:",
-    `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + 3600_000)}', captcha: ${captcha} }`,
+    `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + 3600_000)}', captcha: ${captcha}${show ? ", " + show : ""} }`,
+    ...moreSales,
     "limits:",
     `  - { name: per-uid, key: uid, requests: ${perUid}, per: 10s, expected_keys: 1000 }`,
     `captcha: { difficulty: ${difficulty}, max_difficulty: ${difficulty + 4} }`,
