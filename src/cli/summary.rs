@@ -133,6 +133,18 @@ pub fn summary(gw: &Live) -> String {
             sale.ends_at,
             format!("{:?}", sale.captcha).to_lowercase()
         );
+        if let Some(q) = &sale.queue {
+            let _ = writeln!(
+                s,
+                "      queue {}: joins from {} before the start, {} admitted/s, passes live {}, \
+                 at most {} passes out per unit left",
+                q.mode.name(),
+                humantime::format_duration(q.prequeue),
+                q.admit_per_second,
+                humantime::format_duration(q.pass_ttl),
+                q.stock_multiple
+            );
+        }
     }
     let cap = &c.captcha;
     let _ = writeln!(

@@ -13,6 +13,7 @@ mod env;
 mod error;
 mod limits;
 pub(crate) mod locate;
+mod queue;
 pub(crate) mod read;
 mod schema;
 mod tls;
@@ -31,6 +32,7 @@ use crate::stock::journal::Fsync;
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
+pub use queue::{QueueMode, QueueSettings};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
 pub use tls::{Identity, Tls, TlsError};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
@@ -250,6 +252,8 @@ pub struct Sale {
     pub ends_at: Timestamp,
     /// Captcha required of buyers.
     pub captcha: Captcha,
+    /// The sale's waiting room, if it has one: then a buy needs the queue's pass.
+    pub queue: Option<QueueSettings>,
 }
 
 /// One rate limit.

@@ -302,6 +302,8 @@ pub struct FileSale {
     pub ends_at: Timestamp,
     #[serde(default)]
     pub captcha: Captcha,
+    #[serde(default)]
+    pub queue: Option<super::queue::FileQueue>,
 }
 
 /// `limits[].key`.

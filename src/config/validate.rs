@@ -366,12 +366,17 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
                 ),
             ));
         }
+        let queue = match &s.queue {
+            Some(q) => Some(super::queue::resolve(cx, i, q)?),
+            None => None,
+        };
         sales.push(Sale {
             product: s.product,
             stock: s.stock,
             starts_at: s.starts_at,
             ends_at: s.ends_at,
             captcha: s.captcha,
+            queue,
         });
     }
     Ok(sales)

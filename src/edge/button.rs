@@ -57,6 +57,7 @@ mod tests {
             starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(1000)),
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(2000)),
             captcha: Captcha::None,
+            queue: None,
         };
         SaleGate::new(&sale, &Secret::new(vec![1u8; 32]), Duration::from_secs(1))
     }

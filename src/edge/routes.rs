@@ -17,6 +17,10 @@ pub enum Route<'a> {
     Button(u64),
     /// `GET /api/challenge?product=ID`: a proof-of-work challenge.
     Challenge,
+    /// `POST /api/queue?product=ID` (join, `true`) or `GET` (poll, `false`).
+    Queue(bool),
+    /// `GET /api/queue/draw?product=ID`: the shuffle's published draw.
+    QueueDraw,
     /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
     Buy {
         /// The product id, if the segment is a number.
@@ -60,6 +64,22 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
     if path == "/api/challenge" {
         return if readable {
             Route::Challenge
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if path == "/api/queue" {
+        return if readable {
+            Route::Queue(false)
+        } else if method == Method::POST {
+            Route::Queue(true)
+        } else {
+            Route::WrongMethod("GET, HEAD, POST")
+        };
+    }
+    if path == "/api/queue/draw" {
+        return if readable {
+            Route::QueueDraw
         } else {
             Route::WrongMethod("GET, HEAD")
         };
@@ -129,6 +149,13 @@ mod tests {
             Route::NotFound
         );
         assert_eq!(classify(&Method::GET, "/api/challenge"), Route::Challenge);
+        assert_eq!(classify(&Method::GET, "/api/queue"), Route::Queue(false));
+        assert_eq!(classify(&Method::POST, "/api/queue"), Route::Queue(true));
+        assert_eq!(
+            classify(&Method::DELETE, "/api/queue"),
+            Route::WrongMethod("GET, HEAD, POST")
+        );
+        assert_eq!(classify(&Method::GET, "/api/queue/draw"), Route::QueueDraw);
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),
             Route::WrongMethod("GET, HEAD")

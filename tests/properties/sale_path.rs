@@ -28,6 +28,7 @@ fn gate(product: u64, starts_ms: u64, length_ms: u64, edge: &Secret) -> SaleGate
         starts_at: Timestamp(UNIX_EPOCH + Duration::from_millis(starts_ms)),
         ends_at: Timestamp(UNIX_EPOCH + Duration::from_millis(starts_ms + length_ms)),
         captcha: Captcha::None,
+        queue: None,
     };
     SaleGate::new(&sale, edge, Duration::from_secs(1))
 }
@@ -121,6 +122,7 @@ proptest! {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             now_ms: now,
             captcha: None,
+            queue_pass: None,
         };
         let expected = if now < starts {
             Err(Outcome::NotStarted)
