@@ -223,6 +223,7 @@ fn request<'a>(product: u64, path_token: &'a str, login_token: &'a str) -> BuyRe
         client_ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
         now_ms: now_ms(),
         captcha: None,
+        queue_pass: None,
     }
 }
 

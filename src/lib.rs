@@ -41,6 +41,7 @@ pub mod edge;
 pub mod logging;
 pub mod metrics;
 pub mod orders;
+pub mod queue;
 pub mod signing;
 pub mod stock;
 pub mod uid;

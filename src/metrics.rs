@@ -21,17 +21,20 @@ pub enum Route {
     Buy,
     /// `GET /api/challenge`.
     Challenge,
+    /// `/api/queue` and `/api/queue/draw`: the waiting room.
+    Queue,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 5] = [
+    pub const ALL: [Route; 6] = [
         Route::Static,
         Route::Button,
         Route::Buy,
         Route::Challenge,
+        Route::Queue,
         Route::Other,
     ];
 
@@ -42,6 +45,7 @@ impl Route {
             Route::Button => "button",
             Route::Buy => "buy",
             Route::Challenge => "challenge",
+            Route::Queue => "queue",
             Route::Other => "other",
         }
     }
@@ -75,6 +79,71 @@ pub struct Metrics {
     pub limit_syncs: LimitSyncs,
     /// `flashgate_slow_clients_total{reason}`: connections closed for sending too slowly.
     pub slow_clients: crate::edge::slow::SlowCounters,
+    /// The waiting rooms' metrics.
+    pub queue: QueueMetrics,
+}
+
+/// The waiting rooms' metrics, per queued sale.
+pub struct QueueMetrics {
+    /// `flashgate_queue_waiting{sale}`: visitors joined and not yet let through (the store's
+    /// count, as this edge last read it: every edge reports the same value).
+    pub waiting: IntGaugeVec,
+    /// `flashgate_queue_admitted_total{sale}`: places let through by this edge's ticks (sum
+    /// over edges for the sale's total).
+    pub admitted: IntCounterVec,
+    /// `flashgate_queue_wait_seconds{sale}`: from join to admission, observed when this edge
+    /// first answers a visitor `admitted`.
+    pub wait: HistogramVec,
+    /// `flashgate_queue_abandoned_total{sale}`: passes that expired unused — places let through
+    /// more than `pass_ttl` ago, less the buyers (every edge counts the same; take the max).
+    pub abandoned: IntCounterVec,
+}
+
+impl QueueMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let waiting = IntGaugeVec::new(
+            Opts::new(
+                "flashgate_queue_waiting",
+                "Visitors in a sale's waiting room not yet let through.",
+            ),
+            &["sale"],
+        )?;
+        registry.register(Box::new(waiting.clone()))?;
+        let admitted = IntCounterVec::new(
+            Opts::new(
+                "flashgate_queue_admitted_total",
+                "Visitors let through by this edge's admission ticks (sum over edges).",
+            ),
+            &["sale"],
+        )?;
+        registry.register(Box::new(admitted.clone()))?;
+        let wait = HistogramVec::new(
+            HistogramOpts::new(
+                "flashgate_queue_wait_seconds",
+                "Time from joining a waiting room to being let through.",
+            )
+            .buckets(vec![
+                0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
+            ]),
+            &["sale"],
+        )?;
+        registry.register(Box::new(wait.clone()))?;
+        let abandoned = IntCounterVec::new(
+            Opts::new(
+                "flashgate_queue_abandoned_total",
+                "Passes that expired unused: visitors let through more than pass_ttl ago, less \
+                 the buyers (every edge reports the same count).",
+            ),
+            &["sale"],
+        )?;
+        registry.register(Box::new(abandoned.clone()))?;
+        Ok(QueueMetrics {
+            waiting,
+            admitted,
+            wait,
+            abandoned,
+        })
+    }
 }
 
 /// `flashgate_limit_syncs_total{result}`.
@@ -215,6 +284,7 @@ impl Metrics {
             &["reason"],
         )?;
         registry.register(Box::new(slow_clients.clone()))?;
+        let queue = QueueMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -244,6 +314,7 @@ impl Metrics {
             slow_clients: crate::edge::slow::SlowCounters {
                 header_timeout: slow_clients.with_label_values(&["header_timeout"]),
             },
+            queue,
         })
     }
 
@@ -269,6 +340,15 @@ impl Metrics {
         self.captcha_difficulty
             .with_label_values(&[&product.to_string()])
             .set(i64::from(bits));
+    }
+
+    /// Export the waiting-room metrics of `product`'s queued sale (at zero until they move).
+    pub fn queue_sale(&self, product: u64) {
+        let label = product.to_string();
+        self.queue.waiting.with_label_values(&[&label]);
+        self.queue.admitted.with_label_values(&[&label]);
+        self.queue.wait.with_label_values(&[&label]);
+        self.queue.abandoned.with_label_values(&[&label]);
     }
 
     /// The dry-run counter of limit `name`.

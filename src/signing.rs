@@ -13,6 +13,12 @@
 //!   product, one expiry and one difficulty;
 //! - the pass-token MAC, made by an external captcha service with its own key:
 //!   `hex(HMAC-SHA256(token_secret, "flashgate-pass\n{uid}\n{product}\n{expires_ms}\n{id}"))`.
+//! - the waiting room's ticket MAC: `HMAC-SHA256(edge, "flashgate-queue-ticket\n{uid}\n{product}\n
+//!   {epoch}\n{number}\n{joined_ms}\n{starts_at_ms}\n{kind}")[..16]` (eight fields), binding a
+//!   place in the queue to one user, one sale and one queue (`queue::ticket`);
+//! - the waiting room's pass MAC: `HMAC-SHA256(edge, "flashgate-queue-pass\n{uid}\n{product}\n
+//!   {number}\n{starts_at_ms}\n{expires_ms}\n{kind}")[..16]` (seven fields), the buy route's
+//!   proof that this user was let through.
 //!
 //! Each signed string has a different number of fields, so no signature of one kind can stand in
 //! for another. The captcha MACs are fed field by field, without formatting a string, because
@@ -178,6 +184,62 @@ pub fn pass_token(
 ) -> String {
     let mac = pass_mac(token_secret, uid, product, expires_ms, id);
     format!("{expires_ms}-{id}-{}", hex::encode(mac))
+}
+
+/// Bytes of a waiting-room ticket's or pass's MAC (128 bits).
+pub const QUEUE_MAC_BYTES: usize = 16;
+
+/// The MAC of a waiting-room ticket (see the module docs). `kind` is `p` (joined during the
+/// pre-queue) or `a` (after the start); `uid` is the UID itself.
+#[allow(clippy::too_many_arguments)]
+pub fn queue_ticket_mac(
+    edge: &Secret,
+    uid: &str,
+    product: u64,
+    epoch: u64,
+    kind: &str,
+    number: u64,
+    joined_ms: u64,
+    starts_at_ms: u64,
+) -> [u8; QUEUE_MAC_BYTES] {
+    let mut m = mac(edge);
+    let numbers = [product, epoch, number, joined_ms, starts_at_ms];
+    update_fields(
+        &mut m,
+        b"flashgate-queue-ticket",
+        &crate::uid::to_header(uid),
+        &numbers,
+        kind,
+    );
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; QUEUE_MAC_BYTES];
+    out.copy_from_slice(&full[..QUEUE_MAC_BYTES]);
+    out
+}
+
+/// The MAC of a waiting-room pass (see the module docs).
+pub fn queue_pass_mac(
+    edge: &Secret,
+    uid: &str,
+    product: u64,
+    kind: &str,
+    number: u64,
+    starts_at_ms: u64,
+    expires_ms: u64,
+) -> [u8; QUEUE_MAC_BYTES] {
+    let mut m = mac(edge);
+    let numbers = [product, number, starts_at_ms, expires_ms];
+    update_fields(
+        &mut m,
+        b"flashgate-queue-pass",
+        &crate::uid::to_header(uid),
+        &numbers,
+        kind,
+    );
+    let full = m.finalize().into_bytes();
+    let mut out = [0u8; QUEUE_MAC_BYTES];
+    out.copy_from_slice(&full[..QUEUE_MAC_BYTES]);
+    out
 }
 
 /// Compare two byte strings without leaking where they differ.

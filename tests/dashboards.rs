@@ -70,6 +70,7 @@ fn exported() -> BTreeSet<String> {
     edge.set_remaining(1, 1);
     edge.dry_run_counter("x").inc();
     edge.set_difficulty(1, 12);
+    edge.queue_sale(1);
     let orders = OrderMetrics::new().unwrap();
     orders.order("forward", "created");
     orders.unauthorized("forged");

@@ -13,7 +13,8 @@
 //! 4. blocklist by UID (`blacklisted`)
 //! 5. the limits keyed on the user and the global ones (`rate_limited`)
 //! 6. captcha (`captcha_required`; sales with `captcha: none` skip it)
-//! 7. local sold-out hint (`sold_out`)
+//! 7. the waiting room's pass, for a sale with a `queue:` ([`queue_pass`], `queue_required`)
+//! 8. local sold-out hint (`sold_out`)
 //!
 //! A captcha that checks out still has to be used only once. That needs state shared by every
 //! edge, so it is the checkout's first store call: [`Admitted::pass`] is claimed in the
@@ -31,6 +32,7 @@ pub mod catalog;
 pub mod client_ip;
 pub mod login;
 pub mod outcome;
+pub mod queue_pass;
 pub mod rate;
 pub mod sale;
 
@@ -59,6 +61,8 @@ pub struct BuyRequest<'a> {
     pub now_ms: u64,
     /// The `X-Captcha` header, if any.
     pub captcha: Option<&'a str>,
+    /// The `X-Queue-Pass` header, if any (sales with a `queue:`).
+    pub queue_pass: Option<&'a str>,
 }
 
 /// A request that passed every check.
@@ -166,6 +170,34 @@ impl Admission {
             .ok_or_else(|| Outcome::LoginRequired.into())
     }
 
+    /// Who a waiting-room visitor is: the address checks (blocklist, and with `limit` the
+    /// per-address limits, as a buy), the login, the UID blocklist. The user, or why not.
+    pub fn identify_visitor(
+        &self,
+        client: IpAddr,
+        login_token: Option<&str>,
+        limit: bool,
+    ) -> Result<String, Reject> {
+        if self.blocklist.blocks_ip(client) {
+            return Err(Outcome::Blacklisted.into());
+        }
+        if limit {
+            if let Err(limited) = self.rates.check_address(client_ip::subject(client)) {
+                return Err(Reject {
+                    outcome: Outcome::RateLimited,
+                    rate: Some(limited),
+                });
+            }
+        }
+        let uid = login_token
+            .and_then(|t| self.login.verify(t))
+            .ok_or(Reject::from(Outcome::LoginRequired))?;
+        if self.blocklist.blocks_uid(&uid) {
+            return Err(Outcome::Blacklisted.into());
+        }
+        Ok(uid)
+    }
+
     /// The rest of the chain for `uid` (from [`Admission::identify`]). A reject hands the uid
     /// back, so the caller can say whose request it was (the access log) without a copy.
     pub fn admit(
@@ -204,6 +236,9 @@ impl Admission {
             .captcha
             .check(sale_captcha, uid, req.product, req.captcha, req.now_ms)
             .map_err(|_| Outcome::CaptchaRequired)?;
+        if let Some(queue) = &gate.queue {
+            queue.check(uid, req.queue_pass, req.now_ms)?;
+        }
         if gate.sold_out_hint(req.now_ms) {
             return Err(Outcome::SoldOut.into());
         }

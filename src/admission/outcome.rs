@@ -15,6 +15,8 @@ pub enum Outcome {
     BadSalePath,
     /// The sale requires a solved captcha.
     CaptchaRequired,
+    /// The sale has a waiting room and the buy carries no valid pass from it.
+    QueueRequired,
     /// The sale has not started.
     NotStarted,
     /// The sale is over.
@@ -54,12 +56,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for pre-registering metrics.
-    pub const ALL: [Outcome; 22] = [
+    pub const ALL: [Outcome; 23] = [
         Outcome::Won,
         Outcome::LoginRequired,
         Outcome::Blacklisted,
         Outcome::BadSalePath,
         Outcome::CaptchaRequired,
+        Outcome::QueueRequired,
         Outcome::NotStarted,
         Outcome::Ended,
         Outcome::UnknownProduct,
@@ -87,6 +90,7 @@ impl Outcome {
             Outcome::Blacklisted => "blacklisted",
             Outcome::BadSalePath => "bad_sale_path",
             Outcome::CaptchaRequired => "captcha_required",
+            Outcome::QueueRequired => "queue_required",
             Outcome::NotStarted => "not_started",
             Outcome::Ended => "ended",
             Outcome::UnknownProduct => "unknown_product",
@@ -117,6 +121,7 @@ impl Outcome {
             Outcome::Blacklisted
             | Outcome::BadSalePath
             | Outcome::CaptchaRequired
+            | Outcome::QueueRequired
             | Outcome::NotStarted
             | Outcome::Ended => 403,
             Outcome::UnknownProduct | Outcome::NotFound => 404,
@@ -141,6 +146,7 @@ impl Outcome {
             Outcome::Blacklisted => br#"{"outcome":"blacklisted"}"#,
             Outcome::BadSalePath => br#"{"outcome":"bad_sale_path"}"#,
             Outcome::CaptchaRequired => br#"{"outcome":"captcha_required"}"#,
+            Outcome::QueueRequired => br#"{"outcome":"queue_required"}"#,
             Outcome::NotStarted => br#"{"outcome":"not_started"}"#,
             Outcome::Ended => br#"{"outcome":"ended"}"#,
             Outcome::UnknownProduct => br#"{"outcome":"unknown_product"}"#,

@@ -23,6 +23,8 @@ pub struct SaleGate {
     hint_ms: u64,
     /// Shared with the gate of the same product it was carried over from on a reload.
     sold_out_until_ms: Arc<AtomicU64>,
+    /// The waiting room's pass check, for a sale with a `queue:`.
+    pub queue: Option<super::queue_pass::QueuePass>,
 }
 
 impl SaleGate {
@@ -50,6 +52,7 @@ impl SaleGate {
             sold_out_until_ms: previous
                 .filter(|p| p.product == sale.product)
                 .map_or_else(Default::default, |p| Arc::clone(&p.sold_out_until_ms)),
+            queue: super::queue_pass::QueuePass::of(sale, edge),
         }
     }
 
@@ -120,6 +123,7 @@ mod tests {
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(200)),
             captcha: Captcha::None,
             showcase: Default::default(),
+            queue: None,
         };
         SaleGate::new(&sale, &Secret::new(vec![7u8; 32]), Duration::from_secs(1))
     }

@@ -73,6 +73,7 @@ async fn buy(checkout: &Checkout, uid: &str) -> Decision {
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         now_ms: now_ms(),
         captcha: None,
+        queue_pass: None,
     };
     checkout.buy(&request).await
 }
@@ -146,6 +147,7 @@ async fn buys_are_decided_here() {
         client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
         now_ms: now_ms(),
         captcha: None,
+        queue_pass: None,
     };
     assert_eq!(answered(c.buy(&unknown).await), Outcome::UnknownProduct);
     let a = win(&c, "a").await;

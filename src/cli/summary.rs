@@ -149,6 +149,18 @@ pub fn summary(gw: &Live) -> String {
             show.price.as_deref().unwrap_or("none"),
             image
         );
+        if let Some(q) = &sale.queue {
+            let _ = writeln!(
+                s,
+                "      queue {}: joins from {} before the start, {} admitted/s, passes live {}, \
+                 at most {} passes out per unit left",
+                q.mode.name(),
+                humantime::format_duration(q.prequeue),
+                q.admit_per_second,
+                humantime::format_duration(q.pass_ttl),
+                q.stock_multiple
+            );
+        }
     }
     let cap = &c.captcha;
     let _ = writeln!(

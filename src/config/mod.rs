@@ -13,6 +13,7 @@ mod env;
 mod error;
 mod limits;
 pub(crate) mod locate;
+mod queue;
 pub(crate) mod read;
 mod schema;
 mod showcase;
@@ -32,6 +33,7 @@ use crate::stock::journal::Fsync;
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
+pub use queue::{QueueMode, QueueSettings};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
 pub use showcase::{Image, Showcase, MAX_IMAGE_BYTES, MAX_PRICE_CHARS, MAX_TITLE_CHARS};
 pub use tls::{Identity, Tls, TlsError};
@@ -254,6 +256,8 @@ pub struct Sale {
     pub captcha: Captcha,
     /// The title, price and image the page shows.
     pub showcase: Showcase,
+    /// The sale's waiting room, if it has one: then a buy needs the queue's pass.
+    pub queue: Option<QueueSettings>,
 }
 
 /// One rate limit.

@@ -309,6 +309,8 @@ pub struct FileSale {
     pub price: Option<String>,
     #[serde(default)]
     pub image: Option<String>,
+    #[serde(default)]
+    pub queue: Option<super::queue::FileQueue>,
 }
 
 /// `limits[].key`.

@@ -366,6 +366,10 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
                 ),
             ));
         }
+        let queue = match &s.queue {
+            Some(q) => Some(super::queue::resolve(cx, i, q)?),
+            None => None,
+        };
         sales.push(Sale {
             product: s.product,
             stock: s.stock,
@@ -380,6 +384,7 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
                 s.image.as_deref(),
                 &file.static_dir,
             )?,
+            queue,
         });
     }
     Ok(sales)

@@ -58,6 +58,7 @@ mod tests {
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(2000)),
             captcha: Captcha::None,
             showcase: Default::default(),
+            queue: None,
         };
         SaleGate::new(&sale, &Secret::new(vec![1u8; 32]), Duration::from_secs(1))
     }

@@ -32,6 +32,7 @@ pub mod hangup;
 mod limit_sync;
 mod live;
 mod proxy;
+mod queue_sync;
 pub mod rate_headers;
 mod reload;
 pub mod respond;
@@ -56,7 +57,9 @@ use crate::checkout::Checkout;
 use crate::config::{Config, Store};
 use crate::metrics::Metrics;
 use crate::stock::memory::MemoryStore;
-use crate::stock::redis::{RedisStore, Target};
+use crate::stock::queue::memory::MemoryQueue;
+use crate::stock::queue::redis::RedisQueue;
+use crate::stock::redis::{RedisClient, RedisStore, Target};
 use crate::stock::single_use::{MemorySingleUse, SingleUse};
 use crate::stock::{StockStore, StoreError};
 
@@ -101,6 +104,8 @@ pub struct Gateway {
     pub forward_failures: crate::logging::SharedThrottle,
     /// Held by the reload under way, so reloads run one at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// The waiting rooms: their store and every queued sale's view (kept across reloads).
+    pub queues: Arc<crate::queue::Queues>,
 }
 
 impl Gateway {
@@ -183,6 +188,19 @@ impl Gateway {
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);
         }
+        let queue_store: Arc<dyn crate::stock::queue::QueueStore> = match &config.store {
+            Store::Redis { url, timeout } if store.kind() != "memory" => Arc::new(RedisQueue::new(
+                RedisClient::new(Target::Single(url.clone()), *timeout),
+            )),
+            Store::Cluster { urls, timeout } if store.kind() != "memory" => Arc::new(
+                RedisQueue::new(RedisClient::new(Target::Cluster(urls.clone()), *timeout)),
+            ),
+            _ => Arc::new(MemoryQueue::new(store.clone())),
+        };
+        let queues = Arc::new(crate::queue::Queues::new(queue_store));
+        for sale in config.sales.iter().filter(|s| s.queue.is_some()) {
+            metrics.queue_sale(sale.product);
+        }
         let checkout = Checkout::build(&config, store, single_use, metrics.clone())?;
         let live = Live::build(config, checkout)?;
         Ok(Gateway {
@@ -193,6 +211,7 @@ impl Gateway {
                 5,
             )),
             reloading: tokio::sync::Mutex::new(()),
+            queues,
         })
     }
 
@@ -304,6 +323,10 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     server.add_service(GenBackgroundService::new(
         "flashgate limit sync".to_string(),
         Arc::new(limit_sync::LimitSync::new(gateway.clone())),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "flashgate queue ticks".to_string(),
+        Arc::new(queue_sync::QueueSync::new(gateway.clone())),
     ));
     server.add_service(GenBackgroundService::new(
         "flashgate SIGHUP".to_string(),

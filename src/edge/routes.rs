@@ -19,6 +19,10 @@ pub enum Route<'a> {
     Challenge,
     /// `GET /api/sale?product=ID`: what a sale is (title, price, image, times).
     SaleInfo,
+    /// `POST /api/queue?product=ID` (join, `true`) or `GET` (poll, `false`).
+    Queue(bool),
+    /// `GET /api/queue/draw?product=ID`: the shuffle's published draw.
+    QueueDraw,
     /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
     Buy {
         /// The product id, if the segment is a number.
@@ -69,6 +73,22 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
     if path == "/api/sale" {
         return if readable {
             Route::SaleInfo
+        } else {
+            Route::WrongMethod("GET, HEAD")
+        };
+    }
+    if path == "/api/queue" {
+        return if readable {
+            Route::Queue(false)
+        } else if method == Method::POST {
+            Route::Queue(true)
+        } else {
+            Route::WrongMethod("GET, HEAD, POST")
+        };
+    }
+    if path == "/api/queue/draw" {
+        return if readable {
+            Route::QueueDraw
         } else {
             Route::WrongMethod("GET, HEAD")
         };
@@ -144,6 +164,13 @@ mod tests {
             Route::WrongMethod("GET, HEAD")
         );
         assert_eq!(classify(&Method::GET, "/api/sale/"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/api/queue"), Route::Queue(false));
+        assert_eq!(classify(&Method::POST, "/api/queue"), Route::Queue(true));
+        assert_eq!(
+            classify(&Method::DELETE, "/api/queue"),
+            Route::WrongMethod("GET, HEAD, POST")
+        );
+        assert_eq!(classify(&Method::GET, "/api/queue/draw"), Route::QueueDraw);
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),
             Route::WrongMethod("GET, HEAD")

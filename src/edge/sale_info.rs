@@ -1,5 +1,6 @@
 //! `GET /api/sale?product=ID`: what a sale is — its title, price and image, when it opens and
-//! closes, its captcha — as JSON for the page, fetched once per page view (the once-a-second
+//! closes, its captcha, its waiting room (`queue`: null, or the mode, when joining opens, the
+//! admission rate and how long a turn lasts) — as JSON for the page, fetched once per page view (the once-a-second
 //! `button.js` stays small: it carries only what changes). Every body is built with serde when
 //! a configuration is built (start-up, reload), with a strong ETag from its content; a request
 //! is a table look-up. An image under `static_dir` is given by its content-hashed name, so it is
@@ -12,7 +13,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::static_files::StaticFiles;
-use crate::config::{Captcha, Image, Sale};
+use crate::config::{Captcha, Image, QueueSettings, Sale};
 
 /// How long a browser or CDN may keep a sale's description (`Cache-Control`).
 pub const CACHE_CONTROL: &str = "public, max-age=5";
@@ -43,6 +44,29 @@ struct Body<'a> {
     starts_at_ms: u64,
     ends_at_ms: u64,
     captcha: &'static str,
+    queue: Option<QueueBody>,
+}
+
+/// `queue` of the answer: what the page needs to draw the waiting room.
+#[derive(Serialize)]
+struct QueueBody {
+    mode: &'static str,
+    /// When `POST /api/queue` starts taking places (`starts_at` less the pre-queue).
+    opens_at_ms: u64,
+    admit_per_second: u64,
+    pass_ttl_s: u64,
+}
+
+impl QueueBody {
+    fn of(q: &QueueSettings, starts_ms: u64) -> Self {
+        let prequeue_ms = u64::try_from(q.prequeue.as_millis()).unwrap_or(u64::MAX);
+        QueueBody {
+            mode: q.mode.name(),
+            opens_at_ms: starts_ms.saturating_sub(prequeue_ms),
+            admit_per_second: q.admit_per_second,
+            pass_ttl_s: q.pass_ttl.as_secs(),
+        }
+    }
 }
 
 impl SaleInfo {
@@ -84,6 +108,10 @@ fn describe(sale: &Sale, files: &StaticFiles) -> Described {
             Captcha::Pow => "pow",
             Captcha::Token => "token",
         },
+        queue: sale
+            .queue
+            .as_ref()
+            .map(|q| QueueBody::of(q, sale.starts_at.unix_millis())),
     };
     // Serializing plain strings and numbers cannot fail; an empty object is the safe fallback.
     let json = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
@@ -109,6 +137,7 @@ mod tests {
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(2000)),
             captcha: Captcha::Pow,
             showcase,
+            queue: None,
         }
     }
 
@@ -142,6 +171,23 @@ mod tests {
         let p = plain.get(9).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&p.body).unwrap();
         assert!(v["title"].is_null() && v["price"].is_null() && v["image"].is_null());
+        assert!(v["queue"].is_null());
         assert_ne!(p.etag, d.etag);
+        // A queued sale says how its waiting room works.
+        let mut queued = sale(Showcase::default());
+        queued.queue = Some(QueueSettings {
+            mode: crate::config::QueueMode::Shuffle,
+            prequeue: Duration::from_secs(300),
+            admit_per_second: 50,
+            pass_ttl: Duration::from_secs(90),
+            stock_multiple: 2,
+        });
+        let info = SaleInfo::build(&[queued], &files);
+        let v: serde_json::Value = serde_json::from_slice(&info.get(9).unwrap().body).unwrap();
+        assert_eq!(
+            v["queue"],
+            serde_json::json!({"mode": "shuffle", "opens_at_ms": 700_000,
+                "admit_per_second": 50, "pass_ttl_s": 90})
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! Every name a sale has in a store, built once per sale when the gateway starts and handed to
 //! each store call, so the buy path formats no key. In Redis the names of one sale share the
 //! hash tag `{product}` — `flashgate:{42}:stock`, `:buyers`, `:ledger`, `:ledger:dead`,
-//! `:meta`, `:confirmed`, `:pass:<key>` — so every script of a sale runs on one Cluster slot.
+//! `:meta`, `:confirmed`, `:pass:<key>`, `:queue`,
+//! `:queue:members`, `:queue:window` — so every script of a sale runs on one Cluster slot.
 //! Besides them, one key lists every sale: [`SALES_REGISTRY`], the set of product ids
 //! `flashgate stock load` ever loaded, which the order backend reads to find the ledgers (never
 //! a SCAN of the keyspace), and the counts of `scope: cluster` limits ([`rate_count`]). The
@@ -37,6 +38,13 @@ pub struct SaleKeys {
     pub confirmed: String,
     /// Prefix of the sale's used-captcha keys (`…:pass:`), completed by the captcha's key.
     pub pass_prefix: String,
+    /// The waiting room's counters and frontier (a hash: `pre`, `post`, `sealed`, `admitted`,
+    /// `credit`, `last`, `window_total`).
+    pub queue: String,
+    /// The waiting room's uid → `{place}:{joined_ms}`.
+    pub queue_members: String,
+    /// The waiting room's recent admissions, `{at_ms}:{count}:{buyers}`, oldest first.
+    pub queue_window: String,
 }
 
 impl SaleKeys {
@@ -52,6 +60,9 @@ impl SaleKeys {
             meta: k("meta"),
             confirmed: k("confirmed"),
             pass_prefix: k("pass:"),
+            queue: k("queue"),
+            queue_members: k("queue:members"),
+            queue_window: k("queue:window"),
         }
     }
 
@@ -78,6 +89,9 @@ mod tests {
             &k.dead,
             &k.meta,
             &k.confirmed,
+            &k.queue,
+            &k.queue_members,
+            &k.queue_window,
             &k.pass("p:abc"),
         ] {
             assert!(key.contains("{42}"), "{key}");

@@ -29,6 +29,7 @@ fn gate(product: u64, starts_ms: u64, length_ms: u64, edge: &Secret) -> SaleGate
         ends_at: Timestamp(UNIX_EPOCH + Duration::from_millis(starts_ms + length_ms)),
         captcha: Captcha::None,
         showcase: Default::default(),
+        queue: None,
     };
     SaleGate::new(&sale, edge, Duration::from_secs(1))
 }
@@ -122,6 +123,7 @@ proptest! {
             client_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             now_ms: now,
             captcha: None,
+            queue_pass: None,
         };
         let expected = if now < starts {
             Err(Outcome::NotStarted)

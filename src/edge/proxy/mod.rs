@@ -33,6 +33,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 mod facts;
+mod queue;
 
 use super::routes::{classify, Route as Path};
 use super::{button, challenge, guard, respond, sale_info, static_files, Gateway, Live};
@@ -248,6 +249,9 @@ impl Edge {
             captcha: headers
                 .get("x-captcha")
                 .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
+            queue_pass: headers
+                .get("x-queue-pass")
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
         };
         let bought = live.checkout.decide(&request).await;
         ctx.uid = bought.uid;
@@ -324,6 +328,8 @@ impl ProxyHttp for Edge {
             Path::Button(product) => self.serve_button(session, ctx, product).await,
             Path::Challenge => self.serve_challenge(session, ctx, uri.query()).await,
             Path::SaleInfo => self.serve_sale_info(session, ctx, uri.query()).await,
+            Path::Queue(join) => self.serve_queue(session, ctx, uri.query(), join).await,
+            Path::QueueDraw => self.serve_draw(session, ctx, uri.query()).await,
             Path::Buy { product, token } => self.buy(session, ctx, product, token).await,
             Path::WrongMethod(allow) => {
                 ctx.outcome = Outcome::MethodNotAllowed;

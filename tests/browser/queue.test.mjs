@@ -1,0 +1,135 @@
+// The waiting room on the sale page, in headless Debian Chromium against the real flashgate
+// binary: a shopper joins the queue before the start behind other visitors, sees the position
+// move as the queue lets people through (1 a second), keeps the place across a reload, is let
+// through, and buys — the buy carries the queue's pass and the proof of work, and the
+// recording origin sees exactly that one buy. Screenshots go to target/browser/.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import test from "node:test";
+import { chromium } from "playwright-core";
+import { SHOTS, loginToken, startEdge, startOrigin } from "./harness.mjs";
+
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+};
+const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+const AHEAD = 4;
+
+test("a shopper joins the queue before the start, moves up, is let through and buys", { timeout: 120_000 }, async (t) => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const origin = await startOrigin();
+  // Whole seconds, as the config writes them; time to join before the start.
+  const startsAtMs = Math.ceil((Date.now() + 12_000) / 1000) * 1000;
+  const edge = await startEdge({
+    originPort: origin.port,
+    startsAtMs,
+    stock: 20,
+    captcha: "pow",
+    difficulty: 10,
+    show: "title: Queued phone, price: '¥99.00', queue: { mode: fifo, prequeue: 1m, admit_per_second: 1, pass_ttl: 2m }",
+  });
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+  });
+
+  // The sale says it is queued, and from when joining is open.
+  const info = await (await fetch(`${edge.base}/api/sale?product=42`)).json();
+  assert.deepEqual(info.queue, { mode: "fifo", opens_at_ms: startsAtMs - 60_000, admit_per_second: 1, pass_ttl_s: 120 });
+
+  // Others join first, over plain HTTP: they are ahead of the shopper and never buy.
+  for (let i = 0; i < AHEAD; i++) {
+    const r = await fetch(`${edge.base}/api/queue?product=42`, { method: "POST", headers: { Authorization: `Bearer ${loginToken(`early-${i}`)}` } });
+    const body = await r.json();
+    assert.equal(r.status, 200, JSON.stringify(body));
+    assert.equal(body.state, "waiting");
+    assert.equal(body.position, i, "fifo: each joiner behind the ones before");
+  }
+
+  const context = await browser.newContext(PHONE);
+  await context.addCookies([{ name: "fg_session", value: loginToken("queued-shopper"), url: edge.base }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const requests = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/queue") || r.url().includes("/buy/")) requests.push({ method: r.method(), url: r.url(), headers: r.headers() });
+  });
+  await page.goto(`${edge.base}/?product=42`);
+
+  // Before the start: the title, the queue box, "Join the queue" in the buy button's place.
+  const join = page.locator("#join");
+  const buy = page.locator("#buy");
+  const status = page.locator("#queue-status");
+  await join.waitFor({ state: "visible" });
+  assert.equal(await page.locator("#title").textContent(), "Queued phone");
+  assert.equal(await buy.isHidden(), true, "no buy button before a place in the queue");
+  assert.equal(await status.getAttribute("aria-live"), "polite");
+  const joinBox = await join.boundingBox();
+  await page.screenshot({ path: path.join(SHOTS, "20-queue-join.png") });
+  assert.ok(Date.now() < startsAtMs - 2000, "joining well before the start");
+
+  await join.click();
+  await page.waitForFunction((n) => document.getElementById("queue-status").textContent === `${n} people ahead of you.`, AHEAD);
+  assert.match(await page.locator("#queue-eta").textContent(), /^Estimated wait: about \d+ s\.$/);
+  assert.equal(await join.isHidden(), true);
+  const ticket = await page.evaluate(() => sessionStorage.getItem("fg_queue_42"));
+  assert.ok(ticket && ticket.length > 20, "the ticket is kept for this tab");
+  await page.screenshot({ path: path.join(SHOTS, "21-queue-waiting.png") });
+
+  // A reload keeps the place: no new join, the same ticket polled.
+  const joinsBefore = requests.filter((r) => r.method === "POST").length;
+  await page.reload();
+  await page.waitForFunction((n) => document.getElementById("queue-status").textContent === `${n} people ahead of you.`, AHEAD);
+  assert.equal(requests.filter((r) => r.method === "POST").length, joinsBefore, "the reload did not join again");
+  const poll = requests.filter((r) => r.method === "GET" && r.url.includes("/api/queue")).at(-1);
+  assert.equal(poll.headers["x-queue-ticket"], ticket);
+
+  // From the start the queue lets one a second through: the position goes down to the turn.
+  const seen = new Set();
+  const layout = [];
+  const deadline = Date.now() + 40_000;
+  while (!(await page.evaluate(() => document.getElementById("queue").dataset.state === "admitted"))) {
+    assert.ok(Date.now() < deadline, `not let through; saw ${[...seen]}`);
+    seen.add(await status.textContent());
+    layout.push(await page.locator("#queue").boundingBox());
+    await page.waitForTimeout(100);
+  }
+  const positions = [...seen].map((s) => /^(\d+) people|^(1) person|^You are (next)/.exec(s)).filter(Boolean);
+  assert.ok(positions.length >= 3, `the position moved: ${[...seen].join(" | ")}`);
+  assert.equal(new Set(layout.map((b) => b.height)).size, 1, "the queue box kept its height while the position changed");
+  assert.ok(Date.now() >= startsAtMs, "let through only from the start");
+
+  // Let through: the buy button takes the join button's place, and buying wins.
+  await page.waitForFunction(() => !document.getElementById("buy").disabled && !document.getElementById("buy").hidden, null, { timeout: 10_000 });
+  assert.equal(await status.textContent(), "It's your turn — buy now.");
+  const buyBox = await buy.boundingBox();
+  assert.equal(buyBox.y, joinBox.y, "the buy button is where the join button was");
+  await page.screenshot({ path: path.join(SHOTS, "22-queue-admitted.png") });
+  await buy.click();
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "won", null, { timeout: 60_000 });
+  await page.screenshot({ path: path.join(SHOTS, "23-queue-won.png") });
+
+  const buys = requests.filter((r) => r.url.includes("/buy/"));
+  assert.equal(buys.length, 1);
+  assert.ok(buys[0].headers["x-queue-pass"], "the buy carried the pass");
+  assert.match(buys[0].headers["x-captcha"], /^.+\.\d+$/, "and the proof of work");
+  assert.equal(origin.orders.length, 1, "exactly that buy reached the origin");
+  assert.equal(origin.orders[0].uid, "queued-shopper");
+
+  // The pass is what let it through: the same buy without it is refused at the edge (the
+  // captcha is checked locally before the pass; its single use is claimed only after).
+  const r = await fetch(buys[0].url, { method: "POST", headers: { Authorization: `Bearer ${loginToken("queued-shopper")}`, "X-Captcha": buys[0].headers["x-captcha"] } });
+  assert.equal(r.status, 403);
+  assert.equal((await r.json()).outcome, "queue_required");
+  assert.equal(origin.orders.length, 1);
+  assert.deepEqual(errors, [], "no script errors on the page");
+});
