@@ -59,6 +59,15 @@
   function pad(n) { return n < 10 ? "0" + n : String(n); }
 
   function render() {
+    renderButton();
+    // A queued sale's buy button waits for the turn, whatever the clock says.
+    if (queue && !queue.pass() && state && !state.ended) {
+      button.disabled = true;
+      button.textContent = "Wait for your turn";
+    }
+  }
+
+  function renderButton() {
     if (!state) return;
     var now = serverNow();
     if (state.ended) {
@@ -80,11 +89,6 @@
     }
     countdown.textContent = "On sale now";
     var wait = Math.ceil((coolUntil - Date.now()) / 1000);
-    if (queue && !queue.pass()) {
-      button.disabled = true;
-      button.textContent = "Buy now";
-      return;
-    }
     button.disabled = busy || wait > 0;
     button.textContent = busy ? "Working…" : wait > 0 ? "Buy now (" + wait + ")" : "Buy now";
   }

@@ -209,7 +209,7 @@ fn check_command_reports_file_line_and_column() {
         "per-uid",
         "DEVELOPMENT",
         "catalog     1000 products",
-        "shown as \"Flash phone X\"  price ¥99.00  image none",
+        "shown as \"Flash phone X\"  price ¥99.00  image static_dir/img/phone.svg",
     ] {
         assert!(summary.contains(part), "summary lacks {part}:\n{summary}");
     }

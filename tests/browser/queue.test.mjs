@@ -81,6 +81,8 @@ test("a shopper joins the queue before the start, moves up, is let through and b
   await page.waitForFunction((n) => document.getElementById("queue-status").textContent === `${n} people ahead of you.`, AHEAD);
   assert.match(await page.locator("#queue-eta").textContent(), /^Estimated wait: about \d+ s\.$/);
   assert.equal(await join.isHidden(), true);
+  assert.equal(await buy.textContent(), "Wait for your turn", "the buy button holds the place, disabled");
+  assert.equal(await buy.isDisabled(), true);
   const ticket = await page.evaluate(() => sessionStorage.getItem("fg_queue_42"));
   assert.ok(ticket && ticket.length > 20, "the ticket is kept for this tab");
   await page.screenshot({ path: path.join(SHOTS, "21-queue-waiting.png") });

@@ -26,12 +26,12 @@ const TITLE = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</s
 const PRICE = "¥99.00";
 const SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="80" height="40"><rect width="80" height="40" fill="#3949ab"/></svg>`;
 
-/** static/ copied into a temporary directory with an image at img/phone.svg. */
+/** static/ copied into a temporary directory with an image at img/test-phone.svg. */
 function staticWithImage() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-static-"));
   fs.cpSync(path.join(ROOT, "static"), dir, { recursive: true });
-  fs.mkdirSync(path.join(dir, "img"));
-  fs.writeFileSync(path.join(dir, "img", "phone.svg"), SVG);
+  fs.mkdirSync(path.join(dir, "img"), { recursive: true });
+  fs.writeFileSync(path.join(dir, "img", "test-phone.svg"), SVG);
   return dir;
 }
 
@@ -48,7 +48,7 @@ test("the page shows the sale's title, price and image, as text", { timeout: 60_
     captcha: "none",
     staticDir,
     // JSON strings are YAML double-quoted scalars.
-    show: `title: ${JSON.stringify(TITLE)}, price: ${JSON.stringify(PRICE)}, image: img/phone.svg`,
+    show: `title: ${JSON.stringify(TITLE)}, price: ${JSON.stringify(PRICE)}, image: img/test-phone.svg`,
     moreSales: [`  - { product: 7, stock: 1, starts_at: '${starts}', ends_at: '${ends}' }`],
   });
   const browser = await chromium.launch(LAUNCH);
@@ -69,7 +69,7 @@ test("the page shows the sale's title, price and image, as text", { timeout: 60_
   assert.equal(info.price, PRICE);
   assert.equal(info.starts_at_ms, startsAtMs);
   assert.equal(info.captcha, "none");
-  assert.match(info.image, /^\/static\/img\/phone\.[0-9a-f]{10}\.svg$/);
+  assert.match(info.image, /^\/static\/img\/test-phone\.[0-9a-f]{10}\.svg$/);
   const etag = r.headers.get("etag");
   assert.match(etag, /^"[0-9a-f]{24}"$/);
   const again = await fetch(`${edge.base}/api/sale?product=42`, { headers: { "If-None-Match": etag } });
