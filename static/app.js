@@ -161,11 +161,12 @@
     var opensAt = queueInfo && typeof queueInfo.opens_at_ms === "number" ? queueInfo.opens_at_ms : 0;
     var text, eta = "";
     if (q.state === "sold_out") text = "Sold out — every unit has found a buyer.";
+    else if (q.state === "closed" && q.expired) text = "Your turn passed without a buy.";
     else if (q.state === "closed" || (state && state.ended)) text = "The sale is over.";
     else if (admitted) {
       text = "It's your turn — buy now.";
       eta = "Your turn lasts " + duration((q.pass_until_ms - Date.now()) / 1000) + ".";
-    } else if (q.state === "admitted") text = "Your turn has passed — join the queue again.";
+    } else if (q.state === "admitted") text = "Checking your turn…";
     else if (q.state === "waiting" && q.position !== null) {
       text = q.position === 0 ? "You are next." : q.position === 1 ? "1 person ahead of you." : q.position.toLocaleString() + " people ahead of you.";
       if (q.eta_s !== null) eta = "Estimated wait: about " + duration(q.eta_s) + ".";
@@ -183,7 +184,8 @@
     join.hidden = admitted || over || q.state !== "out";
     join.disabled = !canJoin;
     button.hidden = !join.hidden;
-    if (q.state === "admitted" && !admitted) queue.forget();
+    // The pass ran out here: ask the edge where this place stands now.
+    if (q.state === "admitted" && !admitted) queue.resume();
   }
 
   function startQueue(info) {

@@ -2,8 +2,9 @@
 // with POST /api/queue?product=ID; the answer's ticket is kept in sessionStorage per product, so
 // a reload keeps the place, and GET /api/queue with X-Queue-Ticket is polled every
 // poll_after_s. Each answer goes to onChange as {state, position, eta_s, pass, pass_until_ms,
-// outcome}: state is "out" (no place yet), "waiting", "admitted", "sold_out" or "closed", or
-// an outcome of a refused call ("not_started", "login_required", ...). Once admitted, pass()
+// expired, outcome}: state is "out" (no place yet), "waiting", "admitted", "sold_out" or
+// "closed" (the sale is over, or with `expired` this visitor's turn passed unused); outcome is
+// why the last call was refused ("not_started", "login_required", ...), else null. Once admitted, pass()
 // is the X-Queue-Pass value for the buy. Polling stops at sold_out, closed and stop().
 (function () {
   "use strict";
@@ -15,7 +16,7 @@
     var url = "/api/queue?product=" + encodeURIComponent(product);
     var ticket = null;
     try { ticket = sessionStorage.getItem(key(product)); } catch (e) { ticket = null; }
-    var q = { state: ticket ? "waiting" : "out", position: null, eta_s: null, pass: null, pass_until_ms: 0, outcome: null };
+    var q = { state: ticket ? "waiting" : "out", position: null, eta_s: null, pass: null, pass_until_ms: 0, expired: false, outcome: null };
     var timer = null, stopped = false, busy = false;
 
     function keep(t) {
@@ -41,6 +42,7 @@
         q.state = body.state;
         q.position = typeof body.position === "number" ? body.position : null;
         q.eta_s = typeof body.eta_s === "number" ? body.eta_s : null;
+        q.expired = body.expired === true;
         if (body.state === "admitted" && typeof body.pass === "string") {
           q.pass = body.pass;
           q.pass_until_ms = Date.now() + (Number(body.pass_expires_s) || 0) * 1000;

@@ -63,11 +63,12 @@ export async function startOrigin() {
   return { port: server.address().port, orders, close: () => new Promise((r) => server.close(r)) };
 }
 
-const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
+/** `ms` as the config writes times (whole seconds). */
+export const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** Start `flashgate run` with one sale (product 42; `show` adds fields to it, e.g. title, and
  * `moreSales` adds YAML lines under `sales:`); resolves once both listeners answer. */
-export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], staticDir = path.join(ROOT, "static") }) {
+export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], lengthMs = 3600_000, staticDir = path.join(ROOT, "static") }) {
   const [listen, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
   const config = path.join(dir, "flashgate.yaml");
@@ -81,7 +82,7 @@ export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "
     `static_dir: '${staticDir}'`,
     "catalog: { products: [1-100] }",
     "sales:",
-    `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + 3600_000)}', captcha: ${captcha}${show ? ", " + show : ""} }`,
+    `  - { product: 42, stock: ${stock}, starts_at: '${rfc3339(startsAtMs)}', ends_at: '${rfc3339(startsAtMs + lengthMs)}', captcha: ${captcha}${show ? ", " + show : ""} }`,
     ...moreSales,
     "limits:",
     `  - { name: per-uid, key: uid, requests: ${perUid}, per: 10s, expected_keys: 1000 }`,

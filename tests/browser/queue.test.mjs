@@ -135,3 +135,94 @@ test("a shopper joins the queue before the start, moves up, is let through and b
   assert.equal(origin.orders.length, 1);
   assert.deepEqual(errors, [], "no script errors on the page");
 });
+
+/** The state button.js carries (the buy path once the sale is open). */
+async function saleState(base) {
+  const script = await (await fetch(`${base}/sale/42/button.js?t=${Date.now()}`)).text();
+  return JSON.parse(/\}\)\((\{.*\})\);\s*$/s.exec(script)[1]);
+}
+
+test("the queue says plainly when it is not open yet, sold out, and over", { timeout: 120_000 }, async (t) => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  const origin = await startOrigin();
+  // Joining opens 4 s before the start; the sale lasts 8 s; one unit.
+  const startsAtMs = Math.ceil((Date.now() + 9_000) / 1000) * 1000;
+  const opensAtMs = startsAtMs - 4_000;
+  const endsAtMs = startsAtMs + 8_000;
+  const edge = await startEdge({
+    originPort: origin.port,
+    startsAtMs,
+    lengthMs: endsAtMs - startsAtMs,
+    stock: 1,
+    captcha: "none",
+    show: "queue: { mode: fifo, prequeue: 4s, admit_per_second: 1 }",
+  });
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+  });
+  const context = await browser.newContext(PHONE);
+  await context.addCookies([{ name: "fg_session", value: loginToken("second"), url: edge.base }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(`${edge.base}/?product=42`);
+  const join = page.locator("#join");
+  const status = page.locator("#queue-status");
+
+  // Before the pre-queue opens: the button is there but disabled, with when it opens.
+  await page.waitForFunction(() => /^The queue opens in \d+ s\.$/.test(document.getElementById("queue-status").textContent));
+  assert.ok(Date.now() < opensAtMs, "checked before the opening");
+  assert.equal(await join.isDisabled(), true);
+  const early = await fetch(`${edge.base}/api/queue?product=42`, { method: "POST", headers: { Authorization: `Bearer ${loginToken("eager")}` } });
+  assert.equal(early.status, 403);
+  assert.equal((await early.json()).outcome, "not_started");
+  await page.screenshot({ path: path.join(SHOTS, "24-queue-not-open.png") });
+
+  // From the opening: someone else joins first, then the shopper, one behind.
+  await page.waitForFunction(() => !document.getElementById("join").disabled, null, { timeout: 10_000, polling: 50 });
+  assert.ok(Date.now() >= opensAtMs - 300, `enabled ${opensAtMs - Date.now()} ms before the opening`);
+  const first = await fetch(`${edge.base}/api/queue?product=42`, { method: "POST", headers: { Authorization: `Bearer ${loginToken("first")}` } });
+  const firstPlace = await first.json();
+  assert.equal(firstPlace.position, 0);
+  await join.click();
+  await page.waitForFunction(() => document.getElementById("queue-status").textContent === "1 person ahead of you.");
+
+  // The first one is let through at the start and buys the only unit with the pass.
+  let turn = firstPlace;
+  const deadline = Date.now() + 20_000;
+  while (turn.state !== "admitted") {
+    assert.ok(Date.now() < deadline, `first never let through: ${JSON.stringify(turn)}`);
+    await new Promise((r) => setTimeout(r, 200));
+    const r = await fetch(`${edge.base}/api/queue?product=42`, { headers: { Authorization: `Bearer ${loginToken("first")}`, "X-Queue-Ticket": firstPlace.ticket } });
+    turn = await r.json();
+  }
+  const { buy_path: buyPath } = await saleState(edge.base);
+  const bought = await fetch(edge.base + buyPath, { method: "POST", headers: { Authorization: `Bearer ${loginToken("first")}`, "X-Queue-Pass": turn.pass } });
+  assert.equal(bought.status, 200);
+  assert.equal(origin.orders.length, 1);
+
+  // The shopper is told it is sold out, and no buy button is offered.
+  await page.waitForFunction(() => document.getElementById("queue").dataset.state === "sold_out", null, { timeout: 20_000 });
+  assert.equal(await status.textContent(), "Sold out — every unit has found a buyer.");
+  assert.equal(await page.locator("#buy").isDisabled(), true);
+  assert.equal(await join.isHidden(), true);
+  await page.screenshot({ path: path.join(SHOTS, "25-queue-sold-out.png") });
+
+  // After the end, a visitor who had no place is told the sale is over.
+  await new Promise((r) => setTimeout(r, Math.max(0, endsAtMs - Date.now() + 500)));
+  const late = await (await browser.newContext(PHONE)).newPage();
+  late.on("pageerror", (e) => errors.push(String(e)));
+  await late.goto(`${edge.base}/?product=42`);
+  await late.waitForFunction(() => document.getElementById("queue-status").textContent === "The sale is over.");
+  assert.equal(await late.locator("#join").isHidden(), true);
+  assert.equal(await late.locator("#buy").isDisabled(), true);
+  // And the edge says closed to a place held past the end.
+  const closed = await fetch(`${edge.base}/api/queue?product=42`, { headers: { Authorization: `Bearer ${loginToken("first")}`, "X-Queue-Ticket": firstPlace.ticket } });
+  assert.equal((await closed.json()).state, "closed");
+  await late.screenshot({ path: path.join(SHOTS, "26-queue-over.png") });
+  assert.equal(origin.orders.length, 1);
+  assert.deepEqual(errors, [], "no script errors on the page");
+});
