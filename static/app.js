@@ -131,10 +131,19 @@
     if (info.queue) startQueue(info.queue);
   }
 
-  fetch("/api/sale?product=" + encodeURIComponent(product), { credentials: "same-origin" })
-    .then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (info) { if (info && String(info.product) === String(product)) describe(info); })
-    .catch(function () { /* the page still works as "Product N" */ });
+  // A network failure is tried again (a queued sale needs its description to offer the queue);
+  // a 404 is final: the product is not on sale, and the page says so at the buy.
+  function loadSale(triesLeft) {
+    fetch("/api/sale?product=" + encodeURIComponent(product), { credentials: "same-origin" })
+      .then(function (r) {
+        if (r.status === 404) return null;
+        if (!r.ok) throw new Error("status " + r.status);
+        return r.json();
+      })
+      .then(function (info) { if (info && String(info.product) === String(product)) describe(info); })
+      .catch(function () { if (triesLeft > 0) setTimeout(function () { loadSale(triesLeft - 1); }, 2000); });
+  }
+  loadSale(10);
 
   // The waiting room (queue.js), for a sale whose /api/sale has `queue`.
   var queue = null, queueInfo = null;

@@ -45,6 +45,7 @@ mod tests {
             starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(100)),
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(200)),
             captcha: Captcha::None,
+            showcase: Default::default(),
             queue: None,
         };
         assert!(QueuePass::of(&sale, &edge).is_none(), "no queue, no check");
