@@ -345,3 +345,154 @@ async fn joining_before_the_prequeue_opens_is_not_started() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+/// The `flashgate_queue_admitted_total` of the sale on `edge`.
+async fn admitted_total(edge: &Edge) -> u64 {
+    sample(
+        &edge.metrics().await,
+        "flashgate_queue_admitted_total{sale=\"42\"}",
+    )
+    .unwrap_or(0.0) as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_edges_on_one_redis_share_one_queue() {
+    let redis = RedisServer::start();
+    let origin = Origin::start().await;
+    let store = format!("{{ kind: redis, url: '{}' }}", redis.url());
+    let sales = sales(
+        3,
+        5,
+        "admit_per_second: 20, pass_ttl: 3s, stock_multiple: 1",
+    );
+    let a = edge_on("127.0.0.1", setup(origin.addr, &store, &sales), "", "").await;
+    let b = edge_on("127.0.0.2", setup(origin.addr, &store, &sales), "", "").await;
+    let edges = [&a, &b];
+    let c = reqwest::Client::new();
+
+    // Twelve join at once, half on each edge: twelve different places.
+    let joins = (0..12).map(|i| {
+        let c = c.clone();
+        let base = edges[i % 2].base.clone();
+        async move { join(&c, &base, &format!("r{i}")).await }
+    });
+    let joined = futures::future::join_all(joins).await;
+    let mut numbers: Vec<u64> = joined
+        .iter()
+        .map(|(code, v)| {
+            assert_eq!(*code, 200, "{v}");
+            assert_eq!(v["prequeue"], true, "{v}");
+            v["join_number"].as_u64().unwrap()
+        })
+        .collect();
+    let tickets: Vec<String> = joined
+        .iter()
+        .map(|(_, v)| v["ticket"].as_str().unwrap().to_string())
+        .collect();
+    let number_of: Vec<u64> = numbers.clone();
+    numbers.sort_unstable();
+    assert_eq!(
+        numbers,
+        (1..=12).collect::<Vec<_>>(),
+        "no place given twice"
+    );
+    // One user, one place, whichever edge asks.
+    let (_, again) = join(&c, &b.base, "r0").await;
+    assert_eq!(again["ticket"], tickets[0].as_str());
+
+    wait_for_start(&a).await;
+    // Polled on the other edge than the one joined: the first three (fifo) are let through,
+    // and no more, the stock (3 units, multiple 1) holding the rest back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut passes = vec![None; 12];
+    while passes.iter().flatten().count() < 3 && Instant::now() < deadline {
+        for i in 0..12 {
+            let (_, v) = poll(&c, &edges[(i + 1) % 2].base, &format!("r{i}"), &tickets[i]).await;
+            if v["state"] == "admitted" {
+                passes[i] = v["pass"].as_str().map(str::to_string);
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for i in 0..12 {
+        let (_, v) = poll(&c, &edges[i % 2].base, &format!("r{i}"), &tickets[i]).await;
+        let first_three = number_of[i] <= 3;
+        assert_eq!(
+            v["state"] == "admitted",
+            first_three,
+            "r{i} (#{}): {v}",
+            number_of[i]
+        );
+    }
+    assert_eq!(admitted_total(&a).await + admitted_total(&b).await, 3);
+    // The admitted buy, each on the other edge; a buy without a pass is turned away.
+    let url_a = a.buy_url(PRODUCT).await;
+    let url_b = b.buy_url(PRODUCT).await;
+    for i in 0..12 {
+        let url = if i % 2 == 0 { &url_b } else { &url_a };
+        let (code, outcome) = buy(&c, url, &format!("r{i}"), passes[i].as_deref()).await;
+        if number_of[i] <= 3 {
+            assert_eq!(code, 200, "r{i}: {outcome}");
+        } else {
+            assert_eq!((code, outcome.as_str()), (403, "queue_required"), "r{i}");
+        }
+    }
+    assert_eq!(origin.forwards().len(), 3);
+    // Sold out: every waiting visitor learns it on either edge, and nobody more goes through.
+    for i in (0..12).filter(|&i| number_of[i] > 3) {
+        for edge in edges {
+            let v = poll_until(
+                &c,
+                &edge.base,
+                &format!("r{i}"),
+                &tickets[i],
+                "sold_out",
+                Duration::from_secs(3),
+            )
+            .await;
+            assert_eq!(v["state"], "sold_out", "{v}");
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(admitted_total(&a).await + admitted_total(&b).await, 3);
+    // An unpaid order is released (as the order backend's payment timeout does): the unit comes
+    // back and the next in line (#4) is let through, once the used passes have expired.
+    let buyer = (0..12).find(|&i| number_of[i] == 1).unwrap();
+    let keys = flashgate::stock::SaleKeys::of(PRODUCT);
+    let uid = format!("r{buyer}");
+    let reservation = redis.cli(&["HGET", &keys.buyers, &uid]);
+    let script = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lua/release.lua"),
+    )
+    .unwrap();
+    let released = redis.cli(&[
+        "EVAL",
+        &script,
+        "3",
+        &keys.stock,
+        &keys.buyers,
+        &keys.confirmed,
+        &uid,
+        reservation.trim(),
+        "order",
+    ]);
+    assert_eq!(released.trim(), "1");
+    let next = (0..12).find(|&i| number_of[i] == 4).unwrap();
+    let v = poll_until(
+        &c,
+        &a.base,
+        &format!("r{next}"),
+        &tickets[next],
+        "admitted",
+        Duration::from_secs(6),
+    )
+    .await;
+    assert_eq!(v["state"], "admitted", "{v}");
+    let fifth = (0..12).find(|&i| number_of[i] == 5).unwrap();
+    // Each edge learns the frontier at its own tick (every 200 ms).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, v) = poll(&c, &b.base, &format!("r{fifth}"), &tickets[fifth]).await;
+    assert_eq!(v["state"], "waiting", "{v}");
+    assert_eq!(v["position"], 0, "{v}");
+    assert_eq!(admitted_total(&a).await + admitted_total(&b).await, 4);
+}
