@@ -496,3 +496,84 @@ async fn two_edges_on_one_redis_share_one_queue() {
     assert_eq!(v["position"], 0, "{v}");
     assert_eq!(admitted_total(&a).await + admitted_total(&b).await, 4);
 }
+
+/// Issue 13, item 8: 5,000 users join during the pre-queue of a shuffled sale of 100 units and
+/// storm it through `flashgate storm --queue`: exactly 100 win, nobody is let through after the
+/// sell-out, and the draw re-run from the revealed seed (whose hash was published when the
+/// pre-queue opened) gives every joiner the place the edge told them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_queue_five_thousand_users_one_hundred_units() {
+    let origin = Origin::start().await;
+    let sales = sales(
+        100,
+        15,
+        "mode: shuffle, prequeue: 1m, admit_per_second: 200, pass_ttl: 1m, stock_multiple: 2",
+    );
+    let edge = edge(setup(origin.addr, "{ kind: memory }", &sales)).await;
+    let json = edge.dir.path().join("storm.json");
+    let started = Instant::now();
+    let out = flashgate(&[
+        "storm",
+        "--queue",
+        "--target",
+        &edge.base,
+        "--login-secret",
+        LOGIN_SECRET,
+        "--users",
+        "5000",
+        "--connections",
+        "32",
+        "--duration",
+        "40s",
+        "--wait",
+        "30s",
+        "--json",
+        &json.to_string_lossy(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{table}{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("storm took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(out.status.success(), "the storm's checks failed");
+    let r: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["joined_prequeue"], 5000, "{r}");
+    assert_eq!(r["won"], 100, "{r}");
+    assert_eq!(r["buys"]["won"], 100, "{r}");
+    assert_eq!(
+        origin.forwards().len(),
+        100,
+        "exactly the stock reached the origin"
+    );
+    let mut buyers: Vec<String> = origin
+        .forwards()
+        .iter()
+        .map(|f| f.header("x-flashgate-uid"))
+        .collect();
+    buyers.sort();
+    buyers.dedup();
+    assert_eq!(buyers.len(), 100, "nobody won twice");
+    assert_eq!(r["admitted_after_sold_out"], 0, "{r}");
+    assert!(
+        r["max_admitted_place"].as_u64().unwrap() <= 200,
+        "2 × the stock at most: {r}"
+    );
+    assert_eq!(r["mode"], "shuffle");
+    assert_eq!(r["seed_matches"], true, "{r}");
+    assert_eq!(r["places_checked"], 5000, "{r}");
+    assert_eq!(r["places_wrong"], 0, "{r}");
+    // Everyone else learns it: at a poll, or (let through as the last units went) at the buy.
+    let told = r["sold_out"].as_u64().unwrap() + r["buys"]["sold_out"].as_u64().unwrap_or(0);
+    assert_eq!(told, 4900, "{r}");
+    // The edge's own count agrees: at most 200 let through, all at once within the cap.
+    let page = edge.metrics().await;
+    let admitted = sample(&page, "flashgate_queue_admitted_total{sale=\"42\"}").unwrap();
+    assert!((100.0..=200.0).contains(&admitted), "{admitted}");
+    // And nobody more is let through after the sell-out.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let page = edge.metrics().await;
+    let later = sample(&page, "flashgate_queue_admitted_total{sale=\"42\"}").unwrap();
+    assert_eq!(later, admitted);
+    assert_eq!(
+        sample(&page, "flashgate_queue_waiting{sale=\"42\"}"),
+        Some(0.0)
+    );
+}
