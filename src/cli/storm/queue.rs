@@ -105,6 +105,10 @@ impl QueueReport {
     }
 }
 
+/// A poll's answer, whether it was sent after a `sold_out` answer, and the buy's outcome if
+/// the answer let the visitor through.
+type Polled = (Value, bool, Option<String>);
+
 /// One visitor's state.
 #[derive(Clone, Default)]
 struct Visitor {
@@ -216,7 +220,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<QueueReport> {
     let mut quiet_since = Instant::now();
     loop {
         let round_start = Instant::now();
-        let polled: Vec<(usize, anyhow::Result<(Value, bool, Option<String>)>)> =
+        let polled: Vec<(usize, anyhow::Result<Polled>)> =
             stream::iter(visitors.iter().enumerate())
                 .filter(|(_, v)| std::future::ready(v.bought.is_none()))
                 .map(|(i, v)| {
