@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
-use common::redis_server::RedisServer;
+use common::redis_server::{RedisCluster, RedisServer};
 use common::*;
 use serde_json::Value;
 
@@ -576,4 +576,59 @@ async fn storm_queue_five_thousand_users_one_hundred_units() {
         sample(&page, "flashgate_queue_waiting{sale=\"42\"}"),
         Some(0.0)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_on_a_redis_cluster_lets_through_in_order_and_sells_the_stock() {
+    let cluster = RedisCluster::start();
+    let origin = Origin::start().await;
+    let store = format!(
+        "{{ kind: redis, cluster: [{}], timeout: 500ms }}",
+        cluster.urls().join(", ")
+    );
+    let sales = sales(
+        2,
+        4,
+        "admit_per_second: 10, pass_ttl: 30s, stock_multiple: 1",
+    );
+    let edge = edge(setup(origin.addr, &store, &sales)).await;
+    let c = reqwest::Client::new();
+    let mut tickets = Vec::new();
+    for i in 0..5 {
+        let (code, v) = join(&c, &edge.base, &format!("k{i}")).await;
+        assert_eq!(code, 200, "{v}");
+        assert_eq!(v["join_number"], i + 1, "{v}");
+        tickets.push(v["ticket"].as_str().unwrap().to_string());
+    }
+    wait_for_start(&edge).await;
+    let url = edge.buy_url(PRODUCT).await;
+    for i in 0..2 {
+        let v = poll_until(
+            &c,
+            &edge.base,
+            &format!("k{i}"),
+            &tickets[i],
+            "admitted",
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(v["state"], "admitted", "{v}");
+        assert_eq!(buy(&c, &url, &format!("k{i}"), None).await.0, 403);
+        let pass = v["pass"].as_str().unwrap();
+        assert_eq!(buy(&c, &url, &format!("k{i}"), Some(pass)).await.0, 200);
+    }
+    for i in 2..5 {
+        let v = poll_until(
+            &c,
+            &edge.base,
+            &format!("k{i}"),
+            &tickets[i],
+            "sold_out",
+            Duration::from_secs(3),
+        )
+        .await;
+        assert_eq!(v["state"], "sold_out", "{v}");
+    }
+    assert_eq!(origin.forwards().len(), 2);
+    assert_eq!(admitted_total(&edge).await, 2);
 }
