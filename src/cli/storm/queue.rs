@@ -59,6 +59,8 @@ pub struct QueueReport {
     pub places_checked: u64,
     /// Places that differ from the re-run draw.
     pub places_wrong: u64,
+    /// Seconds every join took, all together.
+    pub joins_seconds: f64,
     /// Polls sent.
     pub polls: u64,
     /// Seconds from the start to the last poll.
@@ -75,7 +77,7 @@ impl QueueReport {
     pub fn table(&self) -> String {
         let buys: Vec<String> = self.buys.iter().map(|(k, v)| format!("{k} {v}")).collect();
         format!(
-            "queued storm: {} users, {} joined in the pre-queue, {} after the start\n\
+            "queued storm: {} users, {} joined in the pre-queue, {} after the start ({:.1} s)\n\
              admitted {} (largest place {}), won {}, told sold_out {}\n\
              buys: {}\n\
              admitted after the sell-out: {}\n\
@@ -84,6 +86,7 @@ impl QueueReport {
             self.users,
             self.joined_prequeue,
             self.joined_late,
+            self.joins_seconds,
             self.admitted,
             self.max_admitted_place,
             self.won,
@@ -167,6 +170,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<QueueReport> {
         Arc::new(tokens.iter().map(|t| format!("Bearer {t}")).collect());
 
     // Everyone joins, `connections` at a time.
+    let joins_started = Instant::now();
     let joined: Vec<anyhow::Result<Visitor>> = stream::iter(0..plan.users)
         .map(|i| {
             let (http, url, bearers) = (http.clone(), queue_url.clone(), bearers.clone());
@@ -190,6 +194,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<QueueReport> {
         .collect()
         .await;
     let mut visitors = joined.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    report.joins_seconds = joins_started.elapsed().as_secs_f64();
     report.joined_prequeue = visitors.iter().filter(|v| v.prequeue).count() as u64;
     report.joined_late = visitors.len() as u64 - report.joined_prequeue;
 
