@@ -602,12 +602,12 @@ async fn a_queue_on_a_redis_cluster_lets_through_in_order_and_sells_the_stock() 
     }
     wait_for_start(&edge).await;
     let url = edge.buy_url(PRODUCT).await;
-    for i in 0..2 {
+    for (i, ticket) in tickets.iter().enumerate().take(2) {
         let v = poll_until(
             &c,
             &edge.base,
             &format!("k{i}"),
-            &tickets[i],
+            ticket,
             "admitted",
             Duration::from_secs(5),
         )
@@ -617,12 +617,12 @@ async fn a_queue_on_a_redis_cluster_lets_through_in_order_and_sells_the_stock() 
         let pass = v["pass"].as_str().unwrap();
         assert_eq!(buy(&c, &url, &format!("k{i}"), Some(pass)).await.0, 200);
     }
-    for i in 2..5 {
+    for (i, ticket) in tickets.iter().enumerate().skip(2) {
         let v = poll_until(
             &c,
             &edge.base,
             &format!("k{i}"),
-            &tickets[i],
+            ticket,
             "sold_out",
             Duration::from_secs(3),
         )
