@@ -5,7 +5,7 @@
 // expired, outcome}: state is "out" (no place yet), "waiting", "admitted", "sold_out" or
 // "closed" (the sale is over, or with `expired` this visitor's turn passed unused); outcome is
 // why the last call was refused ("not_started", "login_required", ...), else null. Once admitted, pass()
-// is the X-Queue-Pass value for the buy. Polling stops at sold_out, closed and stop().
+// is the X-Queue-Pass value for the buy. Polling stops at closed and stop().
 (function () {
   "use strict";
   var MIN_POLL_S = 1, MAX_POLL_S = 60;
@@ -49,7 +49,9 @@
         } else if (body.state !== "admitted") {
           q.pass = null;
         }
-        if (body.state === "sold_out" || body.state === "closed") {
+        // Sold out keeps polling (slowly, as poll_after_s says): a unit that comes back puts
+        // the waiting back in line. Closed is final.
+        if (body.state === "closed") {
           stopped = true;
           clearTimeout(timer);
         } else {

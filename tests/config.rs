@@ -843,3 +843,67 @@ fn showcase_fields_resolve_and_mistakes_point_at_them() {
         );
     }
 }
+
+#[test]
+fn a_sale_queue_resolves_with_defaults_and_its_mistakes_are_placed() {
+    let queued = GOOD.replace(
+        "    ends_at: 2026-11-22T13:00:00Z\n",
+        "    ends_at: 2026-11-22T13:00:00Z\n    queue:\n      mode: shuffle\n      admit_per_second: 50\n",
+    );
+    let config = parse(&queued).unwrap();
+    let q = config.sales[0].queue.expect("a queue");
+    assert_eq!(q.mode, flashgate::config::QueueMode::Shuffle);
+    assert_eq!(q.admit_per_second, 50);
+    assert_eq!(q.prequeue, std::time::Duration::from_secs(600));
+    assert_eq!(q.pass_ttl, std::time::Duration::from_secs(120));
+    assert_eq!(q.stock_multiple, 2);
+    assert!(parse(GOOD).unwrap().sales[0].queue.is_none());
+    // (text replaced, replacement, where, what)
+    let cases = [
+        (
+            "admit_per_second: 50",
+            "admit_per_second: 0",
+            (17, 25),
+            "admit_per_second must be",
+        ),
+        (
+            "mode: shuffle",
+            "mode: lottery",
+            (16, 13),
+            "unknown variant `lottery`",
+        ),
+        (
+            "mode: shuffle",
+            "mode: fifo\n      pass_ttl: 0s",
+            (17, 17),
+            "pass_ttl must be",
+        ),
+        (
+            "mode: shuffle",
+            "mode: fifo\n      stock_multiple: 0",
+            (17, 23),
+            "stock_multiple must be",
+        ),
+        (
+            "mode: shuffle",
+            "mode: fifo\n      prequeue: soon",
+            (17, 17),
+            "expected a duration",
+        ),
+        (
+            "mode: shuffle",
+            "mode: fifo\n      admit: 5",
+            (17, 7),
+            "unknown field `admit`",
+        ),
+    ];
+    for (from, to, (line, column), says) in cases {
+        let (at, message) = error_at(&queued.replace(from, to));
+        assert_eq!((at.line, at.column), (line, column), "{to}: {message}");
+        assert!(message.contains(says), "{to}: {message}");
+        assert!(message.starts_with("f.yaml:"), "{message}");
+    }
+    // Without admit_per_second: a missing field, placed at the queue.
+    let (_, message) = error_at(&queued.replace("      admit_per_second: 50\n", ""));
+    assert!(message.contains("admit_per_second"), "{message}");
+}

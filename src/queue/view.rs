@@ -262,3 +262,115 @@ impl QueueView {
         growth
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Captcha, Timestamp};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn view(mode: QueueMode) -> QueueView {
+        let sale = Sale {
+            product: 42,
+            stock: 10,
+            starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(1000)),
+            ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(2000)),
+            captcha: Captcha::None,
+            queue: Some(QueueSettings {
+                mode,
+                prequeue: Duration::from_secs(100),
+                admit_per_second: 2,
+                pass_ttl: Duration::from_secs(10),
+                stock_multiple: 2,
+            }),
+        };
+        QueueView::of(&sale, &Secret::new(vec![1u8; 32])).unwrap()
+    }
+
+    fn state(sealed: Option<u64>, admitted: u64, remaining: u64) -> QueueState {
+        QueueState {
+            now_ms: 0,
+            pre: 5,
+            post: 2,
+            sealed,
+            admitted,
+            admitted_now: 0,
+            remaining: Some(remaining),
+            buyers: 0,
+        }
+    }
+
+    const fn pre(number: u64) -> Place {
+        Place {
+            kind: Kind::Pre,
+            number,
+        }
+    }
+
+    #[test]
+    fn fifo_places_wait_then_pass_then_expire() {
+        let v = view(QueueMode::Fifo);
+        assert_eq!(v.opens_ms, 900_000);
+        v.learn(state(None, 0, 10), 950_000);
+        let s = v.status(pre(3), 950_000);
+        assert_eq!((s.state, s.position), (State::Waiting, 2));
+        assert_eq!(s.eta_s, 50 + 2, "50 s to the start, then 3 places at 2/s");
+        v.learn(state(Some(5), 3, 10), 1_001_000);
+        let s = v.status(pre(3), 1_002_000);
+        assert_eq!(s.state, State::Admitted);
+        assert_eq!(
+            s.pass_expires_ms,
+            Some(1_011_000),
+            "pass_ttl after the frontier passed it"
+        );
+        let s = v.status(pre(5), 1_002_000);
+        assert_eq!((s.state, s.position), (State::Waiting, 1));
+        // A later join ranks after the sealed pre-queue.
+        let late = Place {
+            kind: Kind::Post,
+            number: 2,
+        };
+        let s = v.status(late, 1_002_000);
+        assert_eq!((s.rank, s.position), (Some(7), 3));
+        // The pass runs out unused.
+        let s = v.status(pre(3), 1_011_000);
+        assert_eq!((s.state, s.expired), (State::Closed, true));
+        // Sold out reaches everyone; the end closes everything.
+        v.learn(state(Some(5), 4, 0), 1_003_000);
+        assert_eq!(v.status(pre(5), 1_003_000).state, State::SoldOut);
+        assert_eq!(v.status(pre(5), 2_000_000).state, State::Closed);
+    }
+
+    #[test]
+    fn shuffled_places_come_from_the_draw_at_the_start() {
+        let v = view(QueueMode::Shuffle);
+        v.learn(state(None, 0, 10), 950_000);
+        assert_eq!(
+            v.status(pre(1), 950_000).rank,
+            None,
+            "no place before the draw"
+        );
+        assert_eq!(v.seed_if_revealed(950_000), None);
+        v.learn(state(Some(5), 0, 10), 1_000_100);
+        let seed = v.seed_if_revealed(1_000_100).unwrap();
+        assert_eq!(draw::commitment(&seed), v.commitment);
+        let places = draw::places(seed, 5);
+        for n in 1..=5 {
+            let s = v.status(pre(n), 1_000_100);
+            assert_eq!(s.rank, Some(u64::from(places[n as usize - 1])));
+            assert_eq!(s.position, s.rank.unwrap() - 1);
+        }
+    }
+
+    #[test]
+    fn abandoned_passes_are_counted_once_expired() {
+        let v = view(QueueMode::Fifo);
+        v.learn(state(Some(5), 4, 10), 1_001_000);
+        assert_eq!(v.abandoned_growth(1_005_000), 0, "passes still live");
+        let mut s = state(Some(5), 4, 9);
+        s.buyers = 1;
+        v.learn(s, 1_012_000);
+        assert_eq!(v.abandoned_growth(1_012_000), 3, "4 let through, 1 bought");
+        assert_eq!(v.abandoned_growth(1_013_000), 0, "counted once");
+    }
+}

@@ -11,6 +11,7 @@
 //! It only talks to the target given (tests and the demo use 127.0.0.1).
 
 pub(crate) mod http;
+pub mod queue;
 pub mod report;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
