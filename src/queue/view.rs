@@ -276,6 +276,7 @@ mod tests {
             starts_at: Timestamp(UNIX_EPOCH + Duration::from_secs(1000)),
             ends_at: Timestamp(UNIX_EPOCH + Duration::from_secs(2000)),
             captcha: Captcha::None,
+            showcase: Default::default(),
             queue: Some(QueueSettings {
                 mode,
                 prequeue: Duration::from_secs(100),
