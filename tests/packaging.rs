@@ -626,6 +626,18 @@ fn reload_signals_end_neither_binary() {
     );
     wait_healthy(&edge_health, &mut edge);
     wait_healthy(&orders_health, &mut orders);
+    // A reload rebuilds the static page's compressed variants, slow in a debug build on a busy
+    // machine: give the second one time to finish (bounded) before counting them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::fs::read_to_string(&edge_log)
+        .unwrap_or_default()
+        .matches("configuration reloaded from")
+        .count()
+        < 2
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = edge.kill();
     let _ = orders.kill();
     let _ = edge.wait();

@@ -34,9 +34,10 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 mod facts;
 mod queue;
+mod sale_info;
 
 use super::routes::{classify, Route as Path};
-use super::{button, challenge, guard, respond, sale_info, static_files, Gateway, Live};
+use super::{button, challenge, guard, respond, static_files, Gateway, Live};
 use crate::admission::{login, BuyRequest, Outcome, Reject};
 use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
@@ -156,36 +157,6 @@ impl Edge {
             ("cache-control", "public, max-age=1"),
         ];
         respond::write(session, 200, &headers, &[], Bytes::from(script)).await?;
-        Ok(true)
-    }
-
-    /// `GET /api/sale?product=ID` (see `sale_info`); counted with the button script, the other
-    /// half of what the page asks about a sale.
-    async fn serve_sale_info(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        query: Option<&str>,
-    ) -> Result<bool> {
-        ctx.route = Route::Button;
-        let live = Arc::clone(&ctx.live);
-        let described = challenge::product_param(query).and_then(|p| live.sale_info.get(p));
-        let Some(described) = described else {
-            return self.answer(session, ctx, Outcome::UnknownProduct).await;
-        };
-        let inm = session.req_header().headers.get(IF_NONE_MATCH);
-        let headers = [
-            ("etag", described.etag.as_str()),
-            ("cache-control", sale_info::CACHE_CONTROL),
-            ("content-type", "application/json"),
-        ];
-        if static_files::not_modified(inm.map(|v| v.as_bytes()), &described.etag) {
-            ctx.outcome = Outcome::NotModified;
-            respond::write(session, 304, &headers[..2], &[], Bytes::new()).await?;
-        } else {
-            ctx.outcome = Outcome::Served;
-            respond::write(session, 200, &headers, &[], described.body.clone()).await?;
-        }
         Ok(true)
     }
 
