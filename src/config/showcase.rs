@@ -115,6 +115,16 @@ fn parse_image(value: &str, static_dir: &Path) -> Result<Image, String> {
         return Err(format!("{value:?}: only https:// URLs are allowed"));
     }
     let rel = value.strip_prefix("/static/").unwrap_or(value);
+    // The characters of a file name the page's references use (`edge::fingerprint`): nothing
+    // that a URL would read as a query, a fragment or an escape.
+    if let Some(c) = rel
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-/".contains(*c)))
+    {
+        return Err(format!(
+            "{value:?} holds {c:?}; a file under static_dir is named with letters, digits, `.`, `_`, `-` and `/`"
+        ));
+    }
     if rel.starts_with('/')
         || rel
             .split('/')
@@ -186,10 +196,22 @@ mod tests {
             "https://cdn.example/a b.png",
             "https://cdn.example/\"onerror=\"x",
             "img/p.png\u{0}",
+            "img/p.png?x",
+            "img/p%2e.png",
+            "img/p.png#x",
             "",
         ] {
             assert!(parse_image(bad, d).is_err(), "{bad:?} was accepted");
         }
         assert!(parse_image(&format!("https://a.example/{}", "x".repeat(600)), d).is_err());
+        // A file that exists but whose name a URL would misread.
+        std::fs::write(dir.path().join("img/q?.png"), b"png").unwrap();
+        std::fs::write(dir.path().join("img/a%41.png"), b"png").unwrap();
+        assert!(parse_image("img/q?.png", d)
+            .unwrap_err()
+            .contains("holds '?'"));
+        assert!(parse_image("img/a%41.png", d)
+            .unwrap_err()
+            .contains("holds '%'"));
     }
 }
