@@ -85,6 +85,8 @@ pub struct QueueView {
     pub opens_ms: u64,
     /// Signs and checks this sale's tickets and passes.
     pub signer: Signer,
+    /// The edge secret it was made with (a reload that changes it makes a new view).
+    edge: Secret,
     seed: [u8; 32],
     /// SHA-256 of the draw's seed, hex (published from the pre-queue's opening).
     pub commitment: String,
@@ -108,12 +110,18 @@ impl QueueView {
             ends_ms: sale.ends_at.unix_millis(),
             opens_ms: starts_ms.saturating_sub(settings.prequeue.as_millis() as u64),
             signer: Signer::new(edge, sale.product, starts_ms),
+            edge: edge.clone(),
             seed,
             commitment: draw::commitment(&seed),
             known: RwLock::default(),
             observed: Mutex::default(),
             abandoned_seen: Mutex::new(0),
         })
+    }
+
+    /// Whether this view was made with the edge secret `edge`.
+    pub fn signs_with(&self, edge: &Secret) -> bool {
+        self.edge.bytes() == edge.bytes()
     }
 
     /// The pace the ticks advance this queue at.
