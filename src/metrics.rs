@@ -88,8 +88,8 @@ pub struct QueueMetrics {
     /// `flashgate_queue_waiting{sale}`: visitors joined and not yet let through (the store's
     /// count, as this edge last read it: every edge reports the same value).
     pub waiting: IntGaugeVec,
-    /// `flashgate_queue_admitted_total{sale}`: places let through by this edge's ticks (sum
-    /// over edges for the sale's total).
+    /// `flashgate_queue_admitted_total{sale}`: places let through, all edges together, as this
+    /// edge learned them (every edge reports the sale's count: take the max).
     pub admitted: IntCounterVec,
     /// `flashgate_queue_wait_seconds{sale}`: from join to admission, observed when this edge
     /// first answers a visitor `admitted`.
@@ -112,7 +112,8 @@ impl QueueMetrics {
         let admitted = IntCounterVec::new(
             Opts::new(
                 "flashgate_queue_admitted_total",
-                "Visitors let through by this edge's admission ticks (sum over edges).",
+                "Visitors let through, all edges together, as this edge learned them (every edge \
+                 reports the same count).",
             ),
             &["sale"],
         )?;

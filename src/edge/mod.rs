@@ -186,13 +186,18 @@ impl Gateway {
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);
         }
+        // A join or tick is no buy: it may wait longer than store.timeout (as a limit sync).
+        let queue_timeout = |t: &std::time::Duration| (*t).max(std::time::Duration::from_secs(1));
         let queue_store: Arc<dyn crate::stock::queue::QueueStore> = match &config.store {
             Store::Redis { url, timeout } if store.kind() != "memory" => Arc::new(RedisQueue::new(
-                RedisClient::new(Target::Single(url.clone()), *timeout),
+                RedisClient::new(Target::Single(url.clone()), queue_timeout(timeout)),
             )),
-            Store::Cluster { urls, timeout } if store.kind() != "memory" => Arc::new(
-                RedisQueue::new(RedisClient::new(Target::Cluster(urls.clone()), *timeout)),
-            ),
+            Store::Cluster { urls, timeout } if store.kind() != "memory" => {
+                Arc::new(RedisQueue::new(RedisClient::new(
+                    Target::Cluster(urls.clone()),
+                    queue_timeout(timeout),
+                )))
+            }
             _ => Arc::new(MemoryQueue::new(store.clone())),
         };
         let queues = Arc::new(crate::queue::Queues::new(queue_store));
