@@ -424,6 +424,19 @@ async fn two_edges_on_one_redis_share_one_queue() {
             number_of[i]
         );
     }
+    // Polls cost Redis nothing: 120 polls, and only the edges' ticks (5 a second each) ran.
+    let before = redis.calls("evalsha") + redis.calls("eval");
+    assert!(before > 0, "the joins and ticks are counted as scripts");
+    let polling = Instant::now();
+    for _ in 0..10 {
+        for i in 0..12 {
+            let (code, _) = poll(&c, &edges[i % 2].base, &format!("r{i}"), &tickets[i]).await;
+            assert_eq!(code, 200);
+        }
+    }
+    let ticks = 2 * (polling.elapsed().as_secs_f64() / 0.2).ceil() as u64 + 2;
+    let scripts = redis.calls("evalsha") + redis.calls("eval") - before;
+    assert!(scripts <= ticks, "{scripts} scripts ran for 120 polls");
     // Every edge counts the sale's admissions, whichever edge's tick made them.
     assert_eq!((admitted_total(&a).await, admitted_total(&b).await), (3, 3));
     // The admitted buy, each on the other edge; a buy without a pass is turned away.
