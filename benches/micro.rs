@@ -23,7 +23,7 @@ use prometheus::IntCounter;
 
 use flashgate::admission::catalog::ProductFilter;
 use flashgate::admission::login::{self, Login};
-use flashgate::admission::rate::RateLimiter;
+use flashgate::admission::rate::{RateLimiter, RuleCounters};
 use flashgate::admission::BuyRequest;
 use flashgate::checkout::{Checkout, Decision};
 use flashgate::clock::now_ms;
@@ -42,7 +42,7 @@ fn login_secret() -> Secret {
 
 fn token(uid: &str) -> String {
     let exp = now_ms() / 1000 + 3600;
-    login::mint(&login_secret(), uid, exp).expect("a token signs")
+    login::mint(&login_secret(), uid, exp)
 }
 
 /// The same token with its signature's last characters changed.
@@ -66,6 +66,22 @@ fn login(c: &mut Criterion) {
     });
     g.bench_function("verify forged", |b| {
         b.iter(|| verifier.verify(black_box(&bad)))
+    });
+    // The same two tokens through the jsonwebtoken crate, which `admission::jwt` replaced:
+    // the side-by-side ratio of the one-pass reader.
+    let key = jsonwebtoken::DecodingKey::from_secret(login_secret().bytes());
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp"]);
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        #[allow(dead_code)]
+        sub: String,
+    }
+    g.bench_function("jsonwebtoken crate, valid", |b| {
+        b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&good), &key, &validation).is_ok())
+    });
+    g.bench_function("jsonwebtoken crate, forged", |b| {
+        b.iter(|| jsonwebtoken::decode::<Claims>(black_box(&bad), &key, &validation).is_ok())
     });
     g.finish();
 }
@@ -123,8 +139,14 @@ fn limit(name: &str, key: LimitKey, requests: u64, expected_keys: usize) -> Limi
 
 fn rate(c: &mut Criterion) {
     let counter = |name: &str| {
-        IntCounter::new(format!("bench_dry_run_{}", name.replace('-', "_")), "bench")
-            .expect("a counter")
+        let c = |what: &str| {
+            IntCounter::new(format!("bench_{what}_{}", name.replace('-', "_")), "bench")
+                .expect("a counter")
+        };
+        RuleCounters {
+            refused: c("refused"),
+            dry_run: c("dry_run"),
+        }
     };
     // The storm's two limits; the first is passed, the second refuses (one user, over 5).
     let limits = [

@@ -29,6 +29,7 @@ pub mod blocklist;
 pub mod captcha;
 pub mod catalog;
 pub mod client_ip;
+pub mod jwt;
 pub mod login;
 pub mod outcome;
 pub mod rate;

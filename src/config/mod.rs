@@ -19,6 +19,8 @@ mod tls;
 mod validate;
 mod values;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -126,25 +128,45 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-/// A secret key. Its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<[u8]>);
+/// A secret key. Its `Debug` never shows the bytes. The HMAC-SHA256 keyed with it is made
+/// once, here, and cloned for each signature ([`Secret::hmac`]).
+#[derive(Clone)]
+pub struct Secret {
+    bytes: Box<[u8]>,
+    keyed: Hmac<Sha256>,
+}
 
 impl Secret {
     /// Wrap raw key bytes.
     pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
-        Secret(bytes.into())
+        let bytes = bytes.into();
+        // HMAC takes a key of any length; this cannot fail.
+        let keyed = Hmac::new_from_slice(&bytes).expect("HMAC takes a key of any length");
+        Secret { bytes, keyed }
     }
 
     /// The key bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// An HMAC-SHA256 keyed with this secret, ready for its message.
+    pub fn hmac(&self) -> Hmac<Sha256> {
+        self.keyed.clone()
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
+        write!(f, "Secret({} bytes)", self.bytes.len())
     }
 }
 
