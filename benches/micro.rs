@@ -27,7 +27,9 @@ use flashgate::admission::rate::{RateLimiter, RuleCounters};
 use flashgate::admission::BuyRequest;
 use flashgate::checkout::{Checkout, Decision};
 use flashgate::clock::now_ms;
-use flashgate::config::{Catalog, Config, Environment, IdRange, Limit, LimitKey, Scope, Secret};
+use flashgate::config::{
+    Catalog, Config, Environment, IdRange, Limit, LimitKey, ListedIds, Scope, Secret,
+};
 use flashgate::edge::routes::classify;
 use flashgate::metrics::Metrics;
 use flashgate::stock::memory::MemoryStore;
@@ -98,14 +100,14 @@ fn catalog(c: &mut Criterion) {
                 last: 9000,
             },
         ],
-        listed: Vec::new(),
+        listed: ListedIds::Ids(Arc::new([])),
         false_positive_rate: 0.001,
     })
     .expect("a range catalog builds");
     // More listed ids than are kept exactly: a Bloom filter.
     let bloom = ProductFilter::build(&Catalog {
         ranges: Vec::new(),
-        listed: (0..200_000u64).map(|i| i * 3).collect(),
+        listed: ListedIds::Ids((0..200_000u64).map(|i| i * 3).collect()),
         false_positive_rate: 0.001,
     })
     .expect("a listed catalog builds");

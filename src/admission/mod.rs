@@ -26,6 +26,7 @@
 //! product is known. Both are a handful of nanoseconds.
 
 pub mod blocklist;
+pub mod bloom;
 pub mod captcha;
 pub mod catalog;
 pub mod client_ip;

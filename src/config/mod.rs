@@ -8,6 +8,7 @@
 //! reads the certificate and key files `tls:` names and checks that they belong together.
 
 mod captcha;
+mod catalog;
 pub(crate) mod context;
 mod env;
 mod error;
@@ -31,6 +32,7 @@ use ipnet::IpNet;
 use crate::stock::journal::Fsync;
 
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
+pub use catalog::{Catalog, ListedError, ListedFile, ListedIds};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
@@ -226,37 +228,6 @@ pub enum Store {
         /// Per-call timeout.
         timeout: Duration,
     },
-}
-
-/// `catalog:` resolved.
-#[derive(Debug, Clone)]
-pub struct Catalog {
-    /// Ranges written in the file, and the ranges of `products_file`.
-    pub ranges: Vec<IdRange>,
-    /// Single ids read from `products_file`.
-    pub listed: Vec<u64>,
-    /// Wanted false-positive rate of the Bloom filter.
-    pub false_positive_rate: f64,
-}
-
-impl Catalog {
-    /// How many ids the catalog holds (ids in both a range and the file count twice).
-    pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .map(IdRange::len)
-            .fold(self.listed.len() as u64, u64::saturating_add)
-    }
-
-    /// Whether the catalog holds no id.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Exact membership (the edge's `ProductFilter` answers the same, fast).
-    pub fn contains(&self, id: u64) -> bool {
-        self.ranges.iter().any(|r| r.contains(id)) || self.listed.contains(&id)
-    }
 }
 
 /// One sale.
