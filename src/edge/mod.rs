@@ -278,13 +278,7 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
         Some(tls) => {
             let settings = tls::settings(gateway.clone())?;
             public.add_listener(listener.tls(settings));
-            tracing::info!(
-                subject = %tls.identity.subject,
-                sha256 = %tls.identity.fingerprint,
-                not_after = %tls.identity.not_after,
-                "public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with {}",
-                tls.cert.display()
-            );
+            tls.log_identity("public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with");
         }
         None => public.add_listener(listener),
     }
