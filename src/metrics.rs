@@ -8,6 +8,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::admission::rate::RuleCounters;
 use crate::admission::Outcome;
 
 /// The routes requests are counted under.
@@ -66,6 +67,7 @@ pub struct Metrics {
     /// Units left per sale, refreshed from the store on every scrape.
     pub stock_remaining: IntGaugeVec,
     dry_run: IntCounterVec,
+    rate_limited: IntCounterVec,
     captcha_difficulty: IntGaugeVec,
     /// Forwards settled by the origin contract, by what became of the unit.
     pub settled: Settled,
@@ -230,6 +232,14 @@ impl Metrics {
             &["limit"],
         )?;
         registry.register(Box::new(dry_run.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "flashgate_rate_limited_total",
+                "Requests refused (429) by each rate limit, by its name in limits:.",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         let captcha_difficulty = IntGaugeVec::new(
             Opts::new(
                 "flashgate_captcha_difficulty",
@@ -295,6 +305,7 @@ impl Metrics {
             upstream_seconds,
             stock_remaining,
             dry_run,
+            rate_limited,
             captcha_difficulty,
             settled: Settled {
                 kept: settled.with_label_values(&["kept"]),
@@ -352,9 +363,12 @@ impl Metrics {
         self.queue.abandoned.with_label_values(&[&label]);
     }
 
-    /// The dry-run counter of limit `name`.
-    pub fn dry_run_counter(&self, name: &str) -> IntCounter {
-        self.dry_run.with_label_values(&[name])
+    /// The counters of limit `name`: its refusals and its dry-run would-be refusals.
+    pub fn limit_counters(&self, name: &str) -> RuleCounters {
+        RuleCounters {
+            refused: self.rate_limited.with_label_values(&[name]),
+            dry_run: self.dry_run.with_label_values(&[name]),
+        }
     }
 
     /// The text exposition format of every metric.

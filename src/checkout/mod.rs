@@ -177,7 +177,7 @@ impl Checkout {
         let rates = RateLimiter::carrying(
             &config.limits,
             &config.allowlist_uids,
-            |name| metrics.dry_run_counter(name),
+            |name| metrics.limit_counters(name),
             previous.map(|p| p.admission.rates()),
         );
         let sales = config
