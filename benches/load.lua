@@ -11,6 +11,9 @@
 --     address of its own (10.x.y.1: as many addresses as users);
 --   - independently, 5% for an unknown product (outside the catalog) and 2% with a forged
 --     token (the signature's last characters changed).
+-- million (benches/million): user n of USERS_FILE, once each in file order, from an address
+--   of its own (10.a.b.c for n), then again from the first: a storm of as many distinct
+--   users and addresses as the file has lines.
 -- static: GET of the URL as given.
 --
 -- done() prints one line the benchmark script reads:
@@ -51,8 +54,25 @@ function setup(thread)
   table.insert(threads, thread)
 end
 
+local function init_million(users_file)
+  local n = 0
+  for jwt in io.lines(users_file) do
+    if jwt ~= "" then
+      n = n + 1
+      pool[n] = wrk.format("POST", nil, {
+        ["Authorization"] = "Bearer " .. jwt,
+        ["X-Forwarded-For"] = string.format("10.%d.%d.%d",
+          math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256),
+        ["Content-Length"] = "0",
+      }, nil)
+    end
+  end
+  n_pool = n
+end
+
 function init(args)
   mode = args[1] or "static"
+  if mode == "million" then return init_million(args[2]) end
   if mode ~= "storm" then return end
   local users = read_lines(args[2])
   local bots = read_lines(args[3])

@@ -11,6 +11,9 @@
 //! - [`admission`]: one small module per check, each a pure function; no HTTP.
 //! - [`stock`]: the [`stock::StockStore`] trait and its implementations, and where used
 //!   captchas are remembered ([`stock::single_use`]); no HTTP.
+//! - [`queue`]: the waiting room of sales with a `queue:` — signed tickets and passes, the
+//!   verifiable shuffle draw, an edge's view of a queue; its shared state is in
+//!   [`stock::queue`], its routes and ticks in [`edge`].
 //! - [`signing`]: everything the edge signs (sale paths, captcha challenges, headers to origin)
 //!   and the pass tokens an external captcha service signs.
 //! - [`metrics`]: every exported metric.

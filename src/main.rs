@@ -435,7 +435,12 @@ fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyho
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for sub in uids {
-        let token = login::mint(&config.secrets.login, &sub, exp)?;
+        if !flashgate::uid::valid(&sub) {
+            anyhow::bail!(
+                "UID {sub:?} is outside the UID alphabet (README, \"User ids\"): the edge would refuse its token"
+            );
+        }
+        let token = login::mint(&config.secrets.login, &sub, exp);
         writeln!(out, "{token}")?;
     }
     out.flush()?;

@@ -8,6 +8,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::admission::rate::RuleCounters;
 use crate::admission::Outcome;
 
 /// The routes requests are counted under.
@@ -66,6 +67,7 @@ pub struct Metrics {
     /// Units left per sale, refreshed from the store on every scrape.
     pub stock_remaining: IntGaugeVec,
     dry_run: IntCounterVec,
+    rate_limited: IntCounterVec,
     captcha_difficulty: IntGaugeVec,
     /// Forwards settled by the origin contract, by what became of the unit.
     pub settled: Settled,
@@ -88,8 +90,8 @@ pub struct QueueMetrics {
     /// `flashgate_queue_waiting{sale}`: visitors joined and not yet let through (the store's
     /// count, as this edge last read it: every edge reports the same value).
     pub waiting: IntGaugeVec,
-    /// `flashgate_queue_admitted_total{sale}`: places let through by this edge's ticks (sum
-    /// over edges for the sale's total).
+    /// `flashgate_queue_admitted_total{sale}`: places let through, all edges together, as this
+    /// edge learned them (every edge reports the sale's count: take the max).
     pub admitted: IntCounterVec,
     /// `flashgate_queue_wait_seconds{sale}`: from join to admission, observed when this edge
     /// first answers a visitor `admitted`.
@@ -112,7 +114,8 @@ impl QueueMetrics {
         let admitted = IntCounterVec::new(
             Opts::new(
                 "flashgate_queue_admitted_total",
-                "Visitors let through by this edge's admission ticks (sum over edges).",
+                "Visitors let through, all edges together, as this edge learned them (every edge \
+                 reports the same count).",
             ),
             &["sale"],
         )?;
@@ -229,6 +232,14 @@ impl Metrics {
             &["limit"],
         )?;
         registry.register(Box::new(dry_run.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "flashgate_rate_limited_total",
+                "Requests refused (429) by each rate limit, by its name in limits:.",
+            ),
+            &["limit"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         let captcha_difficulty = IntGaugeVec::new(
             Opts::new(
                 "flashgate_captcha_difficulty",
@@ -294,6 +305,7 @@ impl Metrics {
             upstream_seconds,
             stock_remaining,
             dry_run,
+            rate_limited,
             captcha_difficulty,
             settled: Settled {
                 kept: settled.with_label_values(&["kept"]),
@@ -351,9 +363,12 @@ impl Metrics {
         self.queue.abandoned.with_label_values(&[&label]);
     }
 
-    /// The dry-run counter of limit `name`.
-    pub fn dry_run_counter(&self, name: &str) -> IntCounter {
-        self.dry_run.with_label_values(&[name])
+    /// The counters of limit `name`: its refusals and its dry-run would-be refusals.
+    pub fn limit_counters(&self, name: &str) -> RuleCounters {
+        RuleCounters {
+            refused: self.rate_limited.with_label_values(&[name]),
+            dry_run: self.dry_run.with_label_values(&[name]),
+        }
     }
 
     /// The text exposition format of every metric.

@@ -36,8 +36,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SALE_TOKEN_HEX: usize = 32;
 
 fn mac(key: &Secret) -> HmacSha256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    HmacSha256::new_from_slice(key.bytes()).expect("HMAC takes a key of any length")
+    key.hmac()
 }
 
 /// The secret part of a sale's buy path.

@@ -68,7 +68,9 @@ fn referenced(text: &str) -> BTreeSet<String> {
 fn exported() -> BTreeSet<String> {
     let edge = Metrics::new().unwrap();
     edge.set_remaining(1, 1);
-    edge.dry_run_counter("x").inc();
+    let limit = edge.limit_counters("x");
+    limit.dry_run.inc();
+    limit.refused.inc();
     edge.set_difficulty(1, 12);
     edge.queue_sale(1);
     let orders = OrderMetrics::new().unwrap();

@@ -4,93 +4,45 @@
 //! valid is refused), `aud` is not checked (a token for the shop's other services is still the
 //! user's login), and `sub` — a string, or an integer written as a number — is the user id. [`mint`] makes such
 //! tokens, for the `flashgate token` command, the storm, the demo and the tests; in production
-//! the shop's login service mints them with the same secret.
+//! the shop's login service mints them with the same secret. The token itself is read by
+//! [`super::jwt`].
 
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-
+use super::jwt::Hs256;
 use crate::config::Secret;
 
 /// Name of the session cookie that may carry the login token.
 pub const SESSION_COOKIE: &str = "fg_session";
-/// Clock skew tolerated on `exp`, in seconds.
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
 const LEEWAY_SECS: u64 = 5;
 
-#[derive(Deserialize)]
-struct Claims {
-    sub: Subject,
-}
-
-/// `sub` as login services write it: a string, or an integer id written as a JSON number.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Subject {
-    Text(String),
-    Unsigned(u64),
-    Signed(i64),
-}
-
-impl Subject {
-    fn into_uid(self) -> String {
-        match self {
-            Subject::Text(s) => s,
-            Subject::Unsigned(n) => n.to_string(),
-            Subject::Signed(n) => n.to_string(),
-        }
-    }
-}
-
 /// Verifies login tokens.
+#[derive(Debug)]
 pub struct Login {
-    key: DecodingKey,
-    validation: Validation,
+    jwt: Hs256,
 }
 
 impl Login {
     /// A verifier for tokens signed with `secret`.
     pub fn new(secret: &Secret) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // `sub` is required by `Claims` itself: the library would insist on a string.
-        validation.set_required_spec_claims(&["exp"]);
-        validation.leeway = LEEWAY_SECS;
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = false;
         Login {
-            key: DecodingKey::from_secret(secret.bytes()),
-            validation,
+            jwt: Hs256::new(secret),
         }
     }
 
     /// The user id of a valid token, or None for a missing, forged, expired, wrongly-signed or
     /// malformed one, or one whose `sub` is outside the UID alphabet ([`crate::uid`]).
     pub fn verify(&self, token: &str) -> Option<String> {
-        let data = decode::<Claims>(token, &self.key, &self.validation).ok()?;
-        let uid = data.claims.sub.into_uid();
+        let now_secs = crate::clock::now_ms() / 1000;
+        let uid = self.jwt.verify(token, now_secs, LEEWAY_SECS).ok()?;
         crate::uid::valid(&uid).then_some(uid)
     }
 }
 
-#[derive(Serialize)]
-struct MintedClaims<'a> {
-    sub: &'a str,
-    exp: u64,
-}
-
-/// Why a login token could not be minted.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot sign a login token: {0}")]
-pub struct MintError(#[from] jsonwebtoken::errors::Error);
-
 /// A login token for `uid`, signed HS256 with `secret` and expiring at `expires_at_secs` (Unix
-/// seconds): exactly what [`Login::verify`] accepts until then.
-pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> Result<String, MintError> {
-    let claims = MintedClaims {
-        sub: uid,
-        exp: expires_at_secs,
-    };
-    let key = EncodingKey::from_secret(secret.bytes());
-    Ok(encode(&Header::new(Algorithm::HS256), &claims, &key)?)
+/// seconds): exactly what [`Login::verify`] accepts until then, if `uid` is in the UID
+/// alphabet ([`crate::uid::valid`]; the tests sign others too, to see them refused).
+pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> String {
+    Hs256::new(secret).mint(uid, expires_at_secs)
 }
 
 /// The login token of a request: the Bearer token if there is one, else the session cookie,
@@ -126,7 +78,7 @@ pub fn token_from<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jsonwebtoken::{encode, EncodingKey, Header};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     use serde_json::json;
 
     const KEY: &[u8] = b"login-secret-login-secret-login-secret!!";
@@ -204,11 +156,11 @@ mod tests {
     fn minted_tokens_verify_until_they_expire() {
         let secret = Secret::new(KEY.to_vec());
         let login = Login::new(&secret);
-        let t = super::mint(&secret, "u7", now() + 60).unwrap();
+        let t = super::mint(&secret, "u7", now() + 60);
         assert_eq!(login.verify(&t).as_deref(), Some("u7"));
-        let expired = super::mint(&secret, "u7", now() - 3600).unwrap();
+        let expired = super::mint(&secret, "u7", now() - 3600);
         assert_eq!(login.verify(&expired), None);
-        let other = super::mint(&Secret::new(b"x".repeat(40)), "u7", now() + 60).unwrap();
+        let other = super::mint(&Secret::new(b"x".repeat(40)), "u7", now() + 60);
         assert_eq!(login.verify(&other), None);
     }
 

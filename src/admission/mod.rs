@@ -27,9 +27,11 @@
 //! product is known. Both are a handful of nanoseconds.
 
 pub mod blocklist;
+pub mod bloom;
 pub mod captcha;
 pub mod catalog;
 pub mod client_ip;
+pub mod jwt;
 pub mod login;
 pub mod outcome;
 pub mod queue_pass;

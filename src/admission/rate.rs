@@ -70,6 +70,15 @@ pub struct ClusterRule<'a> {
     pub counts: &'a Arc<ClusterCounts>,
 }
 
+/// The counters of one rule, exported by the metrics.
+#[derive(Clone)]
+pub struct RuleCounters {
+    /// Requests the rule refused.
+    pub refused: IntCounter,
+    /// Requests a dry-run rule would have refused.
+    pub dry_run: IntCounter,
+}
+
 struct Rule {
     key: LimitKey,
     limit: u64,
@@ -78,7 +87,7 @@ struct Rule {
     counts: Counts,
     /// How often a cluster rule syncs.
     sync: Option<Duration>,
-    dry_run_over: IntCounter,
+    counters: RuleCounters,
     /// What the counts mean: a reloaded rule with the same shape keeps them.
     shape: Shape,
 }
@@ -144,14 +153,14 @@ fn sketch_shape(limit: &Limit) -> (usize, usize) {
 }
 
 impl RateLimiter {
-    /// Build the limiter. `dry_run_counter(name)` gives the counter bumped when a dry-run rule
-    /// would have refused.
+    /// Build the limiter. `counters(name)` gives the counters of rule `name`: bumped when it
+    /// refuses, or when a dry-run rule would have.
     pub fn new(
         limits: &[Limit],
         allowlist: &[String],
-        dry_run_counter: impl Fn(&str) -> IntCounter,
+        counters: impl Fn(&str) -> RuleCounters,
     ) -> Self {
-        Self::carrying(limits, allowlist, dry_run_counter, None)
+        Self::carrying(limits, allowlist, counters, None)
     }
 
     /// [`RateLimiter::new`] for a reload: a rule of `previous` with the same name, key, window
@@ -160,7 +169,7 @@ impl RateLimiter {
     pub fn carrying(
         limits: &[Limit],
         allowlist: &[String],
-        dry_run_counter: impl Fn(&str) -> IntCounter,
+        counters: impl Fn(&str) -> RuleCounters,
         previous: Option<&RateLimiter>,
     ) -> Self {
         let rules = limits
@@ -188,7 +197,7 @@ impl RateLimiter {
                         Scope::Cluster { sync } => Some(sync),
                     },
                     counts,
-                    dry_run_over: dry_run_counter(&l.name),
+                    counters: counters(&l.name),
                     shape,
                 }
             })
@@ -246,9 +255,10 @@ impl RateLimiter {
                 continue;
             }
             if rule.dry_run {
-                rule.dry_run_over.inc();
+                rule.counters.dry_run.inc();
                 continue;
             }
+            rule.counters.refused.inc();
             let reset_secs = reset_ms.div_ceil(1000).max(1);
             return Err(RateLimited {
                 rule: i,
@@ -309,8 +319,11 @@ mod tests {
         }
     }
 
-    fn counter() -> impl Fn(&str) -> IntCounter {
-        |name| IntCounter::new(format!("dry_{}", name.to_lowercase()), "test").unwrap()
+    fn counter() -> impl Fn(&str) -> RuleCounters {
+        |name| RuleCounters {
+            refused: IntCounter::new(format!("refused_{}", name.to_lowercase()), "test").unwrap(),
+            dry_run: IntCounter::new(format!("dry_{}", name.to_lowercase()), "test").unwrap(),
+        }
     }
 
     #[test]
@@ -328,13 +341,41 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_is_counted_against_its_rule() {
+        let ip_rule = counter()("ip");
+        let uid_rule = counter()("uid");
+        let (by_ip, by_uid) = (ip_rule.refused.clone(), uid_rule.refused.clone());
+        let r = RateLimiter::new(
+            &[
+                limit(LimitKey::Ip, 4, false, 1024),
+                limit(LimitKey::Uid, 2, false, 1024),
+            ],
+            &[],
+            move |name| {
+                if name == "Ip" {
+                    ip_rule.clone()
+                } else {
+                    uid_rule.clone()
+                }
+            },
+        );
+        let ip: IpAddr = "1.2.3.4".parse().unwrap();
+        let refused: Vec<usize> = (0..6)
+            .filter_map(|_| r.check(ip, "u").err().map(|e| e.rule))
+            .collect();
+        // u's third and fourth are over the per-UID 2; the fifth and sixth over the per-IP 4.
+        assert_eq!(refused, [1, 1, 0, 0]);
+        assert_eq!((by_ip.get(), by_uid.get()), (2, 2));
+    }
+
+    #[test]
     fn dry_run_counts_but_never_refuses_and_allowlist_skips() {
-        let dry = IntCounter::new("dry", "d").unwrap();
-        let dry2 = dry.clone();
+        let counters = counter()("global");
+        let (dry, refused) = (counters.dry_run.clone(), counters.refused.clone());
         let r = RateLimiter::new(
             &[limit(LimitKey::Global, 1, true, 1)],
             &["vip".to_string()],
-            move |_| dry2.clone(),
+            move |_| counters.clone(),
         );
         let ip: IpAddr = "1.2.3.4".parse().unwrap();
         for _ in 0..5 {
@@ -342,6 +383,7 @@ mod tests {
             assert!(r.check(ip, "vip").is_ok());
         }
         assert_eq!(dry.get(), 4);
+        assert_eq!(refused.get(), 0, "a dry run refuses nothing");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! ```text
 //! edge: facts from the headers ──► Checkout::buy(facts)
 //!     product known? (catalog Bloom filter, then the one Sale lookup)
-//!     admission (window, path token, login, blocklist, limits, captcha, sold-out hint)
+//!     admission (window, path token, login, blocklist, limits, captcha, queue pass,
+//!     sold-out hint)
 //!     claim the captcha (captcha sales only) ─► reserve(sale, uid)
 //!     ──► Decision::Forward(reservation) | Decision::Answer(reject)
 //! edge: forward the winner, signed ──► Checkout::settle(reservation, how the forward ended)
@@ -176,7 +177,7 @@ impl Checkout {
         let rates = RateLimiter::carrying(
             &config.limits,
             &config.allowlist_uids,
-            |name| metrics.dry_run_counter(name),
+            |name| metrics.limit_counters(name),
             previous.map(|p| p.admission.rates()),
         );
         let sales = config

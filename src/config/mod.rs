@@ -8,6 +8,7 @@
 //! reads the certificate and key files `tls:` names and checks that they belong together.
 
 mod captcha;
+mod catalog;
 pub(crate) mod context;
 mod env;
 mod error;
@@ -21,6 +22,8 @@ mod tls;
 mod validate;
 mod values;
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -31,6 +34,7 @@ use ipnet::IpNet;
 use crate::stock::journal::Fsync;
 
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
+pub use catalog::{Catalog, ListedError, ListedFile, ListedIds};
 pub use env::{expand as expand_env, Expanded};
 pub use error::{ConfigError, Position};
 pub use queue::{QueueMode, QueueSettings};
@@ -130,25 +134,45 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-/// A secret key. Its `Debug` never shows the bytes.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Box<[u8]>);
+/// A secret key. Its `Debug` never shows the bytes. The HMAC-SHA256 keyed with it is made
+/// once, here, and cloned for each signature ([`Secret::hmac`]).
+#[derive(Clone)]
+pub struct Secret {
+    bytes: Box<[u8]>,
+    keyed: Hmac<Sha256>,
+}
 
 impl Secret {
     /// Wrap raw key bytes.
     pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
-        Secret(bytes.into())
+        let bytes = bytes.into();
+        // HMAC takes a key of any length; this cannot fail.
+        let keyed = Hmac::new_from_slice(&bytes).expect("HMAC takes a key of any length");
+        Secret { bytes, keyed }
     }
 
     /// The key bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+
+    /// An HMAC-SHA256 keyed with this secret, ready for its message.
+    pub fn hmac(&self) -> Hmac<Sha256> {
+        self.keyed.clone()
     }
 }
 
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Secret {}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
+        write!(f, "Secret({} bytes)", self.bytes.len())
     }
 }
 
@@ -208,37 +232,6 @@ pub enum Store {
         /// Per-call timeout.
         timeout: Duration,
     },
-}
-
-/// `catalog:` resolved.
-#[derive(Debug, Clone)]
-pub struct Catalog {
-    /// Ranges written in the file, and the ranges of `products_file`.
-    pub ranges: Vec<IdRange>,
-    /// Single ids read from `products_file`.
-    pub listed: Vec<u64>,
-    /// Wanted false-positive rate of the Bloom filter.
-    pub false_positive_rate: f64,
-}
-
-impl Catalog {
-    /// How many ids the catalog holds (ids in both a range and the file count twice).
-    pub fn len(&self) -> u64 {
-        self.ranges
-            .iter()
-            .map(IdRange::len)
-            .fold(self.listed.len() as u64, u64::saturating_add)
-    }
-
-    /// Whether the catalog holds no id.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Exact membership (the edge's `ProductFilter` answers the same, fast).
-    pub fn contains(&self, id: u64) -> bool {
-        self.ranges.iter().any(|r| r.contains(id)) || self.listed.contains(&id)
-    }
 }
 
 /// One sale.

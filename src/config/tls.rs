@@ -32,6 +32,20 @@ pub struct Tls {
     pub identity: Identity,
 }
 
+impl Tls {
+    /// Log the certificate new handshakes present: `what` says where (at start, after a
+    /// reload), followed by the certificate file's name.
+    pub fn log_identity(&self, what: &str) {
+        tracing::info!(
+            subject = %self.identity.subject,
+            sha256 = %self.identity.fingerprint,
+            not_after = %self.identity.not_after,
+            "{what} {}",
+            self.cert.display()
+        );
+    }
+}
+
 /// A certificate chain with its private key, checked to belong together, and what an operator
 /// wants to see of it. Its `Debug` shows the leaf's subject and fingerprint, never the key.
 #[derive(Clone)]

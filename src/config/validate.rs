@@ -10,10 +10,9 @@ use std::path::Path;
 
 use super::captcha::CaptchaSettings;
 use super::context::Ctx;
-use super::error::{ConfigError, Position};
+use super::error::ConfigError;
 use super::locate::Locations;
 use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
-use super::values::IdRange;
 use super::{
     AccessLog, Catalog, Config, Environment, LogTarget, Origin, Sale, Secret, Secrets, Store,
 };
@@ -50,7 +49,7 @@ pub fn resolve(
 
     let origin = resolve_origin(&cx, &file)?;
     let store = resolve_store(&cx, &file.store)?;
-    let catalog = resolve_catalog(&cx, &file)?;
+    let catalog = super::catalog::resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
     let limits = super::limits::resolve_limits(&cx, &file)?;
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
@@ -280,66 +279,12 @@ fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
     })
 }
 
-fn resolve_catalog(cx: &Ctx, file: &FileConfig) -> Result<Catalog, ConfigError> {
-    let fpr = file.catalog.false_positive_rate;
-    if !(fpr > 0.0 && fpr < 0.5) {
-        return Err(cx.err(
-            "catalog.false_positive_rate",
-            format!("false_positive_rate must be between 0 and 0.5, found {fpr}"),
-        ));
-    }
-    let mut ranges = file.catalog.products.clone();
-    let listed = match &file.catalog.products_file {
-        Some(path) => read_id_file(path, &mut ranges)?,
-        None => Vec::new(),
-    };
-    let catalog = Catalog {
-        ranges,
-        listed,
-        false_positive_rate: fpr,
-    };
-    if catalog.is_empty() {
-        return Err(cx.err(
-            "catalog",
-            "the catalog is empty: list products (e.g. [1-1000]) and/or a products_file",
-        ));
-    }
-    Ok(catalog)
-}
-
-/// One product id a line; blank lines and `#` comments are skipped. A line may also be a
-/// range (`1-1000`), which is added to `ranges` as it is: ranges are kept whole, whatever their
-/// size, never expanded into ids.
-fn read_id_file(path: &Path, ranges: &mut Vec<IdRange>) -> Result<Vec<u64>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    let mut ids = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let body = line.split('#').next().unwrap_or("");
-        let trimmed = body.trim();
-        if trimmed.is_empty() {
-            continue;
-        }
-        let range: IdRange = trimmed.parse().map_err(|msg: String| {
-            ConfigError::at(path, Position::first_non_blank(n + 1, body), msg)
-        })?;
-        if range.first == range.last {
-            ids.push(range.first);
-        } else {
-            ranges.push(range);
-        }
-    }
-    Ok(ids)
-}
-
 fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<Sale>, ConfigError> {
     let mut seen = HashSet::new();
     let mut sales = Vec::with_capacity(file.sales.len());
     for (i, s) in file.sales.iter().enumerate() {
         let at = |key: &str| format!("sales[{i}].{key}");
-        if !catalog.contains(s.product) {
+        if !catalog.has_sale_product(s.product) {
             return Err(cx.err(
                 &at("product"),
                 format!("product {} is not in the catalog", s.product),
@@ -388,30 +333,4 @@ fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<S
         });
     }
     Ok(sales)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_id_file_keeps_its_ranges_whole() {
-        // Found by the property tests (tests/properties): a range line was expanded into its
-        // ids, so `1-99999999999999` aborted the process allocating them.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ids.txt");
-        std::fs::write(
-            &path,
-            "7\n1-99999999999999 # wide\n\n 0-18446744073709551615\n",
-        )
-        .unwrap();
-        let mut ranges = Vec::new();
-        assert_eq!(read_id_file(&path, &mut ranges).unwrap(), [7]);
-        let spans: Vec<_> = ranges.iter().map(|r| (r.first, r.last)).collect();
-        assert_eq!(spans, [(1, 99_999_999_999_999), (0, u64::MAX)]);
-        // A bad line is placed at its first character, counted in characters.
-        std::fs::write(&path, "7\n\u{3000}x\n").unwrap();
-        let error = read_id_file(&path, &mut ranges).unwrap_err();
-        assert_eq!(error.position(), Some(Position { line: 2, column: 2 }));
-    }
 }

@@ -48,6 +48,7 @@ mod warmup;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::background::GenBackgroundService;
@@ -86,6 +87,10 @@ pub enum BuildError {
     #[error(transparent)]
     AccessLog(#[from] access_log::AccessLogError),
 }
+
+/// Bytes of each public connection's write buffer: an answer's head and a small body (the
+/// sale page) leave in one send.
+const WRITE_BUFFER_BYTES: usize = 4096;
 
 /// How long `flashgate-orders` accepts a signed forward; `settle_after` should outlast it.
 const ORIGIN_SIGNATURE_WINDOW: std::time::Duration =
@@ -188,13 +193,18 @@ impl Gateway {
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);
         }
+        // A join or tick is no buy: it may wait longer than store.timeout (as a limit sync).
+        let queue_timeout = |t: &std::time::Duration| (*t).max(std::time::Duration::from_secs(1));
         let queue_store: Arc<dyn crate::stock::queue::QueueStore> = match &config.store {
             Store::Redis { url, timeout } if store.kind() != "memory" => Arc::new(RedisQueue::new(
-                RedisClient::new(Target::Single(url.clone()), *timeout),
+                RedisClient::new(Target::Single(url.clone()), queue_timeout(timeout)),
             )),
-            Store::Cluster { urls, timeout } if store.kind() != "memory" => Arc::new(
-                RedisQueue::new(RedisClient::new(Target::Cluster(urls.clone()), *timeout)),
-            ),
+            Store::Cluster { urls, timeout } if store.kind() != "memory" => {
+                Arc::new(RedisQueue::new(RedisClient::new(
+                    Target::Cluster(urls.clone()),
+                    queue_timeout(timeout),
+                )))
+            }
             _ => Arc::new(MemoryQueue::new(store.clone())),
         };
         let queues = Arc::new(crate::queue::Queues::new(queue_store));
@@ -285,19 +295,18 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
         "flashgate public".to_string(),
         slow::Guarded::new(proxy, gateway.clone()),
     );
+    // Pingora's default write buffer (1,460 bytes) cannot hold an answer's head with the sale
+    // page (1.3 KB), so they left in two sends; 4 KiB takes both in one (beside the 64 KiB
+    // read buffer every connection has).
+    let listener = ListenerConfig::tcp(config.listen.to_string())
+        .l4_buffer(L4BufferSettings::default().write(WRITE_BUFFER_BYTES));
     match &config.tls {
         Some(tls) => {
             let settings = tls::settings(gateway.clone())?;
-            public.add_tls_with_settings(&config.listen.to_string(), None, settings);
-            tracing::info!(
-                subject = %tls.identity.subject,
-                sha256 = %tls.identity.fingerprint,
-                not_after = %tls.identity.not_after,
-                "public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with {}",
-                tls.cert.display()
-            );
+            public.add_listener(listener.tls(settings));
+            tls.log_identity("public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with");
         }
-        None => public.add_tcp(&config.listen.to_string()),
+        None => public.add_listener(listener),
     }
 
     let mut admin = Service::new(

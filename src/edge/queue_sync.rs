@@ -72,7 +72,7 @@ impl BackgroundService for QueueSync {
                         metrics
                             .admitted
                             .with_label_values(&[&label])
-                            .inc_by(state.admitted_now);
+                            .inc_by(view.admitted_growth(state.admitted));
                         metrics
                             .abandoned
                             .with_label_values(&[&label])

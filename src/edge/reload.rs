@@ -74,13 +74,7 @@ impl Gateway {
                 );
                 if done.changed.contains(&"tls") {
                     if let Some(tls) = &self.live().config.tls {
-                        tracing::info!(
-                            subject = %tls.identity.subject,
-                            sha256 = %tls.identity.fingerprint,
-                            not_after = %tls.identity.not_after,
-                            "new handshakes present the certificate of {}",
-                            tls.cert.display()
-                        );
+                        tls.log_identity("new handshakes present the certificate of");
                     }
                 }
                 for what in &done.restart_needed {

@@ -41,15 +41,16 @@ impl Queues {
         }
     }
 
-    /// The view of `sale`'s queue: the one already made if the sale's queue settings, start
-    /// and end are unchanged (a reload keeps what the edge learned), else a new one. None if
-    /// the sale has no queue.
+    /// The view of `sale`'s queue: the one already made if the sale's queue settings, start,
+    /// end and the edge secret are unchanged (a reload keeps what the edge learned), else a new
+    /// one. None if the sale has no queue.
     pub fn view(&self, sale: &Sale, edge: &Secret) -> Option<Arc<QueueView>> {
         let settings = sale.queue?;
         let same = |v: &QueueView| {
             v.settings == settings
                 && v.starts_ms == sale.starts_at.unix_millis()
                 && v.ends_ms == sale.ends_at.unix_millis()
+                && v.signs_with(edge)
         };
         if let Some(v) = self.views.read().get(&sale.product).filter(|v| same(v)) {
             return Some(Arc::clone(v));

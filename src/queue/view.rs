@@ -85,6 +85,8 @@ pub struct QueueView {
     pub opens_ms: u64,
     /// Signs and checks this sale's tickets and passes.
     pub signer: Signer,
+    /// The edge secret it was made with (a reload that changes it makes a new view).
+    edge: Secret,
     seed: [u8; 32],
     /// SHA-256 of the draw's seed, hex (published from the pre-queue's opening).
     pub commitment: String,
@@ -93,6 +95,8 @@ pub struct QueueView {
     observed: Mutex<HashSet<Place>>,
     /// The largest number of abandoned passes seen (the counter grows by the difference).
     abandoned_seen: Mutex<u64>,
+    /// The frontier last counted in the admitted counter.
+    admitted_seen: Mutex<u64>,
 }
 
 impl QueueView {
@@ -108,12 +112,19 @@ impl QueueView {
             ends_ms: sale.ends_at.unix_millis(),
             opens_ms: starts_ms.saturating_sub(settings.prequeue.as_millis() as u64),
             signer: Signer::new(edge, sale.product, starts_ms),
+            edge: edge.clone(),
             seed,
             commitment: draw::commitment(&seed),
             known: RwLock::default(),
             observed: Mutex::default(),
             abandoned_seen: Mutex::new(0),
+            admitted_seen: Mutex::new(0),
         })
+    }
+
+    /// Whether this view was made with the edge secret `edge`.
+    pub fn signs_with(&self, edge: &Secret) -> bool {
+        self.edge.bytes() == edge.bytes()
     }
 
     /// The pace the ticks advance this queue at.
@@ -243,6 +254,16 @@ impl QueueView {
     /// Record that the holder of `place` was seen admitted; true the first time on this edge.
     pub fn first_seen_admitted(&self, place: Place) -> bool {
         self.observed.lock().insert(place)
+    }
+
+    /// How far the frontier moved since the last call: `state`'s frontier less the largest
+    /// one counted before. Every edge counts the sale's admissions whoever's tick made them,
+    /// and a tick whose answer was lost (a timeout after Redis ran it) loses nothing.
+    pub fn admitted_growth(&self, admitted: u64) -> u64 {
+        let mut seen = self.admitted_seen.lock();
+        let growth = admitted.saturating_sub(*seen);
+        *seen = (*seen).max(admitted);
+        growth
     }
 
     /// Passes that expired unused, as far as this edge can tell at `now_ms`: the places let

@@ -81,7 +81,7 @@ proptest! {
     #[test]
     fn a_minted_token_round_trips_to_its_uid(
         (uid, authorization) in admitted_uid().prop_flat_map(|uid| {
-            let token = mint(&login_secret(), &uid, now_secs() + 3600).expect("mints");
+            let token = mint(&login_secret(), &uid, now_secs() + 3600);
             (Just(uid), bearer(&token))
         }),
     ) {
@@ -96,7 +96,7 @@ proptest! {
         after in other_cookies(),
         authorization in prop::option::of("(Basic [a-zA-Z0-9=]{0,20}|Digest x|Bearer|Bearer \t|)"),
     ) {
-        let token = mint(&login_secret(), &uid, now_secs() + 3600).expect("mints");
+        let token = mint(&login_secret(), &uid, now_secs() + 3600);
         let mut pairs = before;
         pairs.push(format!(" {SESSION_COOKIE}={token} "));
         pairs.extend(after);
@@ -113,7 +113,7 @@ proptest! {
         before in other_cookies(),
     ) {
         // A browser may hold an emptied session cookie beside the live one (another path).
-        let token = mint(&login_secret(), &uid, now_secs() + 3600).expect("mints");
+        let token = mint(&login_secret(), &uid, now_secs() + 3600);
         let mut pairs = before;
         pairs.push(format!("{SESSION_COOKIE}={empty}"));
         pairs.push(format!("{SESSION_COOKIE}={token}"));
@@ -123,19 +123,19 @@ proptest! {
 
     #[test]
     fn a_token_minted_with_another_secret_is_refused(uid in admitted_uid(), other in other_secret()) {
-        let token = mint(&other, &uid, now_secs() + 3600).expect("mints");
+        let token = mint(&other, &uid, now_secs() + 3600);
         prop_assert_eq!(login().verify(&token), None);
     }
 
     #[test]
     fn an_expired_token_is_refused(uid in admitted_uid(), ago in 6u64..10_000_000) {
-        let token = mint(&login_secret(), &uid, now_secs() - ago).expect("mints");
+        let token = mint(&login_secret(), &uid, now_secs() - ago);
         prop_assert_eq!(login().verify(&token), None);
     }
 
     #[test]
     fn a_sub_outside_the_alphabet_is_refused(uid in refused_uid()) {
-        let token = mint(&login_secret(), &uid, now_secs() + 3600).expect("mints");
+        let token = mint(&login_secret(), &uid, now_secs() + 3600);
         prop_assert_eq!(login().verify(&token), None);
     }
 
@@ -145,7 +145,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         with in proptest::char::range('!', '~'),
     ) {
-        let token = mint(&login_secret(), &uid, now_secs() + 3600).expect("mints");
+        let token = mint(&login_secret(), &uid, now_secs() + 3600);
         let mut chars: Vec<char> = token.chars().collect();
         let i = at.index(chars.len());
         prop_assume!(chars[i] != with);
@@ -158,7 +158,99 @@ proptest! {
 #[test]
 fn the_secret_used_by_these_properties_is_a_real_one() {
     // Guard against a vacuous suite: the fixed key does verify its own tokens.
-    let token = mint(&login_secret(), "u1", now_secs() + 60).expect("mints");
+    let token = mint(&login_secret(), "u1", now_secs() + 60);
     assert_eq!(login().verify(&token).as_deref(), Some("u1"));
     assert_eq!(Login::new(&Secret::new(vec![1; 32])).verify(&token), None);
+}
+
+/// A claim value of any JSON type a login service might write (or get wrong).
+fn claim_value(around: u64) -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    prop_oneof![
+        4 => (around - 100_000..around + 100_000).prop_map(|n| json!(n)),
+        1 => any::<i64>().prop_map(|n| json!(n)),
+        1 => (0.0f64..4e9).prop_map(|f| json!(f)),
+        1 => "[0-9a-z]{0,10}".prop_map(|s| json!(s)),
+        1 => Just(json!(null)),
+        1 => Just(json!(true)),
+        1 => Just(json!([1])),
+    ]
+}
+
+/// A subject of any JSON type, mostly valid.
+fn subject() -> impl Strategy<Value = serde_json::Value> {
+    use serde_json::json;
+    prop_oneof![
+        6 => admitted_uid().prop_map(|s| json!(s)),
+        2 => any::<i64>().prop_map(|n| json!(n)),
+        1 => any::<u64>().prop_map(|n| json!(n)),
+        1 => (-1e6f64..1e6).prop_map(|f| json!(f)),
+        1 => Just(json!(null)),
+        1 => Just(json!({"id": 1})),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// flashgate reads tokens itself (`admission::jwt`, one pass); the `jsonwebtoken` crate it
+    /// replaced is the reference: for any claims a login service might write — right or wrong
+    /// types, with or without `exp`, `nbf`, `aud` and other claims — signed with the right key
+    /// or another, as HS256 or HS384, both agree on whether the token is a login and on its UID.
+    #[test]
+    fn the_login_check_agrees_with_the_jsonwebtoken_crate(
+        sub in prop::option::of(subject()),
+        exp in prop::option::of(claim_value(now_secs())),
+        nbf in prop::option::of(prop::option::of(now_secs() - 100_000..now_secs() + 100_000)),
+        aud in prop::option::of("[a-z]{1,6}"),
+        right_key in prop::bool::weighted(0.9),
+        hs384 in prop::bool::weighted(0.1),
+    ) {
+        use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        let mut claims = serde_json::Map::new();
+        if let Some(sub) = sub { claims.insert("sub".into(), sub); }
+        if let Some(exp) = exp { claims.insert("exp".into(), exp); }
+        // nbf: absent, or an integer (a malformed nbf is refused here and ignored by the crate).
+        if let Some(Some(nbf)) = nbf { claims.insert("nbf".into(), nbf.into()); }
+        if let Some(aud) = aud { claims.insert("aud".into(), aud.into()); }
+        let key = if right_key { login_secret() } else { other_secret_fixed() };
+        let alg = if hs384 { Algorithm::HS384 } else { Algorithm::HS256 };
+        let token = encode(&Header::new(alg), &claims, &EncodingKey::from_secret(key.bytes()))
+            .expect("signs");
+
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Sub { Text(String), Unsigned(u64), Signed(i64) }
+        #[derive(serde::Deserialize)]
+        struct Claims { sub: Sub }
+        let reference = decode::<Claims>(
+            &token,
+            &DecodingKey::from_secret(login_secret().bytes()),
+            &validation,
+        )
+        .ok()
+        .map(|d| match d.claims.sub {
+            Sub::Text(s) => s,
+            Sub::Unsigned(n) => n.to_string(),
+            Sub::Signed(n) => n.to_string(),
+        })
+        .filter(|uid| flashgate::uid::valid(uid));
+        // An `exp` within a second of now may fall either side of the two clock readings.
+        if let Some(e) = claims.get("exp").and_then(|e| e.as_u64()) {
+            prop_assume!(e.abs_diff(now_secs().saturating_sub(5)) > 2);
+        }
+        if let Some(n) = claims.get("nbf").and_then(|n| n.as_u64()) {
+            prop_assume!(n.abs_diff(now_secs() + 5) > 2);
+        }
+        prop_assert_eq!(login().verify(&token), reference, "claims {:?}", claims);
+    }
+}
+
+fn other_secret_fixed() -> Secret {
+    Secret::new(b"another-login-secret-another-login-secret".to_vec())
 }
