@@ -210,10 +210,7 @@ pub fn queue_ticket_mac(
         &numbers,
         kind,
     );
-    let full = m.finalize().into_bytes();
-    let mut out = [0u8; QUEUE_MAC_BYTES];
-    out.copy_from_slice(&full[..QUEUE_MAC_BYTES]);
-    out
+    truncated(m)
 }
 
 /// The MAC of a waiting-room pass (see the module docs).
@@ -235,6 +232,11 @@ pub fn queue_pass_mac(
         &numbers,
         kind,
     );
+    truncated(m)
+}
+
+/// The first [`QUEUE_MAC_BYTES`] of `m`'s MAC.
+fn truncated(m: HmacSha256) -> [u8; QUEUE_MAC_BYTES] {
     let full = m.finalize().into_bytes();
     let mut out = [0u8; QUEUE_MAC_BYTES];
     out.copy_from_slice(&full[..QUEUE_MAC_BYTES]);

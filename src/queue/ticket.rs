@@ -97,6 +97,38 @@ fn mac_matches(expected: &[u8; QUEUE_MAC_BYTES], given: &str) -> bool {
 }
 
 impl Signer {
+    /// The MAC a ticket for `uid`'s `ticket` carries.
+    fn ticket_mac(&self, uid: &str, ticket: &Ticket) -> [u8; QUEUE_MAC_BYTES] {
+        let Ticket {
+            epoch,
+            place,
+            joined_ms,
+        } = *ticket;
+        queue_ticket_mac(
+            &self.edge,
+            uid,
+            self.product,
+            epoch,
+            place.kind.tag(),
+            place.number,
+            joined_ms,
+            self.starts_at_ms,
+        )
+    }
+
+    /// The MAC a pass for `uid`'s `place`, good until `expires_ms`, carries.
+    fn pass_mac(&self, uid: &str, place: Place, expires_ms: u64) -> [u8; QUEUE_MAC_BYTES] {
+        queue_pass_mac(
+            &self.edge,
+            uid,
+            self.product,
+            place.kind.tag(),
+            place.number,
+            self.starts_at_ms,
+            expires_ms,
+        )
+    }
+
     /// The signer of `product`'s sale starting at `starts_at_ms`.
     pub fn new(edge: &Secret, product: u64, starts_at_ms: u64) -> Self {
         Signer {
@@ -108,21 +140,12 @@ impl Signer {
 
     /// The ticket of `uid`'s place.
     pub fn ticket(&self, uid: &str, ticket: &Ticket) -> String {
+        let mac = self.ticket_mac(uid, ticket);
         let Ticket {
             epoch,
             place,
             joined_ms,
         } = *ticket;
-        let mac = queue_ticket_mac(
-            &self.edge,
-            uid,
-            self.product,
-            epoch,
-            place.kind.tag(),
-            place.number,
-            joined_ms,
-            self.starts_at_ms,
-        );
         format!("{epoch}.{}.{joined_ms}.{}", place.text(), hex::encode(mac))
     }
 
@@ -136,34 +159,17 @@ impl Signer {
         if parts.next().is_some() {
             return None;
         }
-        let expected = queue_ticket_mac(
-            &self.edge,
-            uid,
-            self.product,
-            epoch,
-            place.kind.tag(),
-            place.number,
-            joined_ms,
-            self.starts_at_ms,
-        );
-        mac_matches(&expected, mac).then_some(Ticket {
+        let ticket = Ticket {
             epoch,
             place,
             joined_ms,
-        })
+        };
+        mac_matches(&self.ticket_mac(uid, &ticket), mac).then_some(ticket)
     }
 
     /// The pass of `uid`'s `place`, good until `expires_ms`.
     pub fn pass(&self, uid: &str, place: Place, expires_ms: u64) -> String {
-        let mac = queue_pass_mac(
-            &self.edge,
-            uid,
-            self.product,
-            place.kind.tag(),
-            place.number,
-            self.starts_at_ms,
-            expires_ms,
-        );
+        let mac = self.pass_mac(uid, place, expires_ms);
         format!("{}.{expires_ms}.{}", place.text(), hex::encode(mac))
     }
 
@@ -176,16 +182,8 @@ impl Signer {
         if parts.next().is_some() || expires_ms <= now_ms {
             return None;
         }
-        let expected = queue_pass_mac(
-            &self.edge,
-            uid,
-            self.product,
-            place.kind.tag(),
-            place.number,
-            self.starts_at_ms,
-            expires_ms,
-        );
-        mac_matches(&expected, mac).then_some(Pass { place, expires_ms })
+        mac_matches(&self.pass_mac(uid, place, expires_ms), mac)
+            .then_some(Pass { place, expires_ms })
     }
 }
 
