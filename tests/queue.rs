@@ -15,7 +15,10 @@ use serde_json::Value;
 const PRODUCT: u64 = 42;
 
 /// A sale of `stock` units starting `starts_in` seconds from now with a `queue:` of `queue`
-/// (YAML flow mapping body), and a plain sale of product 43.
+/// (YAML flow mapping body), and a plain sale of product 43. A test that joins before the start
+/// writes it [`AHEAD`] and moves it near ([`start_in`]) once its edges run: the start is then
+/// relative to the edges' readiness, not to when the file was written. (Moving it once visitors
+/// hold tickets would void them: a ticket is signed for its sale's start.)
 fn sales(stock: u64, starts_in: i64, queue: &str) -> String {
     format!(
         "  - {{ product: {PRODUCT}, stock: {stock}, starts_at: '{}', ends_at: '{}', queue: {{ {queue} }} }}\n\
@@ -26,6 +29,9 @@ fn sales(stock: u64, starts_in: i64, queue: &str) -> String {
         at(3600),
     )
 }
+
+/// Far enough ahead that no test reaches it by itself.
+const AHEAD: i64 = 300;
 
 const LIMITS: &str = "  - { name: per-uid, key: uid, requests: 1000, per: 1s }";
 
@@ -122,7 +128,7 @@ fn setup<'a>(origin: std::net::SocketAddr, store: &'a str, sales: &'a str) -> Se
 }
 
 async fn wait_for_start(edge: &Edge) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while edge.buy_path(PRODUCT).await.is_none() {
         assert!(Instant::now() < deadline, "the sale never opened");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -134,10 +140,11 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
     let origin = origin_declining("u1", Duration::from_millis(1500)).await;
     let sales = sales(
         1,
-        4,
+        AHEAD,
         "admit_per_second: 10, pass_ttl: 2s, stock_multiple: 1",
     );
     let edge = edge(setup(origin, "{ kind: memory }", &sales)).await;
+    start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
     let c = reqwest::Client::new();
     let base = &edge.base;
 
@@ -294,8 +301,9 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn visitors_are_let_through_at_the_configured_pace() {
     let origin = Origin::start().await;
-    let sales = sales(100, 4, "admit_per_second: 5, pass_ttl: 1m");
+    let sales = sales(100, AHEAD, "admit_per_second: 5, pass_ttl: 1m");
     let edge = edge(setup(origin.addr, "{ kind: memory }", &sales)).await;
+    start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
     let c = reqwest::Client::new();
     let base = &edge.base;
     let mut tickets = Vec::new();
@@ -362,12 +370,13 @@ async fn two_edges_on_one_redis_share_one_queue() {
     let store = format!("{{ kind: redis, url: '{}' }}", redis.url());
     let sales = sales(
         3,
-        5,
+        AHEAD,
         "admit_per_second: 20, pass_ttl: 3s, stock_multiple: 1",
     );
     let a = edge_on("127.0.0.1", setup(origin.addr, &store, &sales), "", "").await;
     let b = edge_on("127.0.0.2", setup(origin.addr, &store, &sales), "", "").await;
     let edges = [&a, &b];
+    start_in(&edges, PRODUCT, Duration::from_secs(6)).await;
     let c = reqwest::Client::new();
 
     // Twelve join at once, half on each edge: twelve different places.
@@ -520,10 +529,12 @@ async fn storm_queue_five_thousand_users_one_hundred_units() {
     let origin = Origin::start().await;
     let sales = sales(
         100,
-        15,
+        AHEAD,
         "mode: shuffle, prequeue: 1m, admit_per_second: 200, pass_ttl: 1m, stock_multiple: 2",
     );
     let edge = edge(setup(origin.addr, "{ kind: memory }", &sales)).await;
+    // 5,000 joins take about 3 s in a debug build on an idle 2-core machine.
+    start_in(&[&edge], PRODUCT, Duration::from_secs(30)).await;
     let json = edge.dir.path().join("storm.json");
     let started = Instant::now();
     let out = flashgate(&[
@@ -540,7 +551,7 @@ async fn storm_queue_five_thousand_users_one_hundred_units() {
         "--duration",
         "40s",
         "--wait",
-        "30s",
+        "2m",
         "--json",
         &json.to_string_lossy(),
     ]);
@@ -602,10 +613,11 @@ async fn a_queue_on_a_redis_cluster_lets_through_in_order_and_sells_the_stock() 
     );
     let sales = sales(
         2,
-        4,
+        AHEAD,
         "admit_per_second: 10, pass_ttl: 30s, stock_multiple: 1",
     );
     let edge = edge(setup(origin.addr, &store, &sales)).await;
+    start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
     let c = reqwest::Client::new();
     let mut tickets = Vec::new();
     for i in 0..5 {

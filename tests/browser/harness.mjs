@@ -67,12 +67,16 @@ export async function startOrigin() {
 export const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "Z");
 
 /** Start `flashgate run` with one sale (product 42; `show` adds fields to it, e.g. title, and
- * `moreSales` adds YAML lines under `sales:`); resolves once both listeners answer. */
-export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], lengthMs = 3600_000, staticDir = path.join(ROOT, "static") }) {
+ * `moreSales` adds YAML lines under `sales:`); resolves once both listeners answer.
+ *
+ * A test that watches the start passes no `startsAtMs`: the sale is written an hour ahead, and
+ * the test calls `edge.schedule(inMs)` once its browser and page are ready, so the time it has
+ * before the start is its own, however long the machine took to start everything. */
+export async function startEdge({ originPort, startsAtMs = Date.now() + 3600_000, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], lengthMs = 3600_000, staticDir = path.join(ROOT, "static") }) {
   const [listen, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
   const config = path.join(dir, "flashgate.yaml");
-  fs.writeFileSync(config, [
+  const write = (startsAtMs) => fs.writeFileSync(config, [
     `listen: 127.0.0.1:${listen}`,
     `admin_listen: 127.0.0.1:${admin}`,
     "threads: 1",
@@ -89,6 +93,7 @@ export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "
     `captcha: { difficulty: ${difficulty}, max_difficulty: ${difficulty + 4} }`,
     "",
   ].join("\n"));
+  write(startsAtMs);
   const log = fs.openSync(path.join(dir, "edge.log"), "w");
   const child = spawn(binary(), ["run", "--config", config], {
     env: { ...process.env, FLASHGATE_LOGIN_SECRET: LOGIN_SECRET, FLASHGATE_EDGE_SECRET: EDGE_SECRET, RUST_LOG: "warn" },
@@ -107,9 +112,32 @@ export async function startEdge({ originPort, startsAtMs, stock = 5, captcha = "
     if (Date.now() > deadline) throw new Error("flashgate did not start");
     await new Promise((r) => setTimeout(r, 50));
   }
+  const metrics = `http://127.0.0.1:${admin}/metrics`;
+  const reloads = async () => {
+    const page = await (await fetch(metrics)).text();
+    const count = (result) => Number((new RegExp(`^flashgate_reloads_total\\{result="${result}"\\} (\\d+)`, "m").exec(page) || [0, 0])[1]);
+    return { ok: count("ok"), refused: count("refused") };
+  };
   return {
     base,
-    metrics: `http://127.0.0.1:${admin}/metrics`,
+    metrics,
+    startsAtMs,
+    /** Move the sale to start `inMs` from now (whole seconds, as the file holds them): rewrite
+     * the file and reload it (SIGHUP); resolves with the new start once the edge runs it. */
+    async schedule(inMs) {
+      const before = await reloads();
+      this.startsAtMs = Math.ceil((Date.now() + inMs) / 1000) * 1000;
+      write(this.startsAtMs);
+      child.kill("SIGHUP");
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const now = await reloads();
+        if (now.ok > before.ok) return this.startsAtMs;
+        if (now.refused > before.refused) throw new Error("reload refused: " + fs.readFileSync(path.join(dir, "edge.log"), "utf8"));
+        if (Date.now() > deadline) throw new Error("no reload: " + fs.readFileSync(path.join(dir, "edge.log"), "utf8"));
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
     stop() {
       child.kill("SIGKILL");
       fs.rmSync(dir, { recursive: true, force: true });

@@ -24,11 +24,8 @@ const AHEAD = 4;
 test("a shopper joins the queue before the start, moves up, is let through and buys", { timeout: 120_000 }, async (t) => {
   fs.mkdirSync(SHOTS, { recursive: true });
   const origin = await startOrigin();
-  // Whole seconds, as the config writes them; time to join before the start.
-  const startsAtMs = Math.ceil((Date.now() + 12_000) / 1000) * 1000;
   const edge = await startEdge({
     originPort: origin.port,
-    startsAtMs,
     stock: 20,
     captcha: "pow",
     difficulty: 10,
@@ -41,6 +38,8 @@ test("a shopper joins the queue before the start, moves up, is let through and b
     await origin.close();
   });
 
+  // Everything runs: the sale starts with time to join before it.
+  const startsAtMs = await edge.schedule(12_000);
   // The sale says it is queued, and from when joining is open.
   const info = await (await fetch(`${edge.base}/api/sale?product=42`)).json();
   assert.deepEqual(info.queue, { mode: "fifo", opens_at_ms: startsAtMs - 60_000, admit_per_second: 1, pass_ttl_s: 120 });
@@ -146,13 +145,9 @@ test("the queue says plainly when it is not open yet, sold out, and over", { tim
   fs.mkdirSync(SHOTS, { recursive: true });
   const origin = await startOrigin();
   // Joining opens 4 s before the start; the sale lasts 8 s; one unit.
-  const startsAtMs = Math.ceil((Date.now() + 9_000) / 1000) * 1000;
-  const opensAtMs = startsAtMs - 4_000;
-  const endsAtMs = startsAtMs + 8_000;
   const edge = await startEdge({
     originPort: origin.port,
-    startsAtMs,
-    lengthMs: endsAtMs - startsAtMs,
+    lengthMs: 8_000,
     stock: 1,
     captcha: "none",
     show: "queue: { mode: fifo, prequeue: 4s, admit_per_second: 1 }",
@@ -168,6 +163,10 @@ test("the queue says plainly when it is not open yet, sold out, and over", { tim
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
+  // Everything runs: the pre-queue opens 5 s from now.
+  const startsAtMs = await edge.schedule(9_000);
+  const opensAtMs = startsAtMs - 4_000;
+  const endsAtMs = startsAtMs + 8_000;
   await page.goto(`${edge.base}/?product=42`);
   const join = page.locator("#join");
   const status = page.locator("#queue-status");

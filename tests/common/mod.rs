@@ -264,6 +264,49 @@ impl Edge {
         std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
     }
 
+    /// Reload the edge's configuration file (SIGHUP) and return once it runs the new one: the
+    /// reload counter moved. Panics with the log if the file was refused or nothing happened
+    /// within 60 s (a reload recompresses the page's assets: seconds on a loaded machine).
+    pub async fn reload(&self) {
+        let count = |page: &str, result: &str| {
+            sample(
+                page,
+                &format!("flashgate_reloads_total{{result=\"{result}\"}}"),
+            )
+            .unwrap_or(0.0)
+        };
+        let before = self.metrics().await;
+        let (ok, refused) = (count(&before, "ok"), count(&before, "refused"));
+        let hup = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(hup.success(), "kill -HUP {}", self.pid());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let page = self.metrics().await;
+            if count(&page, "ok") > ok {
+                return;
+            }
+            assert!(
+                count(&page, "refused") == refused,
+                "the reload was refused; log:\n{}",
+                self.log()
+            );
+            assert!(Instant::now() < deadline, "no reload; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Move `product`'s sale to start at `starts_at` (RFC 3339): rewrite its `starts_at` in the
+    /// configuration file and [`Edge::reload`]. See [`start_in`].
+    pub async fn reschedule(&self, product: u64, starts_at: &str) {
+        let path = self.dir.path().join("flashgate.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, with_start(&yaml, product, starts_at)).unwrap();
+        self.reload().await;
+    }
+
     /// The buy path `button.js` reveals for `product` (None while the sale is not open).
     pub async fn buy_path(&self, product: u64) -> Option<String> {
         let script = reqwest::get(format!("{}/sale/{product}/button.js", self.base))
@@ -430,6 +473,55 @@ pub async fn edge_on(host: &str, setup: Setup<'_>, origin_keys: &str, extra: &st
         );
     }
     Edge::start(&yaml, dir, host, listen, admin).await
+}
+
+/// Start `product`'s sale on every edge of `edges` `lead` from now, once they are all running:
+/// the test's time before the start is then its own, however long the machine took to start
+/// the edges. Each edge's file is rewritten and reloaded ([`Edge::reschedule`]); if the reloads
+/// left less than half of `lead`, it is done again further ahead. Returns the start.
+pub async fn start_in(edges: &[&Edge], product: u64, lead: Duration) -> SystemTime {
+    let mut lead = lead;
+    loop {
+        // Whole seconds, as the file holds them.
+        let secs = now_secs() + lead.as_secs().max(1);
+        let starts = UNIX_EPOCH + Duration::from_secs(secs);
+        let text = humantime::format_rfc3339_seconds(starts).to_string();
+        for edge in edges {
+            edge.reschedule(product, &text).await;
+        }
+        let left = starts.duration_since(SystemTime::now()).unwrap_or_default();
+        if left >= lead / 2 {
+            return starts;
+        }
+        eprintln!(
+            "the reloads took {:?}: moving the start further ahead",
+            lead - left
+        );
+        lead *= 2;
+    }
+}
+
+/// `yaml` with the `starts_at` of `product`'s sale (a one-line flow mapping under `sales:`, as
+/// every test writes them) replaced by `starts_at`.
+pub fn with_start(yaml: &str, product: u64, starts_at: &str) -> String {
+    let key = format!("product: {product},");
+    let mut found = false;
+    let lines: Vec<String> = yaml
+        .lines()
+        .map(|line| {
+            let Some(at) = line.find("starts_at: ").filter(|_| line.contains(&key)) else {
+                return line.to_string();
+            };
+            let value = at + "starts_at: ".len();
+            let end = line[value..]
+                .find(',')
+                .map_or(line.len(), |comma| value + comma);
+            found = true;
+            format!("{}'{starts_at}'{}", &line[..value], &line[end..])
+        })
+        .collect();
+    assert!(found, "no sale of product {product} in:\n{yaml}");
+    lines.join("\n") + "\n"
 }
 
 /// Run the flashgate binary with the test secrets.
