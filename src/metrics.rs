@@ -24,18 +24,21 @@ pub enum Route {
     Challenge,
     /// `/api/queue` and `/api/queue/draw`: the waiting room.
     Queue,
+    /// `GET /api/buy/status`: whether a pending buy won.
+    BuyStatus,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 6] = [
+    pub const ALL: [Route; 7] = [
         Route::Static,
         Route::Button,
         Route::Buy,
         Route::Challenge,
         Route::Queue,
+        Route::BuyStatus,
         Route::Other,
     ];
 
@@ -47,6 +50,7 @@ impl Route {
             Route::Buy => "buy",
             Route::Challenge => "challenge",
             Route::Queue => "queue",
+            Route::BuyStatus => "buy_status",
             Route::Other => "other",
         }
     }
@@ -171,6 +175,8 @@ pub struct Settled {
     pub kept: IntCounter,
     /// The origin holds none (never reached, a 4xx, or `404` to the question): back on sale.
     pub returned: IntCounter,
+    /// The origin answered `410`, its stock spent: the unit left the sale, not back on sale.
+    pub discarded: IntCounter,
     /// The outcome is unknown: left to the ledger consumer (Redis) or queued to ask (embedded).
     pub deferred: IntCounter,
     /// The settlement question got no definite answer and will be asked again.
@@ -251,8 +257,9 @@ impl Metrics {
         let settled = IntCounterVec::new(
             Opts::new(
                 "flashgate_settlements_total",
-                "Units whose forward ended, by what became of them: kept, returned, deferred \
-                 (outcome unknown, settled later), retried (the origin gave no answer yet).",
+                "Units whose forward ended, by what became of them: kept, returned, discarded \
+                 (the origin answered 410: its stock is spent), deferred (outcome unknown, \
+                 settled later), retried (the origin gave no answer yet).",
             ),
             &["result"],
         )?;
@@ -310,6 +317,7 @@ impl Metrics {
             settled: Settled {
                 kept: settled.with_label_values(&["kept"]),
                 returned: settled.with_label_values(&["returned"]),
+                discarded: settled.with_label_values(&["discarded"]),
                 deferred: settled.with_label_values(&["deferred"]),
                 retried: settled.with_label_values(&["retried"]),
             },

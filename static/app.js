@@ -6,7 +6,9 @@
 // What is on sale (title, price, image) comes once from /api/sale and is set with textContent
 // and a checked image URL. A queued sale (its /api/sale says `queue`) first shows "Join the
 // queue" (queue.js), the place and the wait; the buy button appears once admitted and the buy
-// carries X-Queue-Pass.
+// carries X-Queue-Pass. A buy answered `202 pending` (the shop was reached but gave no
+// answer: the order may exist) says so, keeps the button disabled, and asks the status URL the
+// answer names until it says won or not_won.
 (function () {
   "use strict";
   var COOLDOWN_MS = 5000;
@@ -28,7 +30,7 @@
   tokenInput.value = localStorage.getItem("fg_token") || "";
   tokenInput.addEventListener("change", function () { localStorage.setItem("fg_token", tokenInput.value.trim()); });
 
-  var state = null, skew = null, busy = false, coolUntil = 0;
+  var state = null, skew = null, busy = false, coolUntil = 0, confirming = false;
   var messages = {
     won: "You got one! Finish your order.",
     duplicate: "You already have one — one per customer.",
@@ -44,11 +46,13 @@
     origin_unavailable: "Busy right now — try again in a moment.",
     captcha_unavailable: "This sale needs the shop's captcha, which is not set up on this page.",
     queue_required: "Your turn in the queue has passed — join the queue again.",
-    network: "Network trouble — check your connection and try again."
+    network: "Network trouble — check your connection and try again.",
+    pending: "Your order is being confirmed — please don't buy again; the answer will show here.",
+    not_won: "Your order did not go through — the unit went back on sale. You may try again."
   };
 
   function show(outcome, text) {
-    var kind = outcome === "won" ? "won" : outcome === "rate_limited" ? "wait" : outcome ? "lost" : "";
+    var kind = outcome === "won" ? "won" : outcome === "rate_limited" || outcome === "pending" ? "wait" : outcome ? "lost" : "";
     message.textContent = text;
     message.className = "message " + kind;
     message.setAttribute("data-outcome", outcome || "");
@@ -89,8 +93,8 @@
     }
     countdown.textContent = "On sale now";
     var wait = Math.ceil((coolUntil - Date.now()) / 1000);
-    button.disabled = busy || wait > 0;
-    button.textContent = busy ? "Working…" : wait > 0 ? "Buy now (" + wait + ")" : "Buy now";
+    button.disabled = busy || confirming || wait > 0;
+    button.textContent = confirming ? "Confirming…" : busy ? "Working…" : wait > 0 ? "Buy now (" + wait + ")" : "Buy now";
   }
 
   window.addEventListener("flashgate:sale", function (e) {
@@ -268,7 +272,39 @@
     return Promise.resolve(null);
   }
 
+  // After `202 pending`: ask the status URL (only the edge's own route) until it knows.
+  function confirm(url, waitMs) {
+    confirming = true;
+    render();
+    setTimeout(function () {
+      fetch(url, { headers: authHeaders(), credentials: "same-origin", cache: "no-store" })
+        .then(function (r) {
+          return r.json().catch(function () { return {}; }).then(function (body) {
+            if (r.ok && (body.outcome === "won" || body.outcome === "not_won")) {
+              confirming = false;
+              if (body.outcome === "won" && queue) queue.stop();
+              var text = messages[body.outcome];
+              if (body.outcome === "won" && body.reservation) text += " Order " + body.reservation + ".";
+              show(body.outcome, text);
+              render();
+              return;
+            }
+            var next = parseInt(body.poll_after_s || (r.headers.get("Retry-After")), 10) || 2;
+            confirm(url, Math.min(next, 30) * 1000);
+          });
+        })
+        .catch(function () { confirm(url, 4000); });
+    }, waitMs);
+  }
+
   function answer(outcome, response, body) {
+    if (outcome === "pending") {
+      show(outcome, messages.pending);
+      var url = body && typeof body.status === "string" && body.status.indexOf("/api/buy/status?") === 0
+        ? body.status : "/api/buy/status?product=" + encodeURIComponent(product);
+      confirm(url, (parseInt(body && body.poll_after_s, 10) || 2) * 1000);
+      return;
+    }
     if (outcome === "rate_limited") {
       var retry = parseInt(response && response.headers.get("Retry-After"), 10) || 5;
       coolUntil = Math.max(coolUntil, Date.now() + retry * 1000);
@@ -298,7 +334,7 @@
       })
       .then(function (r) {
         return r.json().catch(function () { return {}; }).then(function (body) {
-          var outcome = r.ok ? "won" : (body.outcome || "error");
+          var outcome = r.status === 202 && body.outcome === "pending" ? "pending" : r.ok ? "won" : (body.outcome || "error");
           if (queue && outcome === "queue_required") queue.forget();
           if (queue && (outcome === "won" || outcome === "duplicate" || outcome === "sold_out")) queue.stop();
           answer(outcome, r, body);

@@ -3,14 +3,15 @@
 //! one fault:
 //!
 //! - Redis SIGKILLed and restarted from its append-only file;
-//! - the order backend SIGKILLed and restarted;
+//! - the order backend SIGKILLed and restarted, and hung (SIGSTOP) for 20 s;
 //! - the database unavailable for 40 s: SQLite's write lock held by another process, and
 //!   PostgreSQL cut by a TCP proxy the test starts (never by touching the machine's server);
 //! - `flashgate stock load --force` run while reservations are unsettled, and a restock to
 //!   more units in the middle of the sale.
 //!
 //! After each ([`judge`]): every answer the crowd got was a sale's answer, and every error
-//! answer a 503 with `Retry-After`; within a bounded time every reserved unit is sold with an
+//! answer a 503 or a `202 pending` with `Retry-After`; whoever holds an order was told `won` or
+//! `pending`, and the status URL tells everyone told `pending` what the database holds; within a bounded time every reserved unit is sold with an
 //! order or back on sale — the database's active orders are exactly Redis's buyers, and units
 //! left plus units sold are the stock; no user holds two, nothing is oversold, every winner a
 //! client saw has an order, nothing is dead-lettered, and the whole stock sold (no undersell).
@@ -105,6 +106,7 @@ async fn judge(
     };
     judge::sale(&sale, answers, || stand.orders.log()).await;
     judge::answers(answers, fault_seen);
+    judge::told_the_truth(&stand.edge.base, stand.product, answers, database_url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -133,6 +135,25 @@ async fn order_backend_sigkilled_and_restarted_mid_storm() {
     stand.orders.restart().await;
     let answers = crowd.finish().await;
     judge(&stand, &db.url(), 120, &answers, true).await;
+}
+
+/// Issue 21: the order backend hangs (SIGSTOP) for 20 s in the middle of the sale. Forwards
+/// reach it and time out, so nobody knows whether they made an order — and they do, once it
+/// runs again, or its ledger consumer does. Before, those buyers were told
+/// `503 origin_unavailable` (try again) while they held orders, and their retries got
+/// `409 duplicate`; now each is told `202 pending` and the status URL says won or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn order_backend_hung_mid_storm_every_buyer_learns_the_truth() {
+    let db = Database::postgres();
+    let stand = stand(&db.url(), 106, 150).await;
+    let url = stand.edge.buy_url(106).await;
+    let crowd = Crowd::start(&url, "h", pace(400, 10.0, Duration::from_secs(40)));
+    until(&crowd, Duration::from_secs(5)).await;
+    stand.orders.pause();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    stand.orders.resume();
+    let answers = crowd.finish().await;
+    judge(&stand, &db.url(), 150, &answers, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,6 +33,10 @@ pub enum Outcome {
     StoreUnavailable,
     /// The origin cannot be reached.
     OriginUnavailable,
+    /// A unit is reserved and its forward reached the origin, which gave no definite answer
+    /// (a `5xx`, a dropped connection, a timeout): the order may exist. `202` with the URL
+    /// that tells the buyer, once it is settled, whether they won.
+    Pending,
     /// Static page, button script or other non-buy answer served.
     Served,
     /// Conditional request answered 304.
@@ -56,7 +60,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, for pre-registering metrics.
-    pub const ALL: [Outcome; 23] = [
+    pub const ALL: [Outcome; 24] = [
         Outcome::Won,
         Outcome::LoginRequired,
         Outcome::Blacklisted,
@@ -71,6 +75,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::StoreUnavailable,
         Outcome::OriginUnavailable,
+        Outcome::Pending,
         Outcome::Served,
         Outcome::NotModified,
         Outcome::NotFound,
@@ -99,6 +104,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::StoreUnavailable => "store_unavailable",
             Outcome::OriginUnavailable => "origin_unavailable",
+            Outcome::Pending => "pending",
             Outcome::Served => "served",
             Outcome::NotModified => "not_modified",
             Outcome::NotFound => "not_found",
@@ -116,6 +122,7 @@ impl Outcome {
     pub const fn status(self) -> u16 {
         match self {
             Outcome::Won | Outcome::Served => 200,
+            Outcome::Pending => 202,
             Outcome::NotModified => 304,
             Outcome::LoginRequired => 401,
             Outcome::Blacklisted
@@ -155,6 +162,7 @@ impl Outcome {
             Outcome::RateLimited => br#"{"outcome":"rate_limited"}"#,
             Outcome::StoreUnavailable => br#"{"outcome":"store_unavailable"}"#,
             Outcome::OriginUnavailable => br#"{"outcome":"origin_unavailable"}"#,
+            Outcome::Pending => br#"{"outcome":"pending"}"#,
             Outcome::Served => br#"{"outcome":"served"}"#,
             Outcome::NotModified => br#"{"outcome":"not_modified"}"#,
             Outcome::NotFound => br#"{"outcome":"not_found"}"#,

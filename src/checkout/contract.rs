@@ -6,8 +6,9 @@
 //! |---|---|---|
 //! | no attempt reached the origin (every connect failed) | no order | returned now |
 //! | a `2xx` answer | order made | kept (the origin owns it: its payment timeout returns it) |
-//! | a `4xx` answer | no order, and none will be made from this request | returned now |
-//! | a `5xx` (or other) answer, or an attempt that connected and then failed or timed out | unknown | settled later |
+//! | a `410` answer | no order: the origin's stock is spent, this unit does not exist there | discarded now (not back on sale), the sale's sold-out hint set |
+//! | another `4xx` answer | no order, and none will be made from this request | returned now |
+//! | a `5xx` (or other) answer, or an attempt that connected and then failed or timed out | unknown | settled later; the buyer is told `202 pending` |
 //!
 //! Once any attempt of a forward reached the origin the edge never frees that unit by itself:
 //! the origin may hold its order. An unknown outcome is settled by whoever can know
@@ -37,6 +38,9 @@ pub enum Settlement {
     Keep,
     /// The origin holds no order: the unit goes back on sale now.
     Return,
+    /// The origin holds no order and has no unit for it (its stock is spent): the unit leaves
+    /// the sale for good, and the sale is taken as sold out.
+    Discard,
     /// Nobody knows yet: leave the unit held until the origin can tell.
     Ask,
 }
@@ -58,6 +62,7 @@ pub fn settlement(forwarded: Forwarded) -> Settlement {
     match forwarded {
         Forwarded::Unreached => Settlement::Return,
         Forwarded::Answered(200..=299) => Settlement::Keep,
+        Forwarded::Answered(410) => Settlement::Discard,
         Forwarded::Answered(400..=499) => Settlement::Return,
         Forwarded::Answered(_) | Forwarded::Failed => Settlement::Ask,
     }
@@ -100,6 +105,7 @@ mod tests {
             (Answered(400), Return),
             (Answered(401), Return),
             (Answered(409), Return),
+            (Answered(410), Discard),
             (Answered(429), Return),
             (Answered(499), Return),
             (Answered(500), Ask),

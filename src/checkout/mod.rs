@@ -38,7 +38,7 @@ use crate::config::{Config, ConfigError};
 use crate::logging::SharedThrottle;
 use crate::metrics::Metrics;
 use crate::stock::single_use::SingleUse;
-use crate::stock::{Reservation, Reserve, StockStore};
+use crate::stock::{Holding, Reservation, Reserve, StockStore, StoreError};
 
 pub use contract::Forwarded;
 pub use sale::Sale;
@@ -239,6 +239,18 @@ impl Checkout {
     /// Where stock lives.
     pub fn store(&self) -> &Arc<dyn StockStore> {
         &self.store
+    }
+
+    /// What `uid` holds of `sale`: whether a buy that ended `pending` won. Failures are
+    /// reported like a reserve's (throttled) and passed on.
+    pub async fn holding(&self, sale: &Sale, uid: &str) -> Result<Holding, StoreError> {
+        let held = self.store.holding(&sale.keys, uid).await;
+        if let Err(e) = &held {
+            if let Some(more) = self.store_failures.admit() {
+                tracing::error!(product = sale.keys.product, "buy status: the store failed ({more} more failures since the last report): {e}");
+            }
+        }
+        held
     }
 
     /// Decide a buy: answer it at the edge, or reserve a unit and forward it.

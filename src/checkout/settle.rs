@@ -113,6 +113,7 @@ impl Checkout {
                 self.give_back(&reservation, "the origin holds no order")
                     .await
             }
+            Settlement::Discard => self.discard(&reservation).await,
             Settlement::Ask => {
                 self.metrics.settled.deferred.inc();
                 match self.store.settled_by() {
@@ -188,6 +189,31 @@ impl Checkout {
         if let Err(e) = self.store.keep(&sale.keys, reservation).await {
             // Not fatal: the reservation stays held and is asked about again after a restart.
             tracing::error!(reservation = %reservation.id, "recording a kept unit failed: {e}");
+        }
+    }
+
+    /// The origin's stock is spent: the unit leaves the sale (it is not put back on sale, where
+    /// the next buyer would only be refused in turn), and every edge request of the sale is
+    /// answered `sold_out` for the sold-out hint's time without asking the store.
+    async fn discard(&self, reservation: &Reservation) {
+        let Some(sale) = self.sales.get(&reservation.product) else {
+            return;
+        };
+        sale.gate.mark_sold_out(now_ms());
+        match self.store.discard(&sale.keys, reservation).await {
+            Ok(discarded) => {
+                if discarded {
+                    self.metrics.settled.discarded.inc();
+                }
+                tracing::warn!(
+                    reservation = %reservation.id, discarded,
+                    "the origin is sold out (410): the unit leaves the sale, not back on sale"
+                );
+            }
+            Err(e) => tracing::error!(
+                reservation = %reservation.id,
+                "the origin is sold out (410), but discarding the unit failed: {e}; it stays held"
+            ),
         }
     }
 

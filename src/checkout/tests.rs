@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, Environment};
 use crate::stock::memory::MemoryStore;
 use crate::stock::single_use::MemorySingleUse;
-use crate::stock::{SaleKeys, SaleStock, SettledBy, StoreError};
+use crate::stock::{Holding, SaleKeys, SaleStock, SettledBy, StoreError};
 
 const LOGIN: &str = "unit-login-secret-0123456789abcdef-0123";
 
@@ -252,6 +252,12 @@ impl StockStore for Wrapped {
     }
     async fn release(&self, sale: &SaleKeys, r: &Reservation) -> Result<bool, StoreError> {
         self.inner.release(sale, r).await
+    }
+    async fn discard(&self, sale: &SaleKeys, r: &Reservation) -> Result<bool, StoreError> {
+        self.inner.discard(sale, r).await
+    }
+    async fn holding(&self, sale: &SaleKeys, uid: &str) -> Result<Holding, StoreError> {
+        self.inner.holding(sale, uid).await
     }
     async fn keep(&self, sale: &SaleKeys, r: &Reservation) -> Result<(), StoreError> {
         self.inner.keep(sale, r).await

@@ -23,6 +23,8 @@ pub enum Route<'a> {
     Queue(bool),
     /// `GET /api/queue/draw?product=ID`: the shuffle's published draw.
     QueueDraw,
+    /// `GET /api/buy/status?product=ID`: whether the logged-in user won (after `202 pending`).
+    BuyStatus,
     /// `POST /buy/{product}/{token}`; `product` is None when it is not a number.
     Buy {
         /// The product id, if the segment is a number.
@@ -84,6 +86,13 @@ pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
             Route::Queue(true)
         } else {
             Route::WrongMethod("GET, HEAD, POST")
+        };
+    }
+    if path == "/api/buy/status" {
+        return if readable {
+            Route::BuyStatus
+        } else {
+            Route::WrongMethod("GET, HEAD")
         };
     }
     if path == "/api/queue/draw" {
@@ -171,6 +180,11 @@ mod tests {
             Route::WrongMethod("GET, HEAD, POST")
         );
         assert_eq!(classify(&Method::GET, "/api/queue/draw"), Route::QueueDraw);
+        assert_eq!(classify(&Method::GET, "/api/buy/status"), Route::BuyStatus);
+        assert_eq!(
+            classify(&Method::POST, "/api/buy/status"),
+            Route::WrongMethod("GET, HEAD")
+        );
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),
             Route::WrongMethod("GET, HEAD")

@@ -95,6 +95,9 @@ pub enum Record {
         product: u64,
         /// Its configured stock.
         stock: u64,
+        /// Units discarded so far ([`Record::Discard`]), carried by a snapshot.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        discarded: u64,
     },
     /// A unit of `product` taken by `uid` as reservation `id`.
     Reserve {
@@ -121,6 +124,18 @@ pub enum Record {
         /// The reservation's id.
         id: String,
     },
+    /// The unit of reservation `id` taken out of the sale for good: the origin has no such
+    /// unit (`StockStore::discard`).
+    Discard {
+        /// The product.
+        product: u64,
+        /// The reservation's id.
+        id: String,
+    },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Why the journal could not be read, opened or written.

@@ -28,7 +28,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::journal::{Appended, Fsync, Journal, Record};
-use super::{Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError};
+use super::{
+    Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
+};
 use crate::clock::now_ms;
 
 /// The unit one user holds.
@@ -41,9 +43,11 @@ struct Holder {
 }
 
 struct SaleState {
-    /// Stock the sale was created with; `remaining + buyers` always equals it.
+    /// Stock the sale was created with; `remaining + buyers + discarded` always equals it.
     configured: u64,
     remaining: u64,
+    /// Units taken out of the sale for good (`StockStore::discard`).
+    discarded: u64,
     /// uid → the unit the user holds.
     buyers: HashMap<Box<str>, Holder>,
     /// Reservations made since the journal was last compacted (all of them without one).
@@ -55,6 +59,7 @@ impl SaleState {
         SaleState {
             configured: stock,
             remaining: stock,
+            discarded: 0,
             buyers: HashMap::new(),
             reservations: 0,
         }
@@ -132,6 +137,7 @@ impl MemoryStore {
             snapshot.push(Record::Sale {
                 product: *product,
                 stock: state.configured,
+                discarded: state.discarded,
             });
             for (uid, holder) in &state.buyers {
                 let id = holder.id.to_string();
@@ -213,10 +219,17 @@ impl Replayed {
         for record in records {
             match record {
                 Record::Start { epoch } => last_epoch = last_epoch.max(epoch),
-                Record::Sale { product, stock } => {
-                    sales
-                        .entry(product)
-                        .or_insert_with(|| SaleState::new(stock));
+                Record::Sale {
+                    product,
+                    stock,
+                    discarded,
+                } => {
+                    sales.entry(product).or_insert_with(|| {
+                        let mut sale = SaleState::new(stock);
+                        sale.discarded = discarded.min(stock);
+                        sale.remaining = stock - sale.discarded;
+                        sale
+                    });
                 }
                 Record::Reserve {
                     product,
@@ -247,6 +260,14 @@ impl Replayed {
                         if let Some(sale) = sales.get_mut(&p).filter(|_| p == product) {
                             sale.buyers.remove(uid.as_str());
                             sale.remaining += 1;
+                        }
+                    }
+                }
+                Record::Discard { product, id } => {
+                    if let Some((p, uid)) = owner.remove(&id) {
+                        if let Some(sale) = sales.get_mut(&p).filter(|_| p == product) {
+                            sale.buyers.remove(uid.as_str());
+                            sale.discarded += 1;
                         }
                     }
                 }
@@ -354,6 +375,45 @@ impl StockStore for MemoryStore {
         };
         written(appended).await?;
         Ok(true)
+    }
+
+    async fn discard(
+        &self,
+        sale: &SaleKeys,
+        reservation: &Reservation,
+    ) -> Result<bool, StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
+            return Ok(false);
+        };
+        self.journal_failure()?;
+        let appended = {
+            let mut state = state.lock();
+            match state.buyers.get(reservation.uid.as_str()) {
+                Some(held) if *held.id == *reservation.id && !held.kept => {
+                    state.buyers.remove(reservation.uid.as_str());
+                    state.discarded += 1;
+                    self.record(|| Record::Discard {
+                        product: sale.product,
+                        id: reservation.id.clone(),
+                    })
+                }
+                _ => return Ok(false),
+            }
+        };
+        written(appended).await?;
+        Ok(true)
+    }
+
+    async fn holding(&self, sale: &SaleKeys, uid: &str) -> Result<Holding, StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
+            return Ok(Holding::Nothing);
+        };
+        let state = state.lock();
+        Ok(match state.buyers.get(uid) {
+            Some(held) if held.kept => Holding::Won(held.id.to_string()),
+            Some(held) => Holding::Pending(held.id.to_string()),
+            None => Holding::Nothing,
+        })
     }
 
     async fn keep(&self, sale: &SaleKeys, reservation: &Reservation) -> Result<(), StoreError> {

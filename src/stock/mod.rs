@@ -100,6 +100,21 @@ pub struct SaleStock {
     pub ledger: u64,
 }
 
+/// What one user holds of one sale, as the store knows it: the answer to "did I win?" for a
+/// buyer whose forward ended without a definite answer (`202 pending`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holding {
+    /// No unit: never reserved, or its forward ended without an order and the unit went back.
+    Nothing,
+    /// A unit is held and nobody knows yet whether an order holds it: its forward is in
+    /// flight, or waits to be settled (the ledger consumer on Redis, the edge asking the
+    /// origin on the embedded store).
+    Pending(String),
+    /// An order holds the unit: on Redis the order backend confirmed it, on the embedded store
+    /// the origin answered `2xx` (or said it holds the order).
+    Won(String),
+}
+
 /// Who settles a reservation whose forward reached the origin and then failed (see
 /// `checkout::contract`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +136,18 @@ pub trait StockStore: Send + Sync + 'static {
     /// knows an order holds it (Redis: confirmed by the order backend).
     async fn release(&self, sale: &SaleKeys, reservation: &Reservation)
         -> Result<bool, StoreError>;
+
+    /// Take the unit of `reservation` out of the sale for good, without putting it back on
+    /// sale: the origin said it has no such unit (`410 sold_out`: its own stock is spent, so
+    /// the store holds a unit that does not exist — after a failover that lost writes, or a
+    /// stock set higher here than at the origin). The buyer no longer holds it. Returns true
+    /// the first time, false when the reservation holds nothing (released, discarded, or
+    /// superseded) or an order holds it (Redis: confirmed by the order backend).
+    async fn discard(&self, sale: &SaleKeys, reservation: &Reservation)
+        -> Result<bool, StoreError>;
+
+    /// What `uid` holds of `sale` ([`Holding`]).
+    async fn holding(&self, sale: &SaleKeys, uid: &str) -> Result<Holding, StoreError>;
 
     /// Record that the origin holds an order for `reservation`: nothing is left to settle.
     async fn keep(&self, sale: &SaleKeys, reservation: &Reservation) -> Result<(), StoreError>;

@@ -47,15 +47,31 @@ export function loginToken(uid, ttlSecs = 3600) {
   return `${head}.${body}.${mac}`;
 }
 
-/** The origin: answers every POST like an order backend and records what it received. */
-export async function startOrigin() {
+/** The origin: answers every POST like an order backend and records what it received. With
+ * `failFirst` it makes the order of the first that many buys but answers them `503` (as a shop
+ * that crashed after its commit would), and answers the edge's settlement question
+ * (`GET /orders/{reservation}`) `200 found` for every order it made. */
+export async function startOrigin({ failFirst = 0 } = {}) {
   const orders = [];
   const server = http.createServer((req, res) => {
     req.resume();
     req.on("end", () => {
+      res.setHeader("content-type", "application/json");
+      if (req.method === "GET") {
+        const id = decodeURIComponent(req.url.split("/").pop());
+        const found = orders.some((o) => o.reservation === id);
+        res.writeHead(found ? 200 : 404);
+        res.end(JSON.stringify({ outcome: found ? "found" : "not_found" }));
+        return;
+      }
       const reservation = req.headers["x-flashgate-reservation"] || "";
       orders.push({ method: req.method, url: req.url, uid: req.headers["x-flashgate-uid"], reservation });
-      res.writeHead(200, { "content-type": "application/json" });
+      if (orders.length <= failFirst) {
+        res.writeHead(503);
+        res.end(JSON.stringify({ error: "the shop's database went away" }));
+        return;
+      }
+      res.writeHead(200);
       res.end(JSON.stringify({ outcome: "won", order: reservation }));
     });
   });
@@ -72,7 +88,7 @@ export const rfc3339 = (ms) => new Date(ms).toISOString().replace(/\.\d{3}Z$/, "
  * A test that watches the start passes no `startsAtMs`: the sale is written an hour ahead, and
  * the test calls `edge.schedule(inMs)` once its browser and page are ready, so the time it has
  * before the start is its own, however long the machine took to start everything. */
-export async function startEdge({ originPort, startsAtMs = Date.now() + 3600_000, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], lengthMs = 3600_000, staticDir = path.join(ROOT, "static") }) {
+export async function startEdge({ originPort, originKeys = "", startsAtMs = Date.now() + 3600_000, stock = 5, captcha = "pow", difficulty = 12, perUid = 50, show = "", moreSales = [], lengthMs = 3600_000, staticDir = path.join(ROOT, "static") }) {
   const [listen, admin] = [await freePort(), await freePort()];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flashgate-browser-"));
   const config = path.join(dir, "flashgate.yaml");
@@ -81,7 +97,7 @@ export async function startEdge({ originPort, startsAtMs = Date.now() + 3600_000
     `admin_listen: 127.0.0.1:${admin}`,
     "threads: 1",
     "secrets: { login: '${FLASHGATE_LOGIN_SECRET}', edge: '${FLASHGATE_EDGE_SECRET}' }",
-    `origin: { url: 'http://127.0.0.1:${originPort}', path: /orders }`,
+    `origin: { url: 'http://127.0.0.1:${originPort}', path: /orders${originKeys ? ", " + originKeys : ""} }`,
     "store: { kind: memory }",
     `static_dir: '${staticDir}'`,
     "catalog: { products: [1-100] }",

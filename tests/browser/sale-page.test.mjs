@@ -126,3 +126,47 @@ test("a shopper over the rate limit is told when to retry", { timeout: 60_000 },
   await page.screenshot({ path: path.join(SHOTS, "06-rate-limited.png") });
   assert.equal(origin.orders.length, 1);
 });
+
+test("a buy the shop does not answer says pending, then won once the shop says so", { timeout: 60_000 }, async (t) => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  // The shop makes the order and then answers 503: the edge cannot know, the unit stays held,
+  // and after settle_after the edge asks the shop, which says it holds the order.
+  const origin = await startOrigin({ failFirst: 1 });
+  const edge = await startEdge({
+    originPort: origin.port,
+    originKeys: "timeout: 1s, settle_after: 2s",
+    startsAtMs: Date.now() - 60_000,
+    captcha: "none",
+  });
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+  });
+  const context = await browser.newContext(PHONE);
+  await context.addCookies([{ name: "fg_session", value: loginToken("unsure"), url: edge.base }]);
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const polls = [];
+  page.on("request", (r) => {
+    if (r.url().includes("/api/buy/status")) polls.push(Date.now());
+  });
+  await page.goto(`${edge.base}/?product=42`);
+  const button = page.locator("#buy");
+  await page.waitForFunction(() => !document.getElementById("buy").disabled, null, { timeout: 10_000 });
+  await button.click();
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "pending");
+  assert.match(await page.locator("#message").textContent(), /being confirmed/);
+  assert.equal(await button.isDisabled(), true, "no second buy while it is confirmed");
+  assert.equal(await button.textContent(), "Confirming…");
+  await page.screenshot({ path: path.join(SHOTS, "07-pending.png") });
+  await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "won", null, { timeout: 30_000 });
+  const text = await page.locator("#message").textContent();
+  assert.ok(text.includes(origin.orders[0].reservation), `the order is named: ${text}`);
+  assert.ok(polls.length >= 1, "the page asked the status URL");
+  assert.equal(origin.orders.length, 1, "one buy, one order: the page did not buy again");
+  await page.screenshot({ path: path.join(SHOTS, "08-pending-won.png") });
+  assert.deepEqual(errors, [], "no script errors on the page");
+});

@@ -69,13 +69,14 @@ pub fn timeline(answers: &[Answer]) -> String {
         .join("\n")
 }
 
-/// Every answer was one a sale gives, and every error answer a 503 that says when to retry;
-/// with `fault_seen`, some client saw the fault (a 503).
+/// Every answer was one a sale gives, and every error answer a 503, or a `202 pending`, that
+/// says when to retry; with `fault_seen`, some client saw the fault (a 503 or a 202).
 pub fn answers(answers: &[Answer], fault_seen: bool) {
     let by_status = histogram(answers);
     let wrong: Vec<&Answer> = answers
         .iter()
-        .filter(|a| !matches!(a.status, 200 | 201 | 409 | 410 | 503))
+        .filter(|a| !matches!(a.status, 200 | 201 | 202 | 409 | 410 | 503))
+        .filter(|a| a.status != 202 || a.outcome == "pending")
         .collect();
     assert!(
         wrong.is_empty(),
@@ -84,18 +85,70 @@ pub fn answers(answers: &[Answer], fault_seen: bool) {
     );
     let bare: Vec<&Answer> = answers
         .iter()
-        .filter(|a| a.status == 503 && !a.retry_after)
+        .filter(|a| matches!(a.status, 202 | 503) && !a.retry_after)
         .collect();
     assert!(
         bare.is_empty(),
-        "503s without Retry-After: {:?}",
+        "503s or 202s without Retry-After: {:?}",
         &bare[..bare.len().min(5)]
     );
     assert!(
-        !fault_seen || answers.iter().any(|a| a.status == 503),
+        !fault_seen || answers.iter().any(|a| matches!(a.status, 202 | 503)),
         "the fault was never seen by a client: {by_status:?}"
     );
     eprintln!("answers: {by_status:?}");
+}
+
+/// Every buyer learned the truth, once the sale settled: whoever holds an order was told `won`
+/// or `pending` (never only a `503`, a `sold_out` or a refusal), and everyone told `pending`
+/// gets from the status URL on `edge_base` exactly what the database holds: `won` with the
+/// order's reservation, or `not_won`.
+pub async fn told_the_truth(edge_base: &str, product: u64, answers: &[Answer], database_url: &str) {
+    let (active, _) = database(database_url, product).await;
+    let holders: BTreeMap<&String, &String> = active.iter().map(|(u, r)| (u, r)).collect();
+    let told = |uid: &String, what: &dyn Fn(&Answer) -> bool| {
+        answers.iter().any(|a| &a.uid == uid && what(a))
+    };
+    let won = |a: &Answer| matches!(a.status, 200 | 201) && a.outcome == "won";
+    let pending = |a: &Answer| a.status == 202 && a.outcome == "pending";
+    let untold: Vec<&&String> = holders
+        .keys()
+        .filter(|uid| !told(uid, &won) && !told(uid, &pending))
+        .collect();
+    assert!(
+        untold.is_empty(),
+        "buyers holding an order who were never told won or pending: {untold:?}\n{}",
+        timeline(answers)
+    );
+    let asked: BTreeSet<&String> = answers
+        .iter()
+        .filter(|a| pending(a))
+        .map(|a| &a.uid)
+        .collect();
+    let client = reqwest::Client::new();
+    for uid in &asked {
+        let v: serde_json::Value = client
+            .get(format!("{edge_base}/api/buy/status?product={product}"))
+            .bearer_auth(super::token(uid))
+            .send()
+            .await
+            .expect("the edge answers")
+            .json()
+            .await
+            .expect("JSON");
+        match holders.get(uid) {
+            Some(reservation) => {
+                assert_eq!(v["outcome"], "won", "{uid} holds an order: {v}");
+                assert_eq!(v["reservation"], reservation.as_str(), "{uid}: {v}");
+            }
+            None => assert_eq!(v["outcome"], "not_won", "{uid} holds no order: {v}"),
+        }
+    }
+    eprintln!(
+        "{} buyers told pending learned the truth; {} hold an order",
+        asked.len(),
+        asked.iter().filter(|u| holders.contains_key(*u)).count()
+    );
 }
 
 /// The sale whose end is judged.

@@ -291,6 +291,23 @@ impl OrdersServer {
         }
     }
 
+    /// SIGSTOP: the process hangs — connections are still accepted by the kernel, nothing is
+    /// answered — until [`OrdersServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`OrdersServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
     /// Start again with the same settings.
     pub async fn restart(&mut self) {
         self.kill();

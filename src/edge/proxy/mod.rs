@@ -6,10 +6,12 @@
 //! on to the origin: `upstream_request_filter` rewrites it into `POST origin.path` with the
 //! signed `X-Flashgate-*` headers (client-sent ones removed). How the forward ended — the
 //! origin's status, or a failure after or before any attempt reached it — goes back to
-//! `Checkout::settle`, which keeps, returns or defers the unit by the origin contract. The
-//! origin's `2xx` and `4xx` answers go to the buyer as they are; any other (a `5xx`, a `3xx`) is
-//! replaced by the edge's own `503 origin_unavailable` with `Retry-After`, so no origin's
-//! internals reach the public.
+//! `Checkout::settle`, which keeps, returns, discards or defers the unit by the origin
+//! contract. The origin's `2xx` and `4xx` answers go to the buyer as they are. A forward that
+//! reached the origin and ended any other way (a `5xx`, a `3xx`, a dropped connection, a
+//! timeout) may have made the order: the buyer gets the edge's own `202 pending` with the
+//! status URL (`status`), never the origin's internals; one that reached nobody gets
+//! `503 origin_unavailable` with `Retry-After`, its unit back on sale.
 //!
 //! Each request takes the configuration in place ([`Live`]) when it arrives and is served by it
 //! to its end, a reload meanwhile notwithstanding. `facts` resolves the client's address and
@@ -35,6 +37,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 mod facts;
 mod queue;
 mod sale_info;
+mod status;
 
 use super::routes::{classify, Route as Path};
 use super::{button, challenge, guard, respond, static_files, Gateway, Live};
@@ -66,6 +69,9 @@ pub struct Ctx {
     uid: Option<String>,
     /// A winner's reservation id, kept for the access log (only when it logs buys).
     reservation_id: Option<String>,
+    /// The product of a forward that reached the origin and ended without a definite answer:
+    /// the buyer is told `202 pending`.
+    pending: Option<u64>,
 }
 
 impl Ctx {
@@ -271,6 +277,7 @@ impl ProxyHttp for Edge {
             started: Instant::now(),
             uid: None,
             reservation_id: None,
+            pending: None,
         }
     }
 
@@ -301,6 +308,7 @@ impl ProxyHttp for Edge {
             Path::SaleInfo => self.serve_sale_info(session, ctx, uri.query()).await,
             Path::Queue(join) => self.serve_queue(session, ctx, uri.query(), join).await,
             Path::QueueDraw => self.serve_draw(session, ctx, uri.query()).await,
+            Path::BuyStatus => self.serve_buy_status(session, ctx, uri.query()).await,
             Path::Buy { product, token } => self.buy(session, ctx, product, token).await,
             Path::WrongMethod(allow) => {
                 ctx.outcome = Outcome::MethodNotAllowed;
@@ -403,18 +411,21 @@ impl ProxyHttp for Edge {
         }
         // The origin has spoken: settle before the buyer sees the answer, so a returned unit
         // is back on sale by then.
+        let ask = settlement(Forwarded::Answered(status)) == Settlement::Ask;
         if let Some(reservation) = ctx.reservation.take() {
+            if ask {
+                ctx.pending = Some(reservation.product);
+            }
             ctx.live
                 .checkout
                 .settle(reservation, Forwarded::Answered(status))
                 .await;
         }
-        if settlement(Forwarded::Answered(status)) == Settlement::Ask {
+        if ask {
             // An answer that says neither "order made" (2xx) nor "no order" (4xx) — a 5xx, a
             // redirect — never reaches the public, nor do an origin's error page or internals:
-            // ending the proxy here makes `fail_to_proxy` answer the edge's own
-            // `503 origin_unavailable` with `Retry-After` (the unit was settled above, as
-            // unknown).
+            // ending the proxy here makes `fail_to_proxy` answer the edge's own `202 pending`
+            // (the unit was settled above, as unknown).
             return Err(Error::explain(
                 ErrorType::HTTPStatus(status),
                 "the origin answered neither 2xx nor 4xx",
@@ -456,6 +467,9 @@ impl ProxyHttp for Edge {
         }
         if let Some(reservation) = ctx.reservation.take() {
             let forwarded = ctx.failed();
+            if forwarded == Forwarded::Failed {
+                ctx.pending = Some(reservation.product);
+            }
             // Every winner sees an origin outage: one line per period, with a count.
             if let Some(held) = self.gw.forward_failures.admit() {
                 tracing::error!(
@@ -475,14 +489,23 @@ impl ProxyHttp for Edge {
                 can_reuse_downstream: false,
             };
         }
-        ctx.outcome = Outcome::OriginUnavailable;
         // Pingora does not reuse a connection after a failed proxy; turning keepalive off makes
         // it say `Connection: close`, so no client sends its next request into a closing socket.
         session.set_keepalive(None);
-        let written =
-            respond::outcome(session, Outcome::OriginUnavailable, &[("retry-after", "1")]).await;
+        let (written, status) = match ctx.pending {
+            // The origin was reached: it may hold the order. The buyer learns which later.
+            Some(product) => (self.answer_pending(session, ctx, product).await, 202),
+            None => {
+                ctx.outcome = Outcome::OriginUnavailable;
+                let out = Outcome::OriginUnavailable;
+                (
+                    respond::outcome(session, out, &[("retry-after", "1")]).await,
+                    503,
+                )
+            }
+        };
         FailToProxy {
-            error_code: if written.is_ok() { 503 } else { 0 },
+            error_code: if written.is_ok() { status } else { 0 },
             can_reuse_downstream: false,
         }
     }

@@ -35,6 +35,7 @@ fn every_kind() -> Vec<Record> {
         Record::Sale {
             product: 42,
             stock: 500,
+            discarded: 0,
         },
     ];
     for (i, uid) in HOSTILE_UIDS.iter().enumerate() {
@@ -123,6 +124,7 @@ fn good() -> Vec<Record> {
         Record::Sale {
             product: 42,
             stock: 5,
+            discarded: 0,
         },
     ]
 }
@@ -207,6 +209,7 @@ fn create_compacts_to_the_snapshot_plus_later_appends() {
         Record::Sale {
             product: 42,
             stock: 5,
+            discarded: 0,
         },
         reserve(42, "1-1", "alice"),
     ];

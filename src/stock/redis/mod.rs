@@ -28,7 +28,9 @@ use async_trait::async_trait;
 use redis::Script;
 
 use super::single_use::SingleUse;
-use super::{Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError};
+use super::{
+    Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
+};
 pub use client::{RedisClient, Target};
 
 /// The edge's stock in Redis.
@@ -36,6 +38,7 @@ pub struct RedisStore {
     client: RedisClient,
     reserve: Script,
     release: Script,
+    discard: Script,
 }
 
 impl RedisStore {
@@ -45,8 +48,24 @@ impl RedisStore {
             client: RedisClient::new(target, timeout),
             reserve: Script::new(include_str!("../../../lua/reserve.lua")),
             release: Script::new(include_str!("../../../lua/release.lua")),
+            discard: Script::new(include_str!("../../../lua/discard.lua")),
         }
     }
+}
+
+/// `discard.lua` for `reservation`.
+pub(super) fn discard_invocation<'a>(
+    script: &'a Script,
+    sale: &SaleKeys,
+    reservation: &Reservation,
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = script.prepare_invoke();
+    inv.key(&sale.buyers)
+        .key(&sale.confirmed)
+        .key(&sale.meta)
+        .arg(&reservation.uid)
+        .arg(&reservation.id);
+    inv
 }
 
 /// `release.lua` for `reservation`, as `caller` (`edge` or `order`; see the script).
@@ -151,6 +170,36 @@ impl StockStore for RedisStore {
         Ok(returned == 1)
     }
 
+    async fn discard(
+        &self,
+        sale: &SaleKeys,
+        reservation: &Reservation,
+    ) -> Result<bool, StoreError> {
+        let inv = discard_invocation(&self.discard, sale, reservation);
+        let discarded: i64 = self.client.invoke(inv).await?;
+        Ok(discarded == 1)
+    }
+
+    /// The reservation `uid` holds and whether the order backend confirmed it (an order holds
+    /// it, or is being written): two reads. Not atomic, and needs not be: a confirmation is
+    /// never taken back while the reservation is held.
+    async fn holding(&self, sale: &SaleKeys, uid: &str) -> Result<Holding, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hget(&sale.buyers, uid);
+        let (held,): (Option<String>,) = self.client.query(pipe).await?;
+        let Some(id) = held else {
+            return Ok(Holding::Nothing);
+        };
+        let mut pipe = redis::pipe();
+        pipe.sismember(&sale.confirmed, &id);
+        let (confirmed,): (bool,) = self.client.query(pipe).await?;
+        Ok(if confirmed {
+            Holding::Won(id)
+        } else {
+            Holding::Pending(id)
+        })
+    }
+
     /// Nothing to record: the order backend confirms the reservation itself
     /// (`lua/confirm.lua`) before it writes the order.
     async fn keep(&self, _sale: &SaleKeys, _reservation: &Reservation) -> Result<(), StoreError> {
@@ -178,7 +227,8 @@ impl StockStore for RedisStore {
 
     async fn warm_up(&self) -> Result<(), StoreError> {
         self.client.load_script(&self.reserve).await?;
-        self.client.load_script(&self.release).await
+        self.client.load_script(&self.release).await?;
+        self.client.load_script(&self.discard).await
     }
 }
 
