@@ -51,6 +51,9 @@ pub enum Decision {
     Forward(Reservation),
     /// Answer at the edge.
     Answer(Reject),
+    /// A unit is held but its write was not acknowledged by the store's replicas in time: not
+    /// forwarded; the buyer is told `202 pending` and learns the outcome from the status URL.
+    Pending(Reservation),
 }
 
 impl From<Outcome> for Decision {
@@ -318,6 +321,15 @@ impl Checkout {
             .observe(started.elapsed().as_secs_f64());
         match reserved {
             Ok(Reserve::Won { reservation, .. }) => Decision::Forward(reservation),
+            Ok(Reserve::Unacknowledged { reservation }) => {
+                if let Some(held) = self.store_failures.admit() {
+                    tracing::warn!(
+                        reservation = %reservation.id,
+                        "replicas did not acknowledge the reservation in time: not forwarded, left to the ledger ({held} more store failures since the last report)"
+                    );
+                }
+                Decision::Pending(reservation)
+            }
             Ok(Reserve::SoldOut) => {
                 sale.gate.mark_sold_out(request.now_ms);
                 Outcome::SoldOut.into()

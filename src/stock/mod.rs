@@ -52,6 +52,15 @@ pub enum Reserve {
         /// Units left after this one.
         remaining: u64,
     },
+    /// A unit is held for the user, but fewer replicas than `store.wait.replicas` acknowledged
+    /// the write within `store.wait.timeout` (Redis `WAIT`): a failover now could lose it. It
+    /// is not forwarded; it is in the sale's ledger like any reservation, so the order
+    /// backend's ledger consumer makes its order if it survives, and the buyer learns which
+    /// from the status URL (`202 pending`).
+    Unacknowledged {
+        /// The reservation.
+        reservation: Reservation,
+    },
     /// No unit left.
     SoldOut,
     /// The user already holds a unit of this sale.

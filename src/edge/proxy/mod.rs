@@ -250,6 +250,13 @@ impl Edge {
                 Ok(true)
             }
             Decision::Answer(reject) => self.answer(session, ctx, reject.outcome).await,
+            Decision::Pending(reservation) => {
+                if self.logs(Route::Buy) {
+                    ctx.reservation_id = Some(reservation.id);
+                }
+                self.answer_pending(session, ctx, product).await?;
+                Ok(true)
+            }
         }
     }
 }
