@@ -98,6 +98,7 @@ fn answered(d: Decision) -> Outcome {
     match d {
         Decision::Answer(r) => r.outcome,
         Decision::Forward(r) => panic!("forwarded {r:?}"),
+        Decision::Pending(r) => panic!("pending {r:?}"),
     }
 }
 
