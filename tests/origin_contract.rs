@@ -1,6 +1,8 @@
 //! The origin contract under faults, with the real `flashgate` binary and an origin that fails
 //! on cue (`common::fault_origin`): an origin that takes an order and dies, one that refuses,
-//! one that answers 500 or never answers, and an edge SIGKILLed mid-sale and started again.
+//! one whose stock is spent (410), one that answers 500 or never answers (the buyer told
+//! `202 pending` and, from the status URL, the truth), and an edge SIGKILLed mid-sale and
+//! started again.
 //! Whatever happens, the origin never holds more orders than the stock, no user gets two, no
 //! reservation id is reused, and every unit ends either sold with an order or back on sale.
 
@@ -42,6 +44,18 @@ async fn start(origin: &FaultOrigin, store: &str, sales: &str, origin_keys: &str
         "",
     )
     .await
+}
+
+/// What the status URL tells `uid` about `product`.
+async fn status(edge: &Edge, product: u64, uid: &str) -> serde_json::Value {
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/buy/status?product={product}", edge.base))
+        .bearer_auth(token(uid))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 async fn remaining(edge: &Edge, product: u64) -> f64 {
@@ -104,8 +118,8 @@ async fn origin_dies_after_taking_an_order(store: &str, redis: Option<&RedisServ
     let (status, outcome) = buy(&c, &url, "u2").await;
     assert_eq!(
         (status, outcome.as_str()),
-        (503, "origin_unavailable"),
-        "the origin died before answering"
+        (202, "pending"),
+        "the origin died before answering: it may hold the order"
     );
     assert!(!origin.is_alive());
     origin.revive().await;
@@ -171,6 +185,77 @@ async fn refusals_return_the_unit(store: &str) {
     assert_eq!(remaining(&edge, 8).await, 0.0);
 }
 
+/// Issue 21: a `410` from the origin says its stock is spent — the unit exists only here. It
+/// is discarded, not put back on sale (where the next buyer would only be refused in turn),
+/// and the edge answers `sold_out` itself for the sold-out hint's time.
+async fn a_410_discards_the_unit(store: &str) {
+    let origin = FaultOrigin::start().await;
+    let edge = edge_full(
+        Setup {
+            store,
+            origin: origin.addr,
+            sales: &sale(15, 3),
+            limits: "  []",
+            trusted: "[]",
+            blocklist: "",
+        },
+        "",
+        "sold_out_hint: 2s",
+    )
+    .await;
+    let url = edge.buy_url(15).await;
+    let c = reqwest::Client::new();
+    origin.then(&[Act::Refuse(410)]);
+    assert_eq!(buy(&c, &url, "a").await.0, 410, "the origin's answer");
+    assert_eq!(
+        remaining(&edge, 15).await,
+        2.0,
+        "the unit did not come back"
+    );
+    assert_eq!(status(&edge, 15, "a").await["outcome"], "not_won");
+    let page = metrics_when(
+        &edge,
+        "flashgate_settlements_total{result=\"discarded\"}",
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        sample(&page, "flashgate_settlements_total{result=\"discarded\"}"),
+        Some(1.0)
+    );
+    // The edge learned the sale is over: the next buyers are answered at the edge.
+    let received = origin.received().len();
+    for uid in ["b", "c", "a"] {
+        assert_eq!(buy(&c, &url, uid).await, (410, "sold_out".into()), "{uid}");
+    }
+    assert_eq!(
+        origin.received().len(),
+        received,
+        "nothing reached the origin"
+    );
+    // After the hint the edge asks again: the two units it still holds sell.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(buy(&c, &url, "b").await.0, 201);
+    assert_eq!(buy(&c, &url, "c").await.0, 201);
+    assert_eq!(buy(&c, &url, "d").await, (410, "sold_out".into()));
+    assert_eq!(origin.orders().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_from_the_origin_discards_the_unit() {
+    a_410_discards_the_unit("{ kind: memory }").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_410_from_the_origin_discards_the_unit_on_redis() {
+    let redis = RedisServer::start();
+    a_410_discards_the_unit(&format!(
+        "{{ kind: redis, url: '{}', timeout: 2s }}",
+        redis.url()
+    ))
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_refusals_return_the_unit_at_once() {
     refusals_return_the_unit("{ kind: memory }").await;
@@ -197,19 +282,14 @@ async fn ambiguous_answers_settle_by_asking_the_origin() {
     let url = edge.buy_url(9).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Order(500), Act::Refuse(500), Act::Hang]);
-    // The buyer gets the edge's own answer, never the origin's error page.
+    // The buyer gets the edge's own answer, never the origin's error page: pending, and where
+    // to ask.
     for uid in ["made-then-500", "refused-500"] {
-        assert_eq!(
-            buy(&c, &url, uid).await,
-            (503, "origin_unavailable".into()),
-            "{uid}"
-        );
+        assert_eq!(buy(&c, &url, uid).await, (202, "pending".into()), "{uid}");
+        assert_eq!(status(&edge, 9, uid).await["outcome"], "pending", "{uid}");
     }
     let started = Instant::now();
-    assert_eq!(
-        buy(&c, &url, "timed-out").await,
-        (503, "origin_unavailable".into())
-    );
+    assert_eq!(buy(&c, &url, "timed-out").await, (202, "pending".into()));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "origin.timeout bounds the wait"
@@ -239,6 +319,16 @@ async fn ambiguous_answers_settle_by_asking_the_origin() {
     assert_eq!(origin.lookups().len(), 3, "each asked once");
     assert_eq!(buy(&c, &url, "made-then-500").await.0, 409, "holds one");
     assert_eq!(buy(&c, &url, "timed-out").await.0, 409, "holds one");
+    // Each buyer told pending learns the truth from the status URL.
+    for uid in ["made-then-500", "timed-out"] {
+        let v = status(&edge, 9, uid).await;
+        assert_eq!(v["outcome"], "won", "{uid}: {v}");
+        let id = v["reservation"].as_str().unwrap();
+        assert!(origin.orders().contains_key(id), "{uid}'s order {id}");
+    }
+    // refused-500 bought again above: its first buy did not win, the second did.
+    assert_eq!(status(&edge, 9, "refused-500").await["outcome"], "won");
+    assert_eq!(status(&edge, 9, "never-bought").await["outcome"], "not_won");
     assert_no_oversell(&origin, 3);
     assert_eq!(origin.orders().len(), 3);
     assert_eq!(remaining(&edge, 9).await, 0.0);
@@ -301,7 +391,7 @@ async fn a_bare_404_to_the_settlement_question_settles_nothing() {
     let url = edge.buy_url(13).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Order(502)]);
-    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
+    assert_eq!(buy(&c, &url, "a").await, (202, "pending".into()));
     assert!(
         eventually(10, || async { !origin.lookups().is_empty() }).await,
         "asked"
@@ -320,7 +410,7 @@ async fn settlement_waits_for_an_answer() {
     let url = edge.buy_url(10).await;
     let c = reqwest::Client::new();
     origin.then(&[Act::Refuse(503)]);
-    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
+    assert_eq!(buy(&c, &url, "a").await, (202, "pending".into()));
     origin.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(remaining(&edge, 10).await, 0.0, "no answer: still held");
@@ -419,9 +509,10 @@ async fn sigkill_mid_storm_and_restart_keeps_the_sale() {
 }
 
 /// An answer that is neither "order made" (2xx) nor "no order" (4xx) — a redirect, say — is
-/// unknown by the contract, and the buyer gets the edge's own 503, never the origin's page.
+/// unknown by the contract, and the buyer gets the edge's own `202 pending`, never the
+/// origin's page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redirect_from_the_origin_is_the_edges_503() {
+async fn a_redirect_from_the_origin_is_pending() {
     let origin = FaultOrigin::start().await;
     let edge = start(&origin, "{ kind: memory }", &sale(14, 2), SETTLE).await;
     let url = edge.buy_url(14).await;
@@ -430,6 +521,6 @@ async fn a_redirect_from_the_origin_is_the_edges_503() {
         .build()
         .unwrap();
     origin.then(&[Act::Refuse(302)]);
-    assert_eq!(buy(&c, &url, "a").await, (503, "origin_unavailable".into()));
+    assert_eq!(buy(&c, &url, "a").await, (202, "pending".into()));
     assert_eq!(remaining(&edge, 14).await, 1.0, "held until settled");
 }
