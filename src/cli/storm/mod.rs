@@ -298,7 +298,7 @@ async fn worker(crowd: Arc<Crowd>) -> Tally {
         let latency = sent_at.elapsed();
         crowd.sent.fetch_add(1, Ordering::Relaxed);
         match answer {
-            Ok(a) if a.status.is_success() => {
+            Ok(a) if won(a.status) => {
                 tally.answer("won", a.status.as_u16(), latency);
                 crowd.won.fetch_add(1, Ordering::Relaxed);
                 tally.wins.push(match who {
@@ -365,6 +365,12 @@ async fn user_captcha(
         })),
         _ => Ok(None),
     }
+}
+
+/// Whether a buy's answer is a win: the origin's `2xx`, not the edge's `202 pending` (a unit
+/// held whose order is not known yet; counted by its outcome, `pending`).
+pub(crate) fn won(status: ::http::StatusCode) -> bool {
+    status.is_success() && status != ::http::StatusCode::ACCEPTED
 }
 
 /// The outcome name of an edge-made answer (`other` when the body is not one).

@@ -256,7 +256,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<QueueReport> {
                                 ];
                                 let answer =
                                     http.send(Method::POST, buy_url.parse()?, &headers).await?;
-                                let outcome = if answer.status.is_success() {
+                                let outcome = if super::won(answer.status) {
                                     "won".to_string()
                                 } else {
                                     serde_json::from_slice::<Value>(&answer.body)
