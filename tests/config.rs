@@ -347,6 +347,8 @@ edge_secret: ${EDGE}
 ledger:
   retry_for: 10m
   claim_idle: 30s
+reconcile:
+  every: 5s
 ";
 
 fn orders(text: &str, flags: Overrides) -> Result<Settings, ConfigError> {
@@ -497,6 +499,13 @@ fn orders_settings_mistakes_name_line_and_column() {
             (1, 9),
             "invalid socket address",
         ),
+        (
+            "a live reconcile every few milliseconds",
+            "every: 5s",
+            "every: 5ms",
+            (9, 10),
+            "reconcile.every must be at least 1s",
+        ),
     ];
     for (what, from, to, (line, column), says) in cases {
         let text = ORDERS.replacen(from, to, 1);
@@ -523,6 +532,7 @@ fn shipped_orders_settings_are_valid() {
     let s = settings::resolve_with(flags, &env()).unwrap();
     assert_eq!(s.payment_timeout, Duration::from_secs(15 * 60));
     assert_eq!(s.claim_idle, Duration::from_secs(30));
+    assert_eq!(s.reconcile_every, Duration::from_secs(10));
 }
 
 #[test]

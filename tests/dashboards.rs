@@ -76,6 +76,7 @@ fn exported() -> BTreeSet<String> {
     let orders = OrderMetrics::new().unwrap();
     orders.order("forward", "created");
     orders.unauthorized("forged");
+    orders.reconciled(1, &flashgate::orders::live::Pass::default());
     let mut text = String::from_utf8(edge.render()).unwrap();
     text.push_str(&String::from_utf8(orders.render()).unwrap());
     text.lines()

@@ -102,6 +102,52 @@ async fn a_reopened_journal_keeps_the_sale() {
     assert_eq!(store.stock(&sale).await.unwrap().unwrap().remaining, 0);
 }
 
+/// A discarded unit stays out of the sale across restarts (the journal's `discard` record,
+/// then the snapshot's count), and a kept reservation is a win to the status route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discarded_unit_stays_out_of_the_sale_after_a_restart() {
+    use flashgate::stock::{Holding, Reserve, SaleKeys};
+    let dir = tempfile::tempdir().unwrap();
+    let sale = SaleKeys::of(5);
+    {
+        let store = MemoryStore::open([(5, 3)], dir.path(), Fsync::Always).unwrap();
+        let gone = won(store.reserve(&sale, "gone").await.unwrap());
+        let kept = won(store.reserve(&sale, "kept").await.unwrap());
+        store.keep(&sale, &kept).await.unwrap();
+        assert!(
+            !store.discard(&sale, &kept).await.unwrap(),
+            "an order's unit is real"
+        );
+        assert!(store.discard(&sale, &gone).await.unwrap());
+        assert_eq!(
+            store.holding(&sale, "kept").await.unwrap(),
+            Holding::Won(kept.id.clone())
+        );
+    }
+    for _ in 0..2 {
+        // Once from the journal's records, once from the snapshot the first reopen wrote.
+        let store = MemoryStore::open([(5, 3)], dir.path(), Fsync::Always).unwrap();
+        let s = store.stock(&sale).await.unwrap().unwrap();
+        assert_eq!(
+            (s.remaining, s.buyers),
+            (1, 1),
+            "one on sale, one kept, one gone"
+        );
+        assert_eq!(
+            store.holding(&sale, "gone").await.unwrap(),
+            Holding::Nothing
+        );
+        assert!(store.unsettled().is_empty());
+        drop(store);
+    }
+    let store = MemoryStore::open([(5, 3)], dir.path(), Fsync::Always).unwrap();
+    assert!(matches!(
+        store.reserve(&sale, "gone").await.unwrap(),
+        Reserve::Won { remaining: 0, .. }
+    ));
+    assert_eq!(store.reserve(&sale, "x").await.unwrap(), Reserve::SoldOut);
+}
+
 /// A second process cannot open a journal another one holds (it waits, then fails).
 #[test]
 fn one_process_per_journal() {

@@ -470,3 +470,78 @@ async fn ledger_entries_of_a_dead_consumer_are_claimed_and_bad_ones_dead_lettere
         "every entry acknowledged: {pending}"
     );
 }
+
+/// The database refusing an order for want of stock answers `410 sold_out` and discards the
+/// unit (it exists only in Redis: back on sale it would be refused again, round after round);
+/// the live reconcile then gives back to its buyer an order Redis lost, and returns the unit of
+/// an order the database cancelled that Redis still holds (a restore that raced the payment
+/// timeout). Measured by `flashgate_orders_reconcile_corrections_total` and the drift gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_live_reconcile_corrects_redis_from_the_database() {
+    let db = Database::sqlite();
+    let redis = RedisServer::start();
+    let store = seeded(&redis, 61, 2).await;
+    let orders =
+        OrdersServer::start_with(&db, &redis.url(), "2s", "reconcile: { every: 1s }\n").await;
+    let keys = flashgate::stock::SaleKeys::of(61);
+    let a = reserve(&store, 61, "a").await;
+    let b = reserve(&store, 61, "b").await;
+    assert_eq!(orders.forward(&a, now_ms(), None).await.0, 201);
+    assert_eq!(orders.forward(&b, now_ms(), None).await.0, 201);
+    // A failover loses a's reservation: its unit is back on sale in Redis, a is no buyer there.
+    redis.cli(&["HDEL", &keys.buyers, "a"]);
+    redis.cli(&["SREM", &keys.confirmed, &a.id]);
+    redis.cli(&["INCR", &keys.stock]);
+    // The phantom unit sells; the database has no stock for it: 410, and it is discarded.
+    let c = reserve(&store, 61, "c").await;
+    let (status, body) = orders.forward(&c, now_ms(), None).await;
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (410, Some("sold_out")),
+        "{body}"
+    );
+    // The live reconcile gives a's order back to a (short: the phantom was taken by c).
+    wait_for("a restored", || async {
+        redis.cli(&["HGET", &keys.buyers, "a"]).trim() == a.id
+    })
+    .await;
+    assert_eq!(redis.cli(&["HEXISTS", &keys.buyers, "c"]).trim(), "0");
+    assert_eq!(store.remaining(61).await.unwrap(), Some(0));
+    let page = orders.metrics().await;
+    assert_eq!(
+        sample(
+            &page,
+            "flashgate_orders_reconcile_corrections_total{kind=\"short\"}"
+        ),
+        Some(1.0),
+        "{page}"
+    );
+    wait_for("no drift", || async {
+        sample(
+            &orders.metrics().await,
+            "flashgate_orders_stock_drift{sale=\"61\"}",
+        ) == Some(0.0)
+    })
+    .await;
+    // Both orders go unpaid and are cancelled, their units returned. Then Redis is made to
+    // hold b's unit again, as a restore racing the cancellation would: the reconcile returns it.
+    wait_for("both units back", || async {
+        store.remaining(61).await.unwrap() == Some(2)
+    })
+    .await;
+    redis.cli(&["HSET", &keys.buyers, "b", &b.id]);
+    redis.cli(&["DECR", &keys.stock]);
+    wait_for("the cancelled order's unit returned", || async {
+        store.remaining(61).await.unwrap() == Some(2)
+    })
+    .await;
+    assert_eq!(redis.cli(&["HEXISTS", &keys.buyers, "b"]).trim(), "0");
+    let page = orders.metrics().await;
+    assert_eq!(
+        sample(
+            &page,
+            "flashgate_orders_reconcile_corrections_total{kind=\"released\"}"
+        ),
+        Some(1.0)
+    );
+}

@@ -336,3 +336,77 @@ async fn single_use_suite_on_redis_cluster() {
     let store = RedisStore::new(Target::Cluster(cluster.urls()), TIMEOUT);
     suite::single_use(Arc::new(store), now_secs() * 1000).await;
 }
+
+/// The order backend's side of a failover's repair: `discard_order` takes a confirmed unit out
+/// of the sale (the edge's discard may not), `restore` gives a lost order back to its buyer —
+/// taking a unit off sale, or counting it short when none is left — and leaves a buyer holding
+/// another reservation alone; a confirmed reservation is a win to the status route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_and_discard_for_the_order_backend() {
+    use flashgate::stock::redis::sales::Restore;
+    use flashgate::stock::{Holding, Reservation, Reserve, SaleKeys};
+    let redis = RedisServer::start();
+    let s = SaleStore::new(Target::Single(redis.url()), TIMEOUT);
+    let sale = SaleKeys::of(PRODUCT);
+    s.sales.load(&sale, 3, false).await.unwrap();
+    let Reserve::Won { reservation: a, .. } = s.store.reserve(&sale, "a").await.unwrap() else {
+        panic!("a wins")
+    };
+    assert!(s.sales.confirm(&a).await.unwrap());
+    assert_eq!(
+        s.store.holding(&sale, "a").await.unwrap(),
+        Holding::Won(a.id.clone())
+    );
+    assert!(
+        !s.store.discard(&sale, &a).await.unwrap(),
+        "the edge never discards an order's unit"
+    );
+    assert!(s.sales.discard_order(&a).await.unwrap());
+    assert!(!s.sales.discard_order(&a).await.unwrap());
+    assert_eq!(
+        redis.cli(&["SISMEMBER", &sale.confirmed, &a.id]).trim(),
+        "0"
+    );
+    assert_eq!(s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining, 2);
+    assert_eq!(redis.cli(&["HGET", &sale.meta, "discarded"]).trim(), "1");
+    // An order Redis lost: given back, a unit taken off sale; a second time: held already.
+    let lost = Reservation {
+        id: format!("{PRODUCT}-1-1"),
+        product: PRODUCT,
+        uid: "lost".into(),
+    };
+    assert_eq!(s.sales.restore(&lost).await.unwrap(), Restore::Restored);
+    assert_eq!(s.sales.restore(&lost).await.unwrap(), Restore::Held);
+    assert_eq!(s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining, 1);
+    assert_eq!(
+        s.store.holding(&sale, "lost").await.unwrap(),
+        Holding::Won(lost.id.clone())
+    );
+    assert_eq!(
+        s.store.reserve(&sale, "lost").await.unwrap(),
+        Reserve::Duplicate
+    );
+    // A user holding another reservation (in flight) is left alone.
+    let Reserve::Won { reservation: b, .. } = s.store.reserve(&sale, "b").await.unwrap() else {
+        panic!("b wins")
+    };
+    let other = Reservation {
+        id: format!("{PRODUCT}-1-2"),
+        ..b.clone()
+    };
+    assert_eq!(s.sales.restore(&other).await.unwrap(), Restore::Other);
+    assert_eq!(
+        s.store.holding(&sale, "b").await.unwrap(),
+        Holding::Pending(b.id.clone())
+    );
+    // Nothing left on sale: restored short, counted.
+    let late = Reservation {
+        id: format!("{PRODUCT}-1-3"),
+        product: PRODUCT,
+        uid: "late".into(),
+    };
+    assert_eq!(s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining, 0);
+    assert_eq!(s.sales.restore(&late).await.unwrap(), Restore::Short);
+    assert_eq!(redis.cli(&["HGET", &sale.meta, "short"]).trim(), "1");
+    assert_eq!(s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining, 0);
+}

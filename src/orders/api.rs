@@ -2,7 +2,7 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `POST /orders` | only edge-signed requests: 201 new order, 200 the same order again, 401 unsigned/forged/stale/replayed, 409 refused by a safeguard or reservation released, 503 store or database down (with `Retry-After`, and no internals: the edge passes the answer to the buyer) |
+//! | `POST /orders` | only edge-signed requests: 201 new order, 200 the same order again, 401 unsigned/forged/stale/replayed, 409 `duplicate` (the user holds an order) or `released`, 410 `sold_out` (the database has no unit left: the unit is discarded), 503 store or database down (with `Retry-After`, and no internals: the edge passes the answer to the buyer) |
 //! | `POST /orders/{id}/pay` | 200 paid (idempotent), 409 cancelled or past its deadline, 404 |
 //! | `GET /orders/{id}` | the order, or 404 |
 //! | `GET /orders?user=UID` | the user's orders |
@@ -99,8 +99,10 @@ async fn create(State(orders): State<Arc<Orders>>, headers: HeaderMap) -> Respon
         Ok(Placed::Existing(order)) => {
             answer(StatusCode::OK, json!({"outcome": "won", "order": order}))
         }
+        // 410, by the origin contract: no order, and no unit for it here — the edge discards
+        // the unit rather than put it back on sale, and takes the sale as sold out.
         Ok(Placed::Refused(Refusal::SoldOut)) => {
-            answer(StatusCode::CONFLICT, json!({"outcome": "sold_out"}))
+            answer(StatusCode::GONE, json!({"outcome": "sold_out"}))
         }
         Ok(Placed::Refused(Refusal::Duplicate)) => {
             answer(StatusCode::CONFLICT, json!({"outcome": "duplicate"}))

@@ -1,9 +1,10 @@
 //! The order backend's metrics, in one registry: orders by source and result, payments,
-//! cancellations, refused requests, and the ledger consumer's health (entries without an order
-//! yet, lost groups recreated, dead letters). Label values are fixed names.
+//! cancellations, refused requests, the ledger consumer's health (entries without an order
+//! yet, lost groups recreated, dead letters), and the live reconcile's drift and corrections.
+//! Label values are fixed names (and sale ids).
 
 use prometheus::{
-    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric of `flashgate-orders`.
@@ -25,6 +26,9 @@ pub struct OrderMetrics {
     pub ledger_unplaced: IntGauge,
     /// Seconds the oldest of those has been failing.
     pub ledger_oldest_unplaced: Gauge,
+    drift: IntGaugeVec,
+    corrections: IntCounterVec,
+    reconcile_runs: IntCounterVec,
 }
 
 impl OrderMetrics {
@@ -85,6 +89,40 @@ impl OrderMetrics {
         }
         registry.register(Box::new(ledger_unplaced.clone()))?;
         registry.register(Box::new(ledger_oldest_unplaced.clone()))?;
+        let drift = IntGaugeVec::new(
+            Opts::new(
+                "flashgate_orders_stock_drift",
+                "Units Redis would sell that the database has no stock for (negative: units \
+                 missing from the sale), per sale, as the live reconcile last measured before \
+                 correcting; 0 when Redis and the database agree.",
+            ),
+            &["sale"],
+        )?;
+        let corrections = IntCounterVec::new(
+            Opts::new(
+                "flashgate_orders_reconcile_corrections_total",
+                "Corrections the live reconcile made to Redis: restored (an order Redis lost, \
+                 its unit taken back off sale), short (restored with no unit left on sale to \
+                 take back), released (a cancelled order's unit returned).",
+            ),
+            &["kind"],
+        )?;
+        let reconcile_runs = IntCounterVec::new(
+            Opts::new(
+                "flashgate_orders_reconcile_runs_total",
+                "Live reconcile passes over a sale, by result (ok, failed).",
+            ),
+            &["result"],
+        )?;
+        for kind in ["restored", "short", "released"] {
+            corrections.with_label_values(&[kind]);
+        }
+        for result in ["ok", "failed"] {
+            reconcile_runs.with_label_values(&[result]);
+        }
+        registry.register(Box::new(drift.clone()))?;
+        registry.register(Box::new(corrections.clone()))?;
+        registry.register(Box::new(reconcile_runs.clone()))?;
         Ok(OrderMetrics {
             registry,
             orders,
@@ -96,7 +134,30 @@ impl OrderMetrics {
             ledger_regrouped,
             ledger_unplaced,
             ledger_oldest_unplaced,
+            drift,
+            corrections,
+            reconcile_runs,
         })
+    }
+
+    /// Count one live reconcile pass over `product`'s sale.
+    pub fn reconciled(&self, product: u64, pass: &super::live::Pass) {
+        self.reconcile_runs.with_label_values(&["ok"]).inc();
+        self.drift
+            .with_label_values(&[&product.to_string()])
+            .set(pass.drift);
+        for (kind, n) in [
+            ("restored", pass.restored),
+            ("short", pass.short),
+            ("released", pass.released),
+        ] {
+            self.corrections.with_label_values(&[kind]).inc_by(n);
+        }
+    }
+
+    /// Count one failed live reconcile pass.
+    pub fn reconcile_failed(&self) {
+        self.reconcile_runs.with_label_values(&["failed"]).inc();
     }
 
     /// Count one order attempt.

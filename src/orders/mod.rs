@@ -13,6 +13,7 @@
 pub mod api;
 pub mod db;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod reconcile;
@@ -63,6 +64,7 @@ pub async fn open(settings: &Settings) -> Result<Orders, StartError> {
         edge_secret: settings.edge_secret.clone(),
         metrics: OrderMetrics::new()?,
         failures: parking_lot::Mutex::new(Throttle::new(Duration::from_secs(5))),
+        reconcile_wanted: tokio::sync::Notify::new(),
     })
 }
 
@@ -90,6 +92,7 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     }
     let ledgers = Ledgers::new(settings.redis.clone(), REDIS_TIMEOUT);
     tokio::spawn(ledger::run(orders.clone(), ledgers, consumer));
+    tokio::spawn(live::run(orders.clone(), settings.reconcile_every));
     let sweep_orders = orders.clone();
     let every =
         (settings.payment_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));

@@ -5,8 +5,10 @@
 //! recorded), the reservation is claimed in Redis (`confirm.lua` — a released reservation makes
 //! no order; a claimed one only this backend can settle, so nothing that could fail for want of
 //! a sale comes after it), and the order is inserted under the database's safeguards. If a safeguard trips (the sale is sold
-//! out in the database, or the user already holds an active order) the unit is returned to
-//! Redis and the request refused: the database, not Redis, has the last word.
+//! out in the database, or the user already holds an active order) the request is refused: the
+//! database, not Redis, has the last word. A duplicate's unit is returned to Redis; a unit the
+//! database has no stock for is discarded — taken out of the sale, since back on sale it would
+//! only be refused again — and the live reconcile (`live`) is woken to correct the sale.
 //!
 //! Settling: an order unpaid by its deadline is cancelled (a guarded update, so a concurrent
 //! payment and cancellation cannot both win) and its unit returned through `release.lua`; the
@@ -71,7 +73,8 @@ pub enum Placed {
     Created(Order),
     /// The order existed already (a retry, or the other path was first).
     Existing(Order),
-    /// A safeguard refused it; the unit went back on sale.
+    /// A safeguard refused it: a duplicate's unit went back on sale; a unit the database has no
+    /// stock for was discarded (taken out of the sale, not back on sale).
     Refused(Refusal),
     /// The reservation no longer holds a unit; no order.
     Released,
@@ -100,6 +103,9 @@ pub struct Orders {
     pub metrics: OrderMetrics,
     /// Failures answered 503 repeat per request during an outage: logged at most every 5 s.
     pub failures: parking_lot::Mutex<crate::logging::Throttle>,
+    /// Wakes the live reconcile (`live::run`) before its time: the database just refused an
+    /// order for want of stock, so Redis may hold units that do not exist.
+    pub reconcile_wanted: tokio::sync::Notify,
 }
 
 /// `existing`, the order stored under `r`'s id, if it is `r`'s: a reservation id names one
@@ -166,6 +172,16 @@ impl Orders {
         match inserted {
             Insert::Created(order) => Ok(Placed::Created(order)),
             Insert::Existing(order) => same_reservation(order, r).map(Placed::Existing),
+            Insert::Refused(Refusal::SoldOut) => {
+                // The database's stock is spent: this unit exists only in Redis (a failover
+                // lost writes, or Redis was loaded with more). Back on sale it would only be
+                // refused again, round after round; it leaves the sale, and the live
+                // reconcile corrects the rest of the sale now.
+                tracing::warn!(reservation = %r.id, "the database has no unit left for this reservation: discarding it, and reconciling the sale");
+                self.stock.discard_order(r).await?;
+                self.reconcile_wanted.notify_one();
+                Ok(Placed::Refused(Refusal::SoldOut))
+            }
             Insert::Refused(why) => {
                 tracing::warn!(reservation = %r.id, ?why, "database safeguard refused an order; returning the unit");
                 self.stock.release_order(r).await?;

@@ -42,6 +42,18 @@ pub struct OrdersFile {
     /// Ledger consumer settings.
     #[serde(default)]
     pub ledger: LedgerFile,
+    /// Live reconcile settings.
+    #[serde(default)]
+    pub reconcile: ReconcileFile,
+}
+
+/// `reconcile:` of the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcileFile {
+    /// How often the live reconcile compares every sale in Redis with the database and
+    /// corrects Redis (default 10s; at once after a refusal for want of stock).
+    pub every: Option<HumanDuration>,
 }
 
 /// `ledger:` of the file.
@@ -88,6 +100,8 @@ pub struct Settings {
     pub consumer: String,
     /// Whether the file set `ledger.max_deliveries`, which is no longer used.
     pub max_deliveries_ignored: bool,
+    /// How often the live reconcile runs.
+    pub reconcile_every: Duration,
 }
 
 /// Flags that override the file.
@@ -188,6 +202,7 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
             .consumer
             .unwrap_or_else(|| format!("orders-{}-{}", host_name(), listen.port())),
         max_deliveries_ignored: file.ledger.max_deliveries.is_some(),
+        reconcile_every: at_least(cx, "reconcile.every", file.reconcile.every, 10)?,
     })
 }
 

@@ -89,6 +89,43 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// SIGSTOP: the server hangs (a replica stops following its master) until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sent = Command::new("kill").args([signal, &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// A replica of the master at `127.0.0.1:master_port` (this server's port, or a proxy in
+    /// front of it), once it has synchronised.
+    pub fn replica_via(master_port: u16) -> RedisServer {
+        let replica =
+            RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port.to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica never synchronised");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        replica
+    }
+
     /// Run redis-cli against this server and return its output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use flashgate::stock::single_use::SingleUse;
-use flashgate::stock::{Reserve, SaleKeys, StockStore};
+use flashgate::stock::{Holding, Reserve, SaleKeys, StockStore};
 
 /// Makes a fresh store holding one sale of [`PRODUCT`] with the given stock.
 pub trait Factory: Fn(u64) -> Self::Fut {
@@ -40,6 +40,64 @@ pub async fn run_all<F: Factory>(make: F) {
     unknown_sale_is_reported(&make).await;
     release_is_idempotent_and_lets_the_user_buy_again(&make).await;
     keep_holds_the_unit(&make).await;
+    discard_takes_the_unit_out_of_the_sale(&make).await;
+    holding_says_what_the_user_holds(&make).await;
+}
+
+/// A discarded unit (the origin said it has none: `410`) leaves the sale: not back on sale,
+/// its buyer holds nothing and may buy again, and a second discard or a release of it does
+/// nothing.
+pub async fn discard_takes_the_unit_out_of_the_sale<F: Factory>(make: &F) {
+    let store = make(2).await;
+    let Reserve::Won { reservation, .. } = store.reserve(&sale(), "a").await.expect("answers")
+    else {
+        panic!("a wins");
+    };
+    assert!(store.discard(&sale(), &reservation).await.expect("answers"));
+    assert_eq!(store.remaining(&sale()).await.expect("answers"), Some(1));
+    assert!(!store.discard(&sale(), &reservation).await.expect("answers"));
+    assert!(!store.release(&sale(), &reservation).await.expect("answers"));
+    assert_eq!(store.remaining(&sale()).await.expect("answers"), Some(1));
+    assert_eq!(
+        store.holding(&sale(), "a").await.expect("answers"),
+        Holding::Nothing
+    );
+    assert!(matches!(
+        store.reserve(&sale(), "a").await.expect("answers"),
+        Reserve::Won { remaining: 0, .. }
+    ));
+    assert_eq!(
+        store.reserve(&sale(), "b").await.expect("answers"),
+        Reserve::SoldOut,
+        "the discarded unit is gone"
+    );
+}
+
+/// What a user holds: nothing before a buy, the reservation (pending: no order is known to
+/// hold it) after, nothing once it is returned.
+pub async fn holding_says_what_the_user_holds<F: Factory>(make: &F) {
+    let store = make(1).await;
+    assert_eq!(
+        store.holding(&sale(), "a").await.expect("answers"),
+        Holding::Nothing
+    );
+    let Reserve::Won { reservation, .. } = store.reserve(&sale(), "a").await.expect("answers")
+    else {
+        panic!("a wins");
+    };
+    assert_eq!(
+        store.holding(&sale(), "a").await.expect("answers"),
+        Holding::Pending(reservation.id.clone())
+    );
+    assert_eq!(
+        store.holding(&sale(), "b").await.expect("answers"),
+        Holding::Nothing
+    );
+    assert!(store.release(&sale(), &reservation).await.expect("answers"));
+    assert_eq!(
+        store.holding(&sale(), "a").await.expect("answers"),
+        Holding::Nothing
+    );
 }
 
 /// Keeping a reservation (the origin holds its order) leaves the unit with its buyer; the

@@ -1,7 +1,8 @@
 //! A TCP proxy a test can cut: it forwards 127.0.0.1:port to an upstream until [`TcpProxy::cut`]
 //! closes every connection through it and refuses new ones, and [`TcpProxy::restore`] lets them
 //! through again. Used to take the machine's PostgreSQL away from a process without touching the
-//! server itself.
+//! server itself, and ([`TcpProxy::redirect`]) to move every client of a Redis master to its
+//! promoted replica, as a failover's virtual address would.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
-#[derive(Default)]
 struct State {
     cut: AtomicBool,
+    upstream: Mutex<SocketAddr>,
     links: Mutex<Vec<AbortHandle>>,
 }
 
@@ -28,7 +29,11 @@ impl TcpProxy {
     pub async fn start(upstream: SocketAddr) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(State::default());
+        let state = Arc::new(State {
+            cut: AtomicBool::new(false),
+            upstream: Mutex::new(upstream),
+            links: Mutex::default(),
+        });
         let shared = state.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
@@ -36,6 +41,7 @@ impl TcpProxy {
                     drop(client); // refused: closed at once
                     continue;
                 }
+                let upstream = *shared.upstream.lock().unwrap();
                 let link = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -57,6 +63,14 @@ impl TcpProxy {
     /// Close every connection through the proxy and refuse new ones.
     pub fn cut(&self) {
         self.state.cut.store(true, Ordering::SeqCst);
+        for link in self.state.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Close every connection through the proxy and send new ones to `upstream`.
+    pub fn redirect(&self, upstream: SocketAddr) {
+        *self.state.upstream.lock().unwrap() = upstream;
         for link in self.state.links.lock().unwrap().drain(..) {
             link.abort();
         }

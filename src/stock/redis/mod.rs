@@ -53,18 +53,20 @@ impl RedisStore {
     }
 }
 
-/// `discard.lua` for `reservation`.
+/// `discard.lua` for `reservation`, as `caller` (`edge` or `order`; see the script).
 pub(super) fn discard_invocation<'a>(
     script: &'a Script,
     sale: &SaleKeys,
     reservation: &Reservation,
+    caller: &str,
 ) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
     inv.key(&sale.buyers)
         .key(&sale.confirmed)
         .key(&sale.meta)
         .arg(&reservation.uid)
-        .arg(&reservation.id);
+        .arg(&reservation.id)
+        .arg(caller);
     inv
 }
 
@@ -175,7 +177,7 @@ impl StockStore for RedisStore {
         sale: &SaleKeys,
         reservation: &Reservation,
     ) -> Result<bool, StoreError> {
-        let inv = discard_invocation(&self.discard, sale, reservation);
+        let inv = discard_invocation(&self.discard, sale, reservation, "edge");
         let discarded: i64 = self.client.invoke(inv).await?;
         Ok(discarded == 1)
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::Script;
 
 use super::client::{RedisClient, Target};
-use super::{read_stock, release_invocation};
+use super::{discard_invocation, read_stock, release_invocation};
 use crate::stock::keys::SALES_REGISTRY;
 use crate::stock::{Reservation, SaleKeys, SaleStock, StoreError};
 
@@ -30,6 +30,19 @@ pub enum Load {
     BelowHeld(u64),
 }
 
+/// What `restore` did (see `lua/restore.lua`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restore {
+    /// The buyer holds the unit again; one unit was taken off sale.
+    Restored,
+    /// The buyer holds the unit again; no unit was left on sale to take back.
+    Short,
+    /// The buyer held it already.
+    Held,
+    /// The buyer holds another reservation (in flight); nothing changed.
+    Other,
+}
+
 /// Sales in Redis, as the CLI and the order backend see them.
 pub struct RedisSales {
     client: RedisClient,
@@ -37,6 +50,8 @@ pub struct RedisSales {
     confirm: Script,
     release: Script,
     reconcile: Script,
+    discard: Script,
+    restore: Script,
     /// Loaded with `load` so the first buy after a seed is one round trip.
     reserve: Script,
 }
@@ -50,6 +65,8 @@ impl RedisSales {
             confirm: Script::new(include_str!("../../../lua/confirm.lua")),
             release: Script::new(include_str!("../../../lua/release.lua")),
             reconcile: Script::new(include_str!("../../../lua/reconcile.lua")),
+            discard: Script::new(include_str!("../../../lua/discard.lua")),
+            restore: Script::new(include_str!("../../../lua/restore.lua")),
             reserve: Script::new(include_str!("../../../lua/reserve.lua")),
         }
     }
@@ -119,6 +136,39 @@ impl RedisSales {
         Ok(returned == 1)
     }
 
+    /// Take the unit of a reservation the database refused for want of stock out of the sale,
+    /// without putting it back on sale (`lua/discard.lua` as the order backend: it may be
+    /// confirmed). True the first time only.
+    pub async fn discard_order(&self, reservation: &Reservation) -> Result<bool, StoreError> {
+        let sale = SaleKeys::of(reservation.product);
+        let inv = discard_invocation(&self.discard, &sale, reservation, "order");
+        let discarded: i64 = self.client.invoke(inv).await?;
+        Ok(discarded == 1)
+    }
+
+    /// Put back the unit of an order Redis lost (`lua/restore.lua`).
+    pub async fn restore(&self, reservation: &Reservation) -> Result<Restore, StoreError> {
+        let sale = SaleKeys::of(reservation.product);
+        let mut inv = self.restore.prepare_invoke();
+        inv.key(&sale.stock)
+            .key(&sale.buyers)
+            .key(&sale.confirmed)
+            .key(&sale.meta)
+            .arg(&reservation.uid)
+            .arg(&reservation.id);
+        let answer: String = self.client.invoke(inv).await?;
+        match answer.as_str() {
+            "restored" => Ok(Restore::Restored),
+            "short" => Ok(Restore::Short),
+            "held" => Ok(Restore::Held),
+            "other" => Ok(Restore::Other),
+            _ => Err(StoreError::Protocol {
+                script: "restore.lua",
+                answer,
+            }),
+        }
+    }
+
     /// The stock `flashgate stock load` configured for `product`, if it was loaded.
     pub async fn configured_stock(&self, product: u64) -> Result<Option<u64>, StoreError> {
         let mut pipe = redis::pipe();
@@ -149,6 +199,20 @@ impl RedisSales {
             inv.arg(uid).arg(id);
         }
         self.client.invoke(inv).await
+    }
+
+    /// Units left and every buyer of `product`, read together (`MULTI`: no reservation or
+    /// return in between), or None when the sale does not exist.
+    pub async fn snapshot(
+        &self,
+        product: u64,
+    ) -> Result<Option<(u64, Vec<(String, String)>)>, StoreError> {
+        let sale = SaleKeys::of(product);
+        let mut pipe = redis::pipe();
+        pipe.atomic().get(&sale.stock).hgetall(&sale.buyers);
+        let (remaining, buyers): (Option<i64>, Vec<(String, String)>) =
+            self.client.query(pipe).await?;
+        Ok(remaining.map(|r| (u64::try_from(r).unwrap_or(0), buyers)))
     }
 
     /// Every buyer of `product` as (uid, reservation).
