@@ -79,6 +79,8 @@ pub struct Metrics {
     pub unsettled: IntGauge,
     /// Access-log lines dropped because the writer was behind.
     pub access_log_dropped: IntCounter,
+    /// Reservations the store's replicas did not acknowledge in time (`store.wait`).
+    pub unacknowledged: IntCounter,
     /// Configuration reloads, by result.
     pub reloads: Reloads,
     /// `flashgate_limit_syncs_total{result}`: syncs of `scope: cluster` limits with Redis.
@@ -275,6 +277,12 @@ impl Metrics {
             "Access-log lines dropped because the log's writer was behind (its buffer full).",
         ))?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        let unacknowledged = IntCounter::with_opts(Opts::new(
+            "flashgate_reservations_unacknowledged_total",
+            "Reservations fewer replicas than store.wait.replicas acknowledged within \
+             store.wait.timeout: answered 202 pending, never forwarded, left to the ledger.",
+        ))?;
+        registry.register(Box::new(unacknowledged.clone()))?;
         let reloads = IntCounterVec::new(
             Opts::new(
                 "flashgate_reloads_total",
@@ -323,6 +331,7 @@ impl Metrics {
             },
             unsettled,
             access_log_dropped,
+            unacknowledged,
             reloads: Reloads {
                 ok: reloads.with_label_values(&["ok"]),
                 refused: reloads.with_label_values(&["refused"]),

@@ -155,6 +155,65 @@ fn mistakes_name_line_and_column() {
     }
 }
 
+/// `store.sentinel` and `store.wait`: what they resolve to, and their mistakes at file:line:col.
+#[test]
+fn redis_store_by_sentinel_and_with_a_replica_wait() {
+    use flashgate::config::{ReplicaWait, Store};
+    use flashgate::stock::redis::Target;
+    let with = |store: &str| GOOD.replace("catalog:", &format!("store:\n{store}catalog:"));
+    let c = parse(&with(
+        "  kind: redis\n  sentinel: { master: shop, nodes: [redis://10.0.0.1:26379, redis://10.0.0.2:26379] }\n  timeout: 200ms\n  wait: { replicas: 1, timeout: 50ms }\n",
+    ))
+    .unwrap();
+    let Store::Redis { target, wait, .. } = c.store else {
+        panic!("a redis store")
+    };
+    assert_eq!(
+        target,
+        Target::Sentinel {
+            master: "shop".into(),
+            nodes: vec![
+                "redis://10.0.0.1:26379".into(),
+                "redis://10.0.0.2:26379".into()
+            ],
+        }
+    );
+    assert_eq!(
+        wait,
+        Some(ReplicaWait {
+            replicas: 1,
+            timeout: Duration::from_millis(50)
+        })
+    );
+    let cases = [
+        (
+            "  kind: redis\n  url: redis://a:6379\n  sentinel: { master: m, nodes: [redis://b:26379] }\n",
+            (11, 13),
+            "give one of url",
+        ),
+        (
+            "  kind: redis\n  sentinel: { master: m, nodes: [] }\n",
+            (10, 33),
+            "needs at least one sentinel",
+        ),
+        (
+            "  kind: redis\n  url: redis://a:6379\n  wait: { replicas: 0, timeout: 10ms }\n",
+            (11, 21),
+            "at least 1",
+        ),
+        (
+            "  kind: redis\n  url: redis://a:6379\n  timeout: 50ms\n  wait: { replicas: 1, timeout: 50ms }\n",
+            (12, 33),
+            "below store.timeout",
+        ),
+    ];
+    for (store, (line, column), says) in cases {
+        let (at, message) = error_at(&with(store));
+        assert_eq!((at.line, at.column), (line, column), "{store}: {message}");
+        assert!(message.contains(says), "{store}: {message}");
+    }
+}
+
 #[test]
 fn short_secret_from_the_environment_names_the_value() {
     let (at, message) = error_at(&GOOD.replace("${EDGE}", "${SHORT}"));
@@ -378,6 +437,7 @@ fn orders_settings_resolve_and_flags_override_the_file() {
         database: Some("sqlite://other.db".into()),
         redis: Some("redis://127.0.0.1:7000".into()),
         cluster: None,
+        sentinel: None,
         payment_timeout: Some(Duration::from_secs(5)),
         config: None,
     };
@@ -432,7 +492,7 @@ fn orders_settings_on_a_redis_cluster_like_the_edge() {
     let both = format!("redis: redis://127.0.0.1:6379\n{cluster}");
     let err = orders(&both, Overrides::default()).unwrap_err().to_string();
     assert!(err.starts_with("orders.yaml:3:"), "{err}");
-    assert!(err.contains("not both"), "{err}");
+    assert!(err.contains("not two"), "{err}");
     // A file from before retry_for still starts, and the backend says max_deliveries is unused.
     let old = "ledger: { max_deliveries: 5 }\n";
     assert!(

@@ -59,12 +59,16 @@ struct Common {
     #[arg(long)]
     database: Option<String>,
     /// Redis holding the sales: the edge's store.url (default redis://127.0.0.1:6379).
-    #[arg(long, conflicts_with = "cluster")]
+    #[arg(long, conflicts_with_all = ["cluster", "sentinel"])]
     redis: Option<String>,
     /// A Redis Cluster holding the sales, by seed nodes: the edge's store.cluster
     /// (redis://a:7000,redis://b:7000).
-    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    #[arg(long, value_delimiter = ',', num_args = 1.., conflicts_with = "sentinel")]
     cluster: Option<Vec<String>>,
+    /// A master found through Redis Sentinel: the edge's store.sentinel, as
+    /// NAME@redis://host:26379,redis://host2:26379.
+    #[arg(long)]
+    sentinel: Option<String>,
     /// How long a buyer has to pay (default 15m).
     #[arg(long, value_parser = humantime::parse_duration)]
     payment_timeout: Option<Duration>,
@@ -78,14 +82,20 @@ impl Common {
             database,
             redis,
             cluster,
+            sentinel,
             payment_timeout,
         } = self;
+        let sentinel = sentinel
+            .map(|s| settings::sentinel_flag(&s))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--sentinel: {e}"))?;
         let settings = settings::resolve(Overrides {
             config,
             listen,
             database,
             redis,
             cluster,
+            sentinel,
             payment_timeout,
         })?;
         if settings.development_secret {

@@ -322,6 +322,7 @@ impl Checkout {
         match reserved {
             Ok(Reserve::Won { reservation, .. }) => Decision::Forward(reservation),
             Ok(Reserve::Unacknowledged { reservation }) => {
+                self.metrics.unacknowledged.inc();
                 if let Some(held) = self.store_failures.admit() {
                     tracing::warn!(
                         reservation = %reservation.id,

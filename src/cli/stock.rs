@@ -5,15 +5,13 @@
 use anyhow::{bail, Context};
 use flashgate::config::{Config, Store};
 use flashgate::stock::redis::sales::{Load, RedisSales};
-use flashgate::stock::redis::Target;
 use flashgate::stock::SaleKeys;
 
 fn store_of(config: &Config) -> anyhow::Result<RedisSales> {
     // Administrative calls may wait longer than a buyer would.
     let timeout = std::time::Duration::from_secs(5);
     match &config.store {
-        Store::Redis { url, .. } => Ok(RedisSales::new(Target::Single(url.clone()), timeout)),
-        Store::Cluster { urls, .. } => Ok(RedisSales::new(Target::Cluster(urls.clone()), timeout)),
+        Store::Redis { target, .. } => Ok(RedisSales::new(target.clone(), timeout)),
         Store::Memory { .. } => bail!(
             "{}: store kind memory keeps stock inside the running gateway, seeded from the \
              configuration at start; stock load/show are for store: {{kind: redis}}",

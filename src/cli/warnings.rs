@@ -215,7 +215,7 @@ fn forwarded_for(c: &Config, ip_blocks: usize, out: &mut Vec<Warning>) {
 fn global_limit(c: &Config, out: &mut Vec<Warning>) {
     let capacity = match (c.store_capacity, &c.store) {
         (Some(n), _) => n,
-        (None, Store::Redis { .. } | Store::Cluster { .. }) => REDIS_CALLS_PER_SECOND,
+        (None, Store::Redis { .. }) => REDIS_CALLS_PER_SECOND,
         // The embedded store is this process's memory: the edge runs out before it does.
         (None, Store::Memory { .. }) => return,
     };

@@ -218,20 +218,25 @@ pub enum Store {
         /// When the journal reaches the disk.
         fsync: Fsync,
     },
-    /// One Redis server.
+    /// Redis: one server, a Cluster, or a master found through Sentinel.
     Redis {
-        /// `redis://` URL.
-        url: String,
+        /// Where.
+        target: crate::stock::redis::Target,
         /// Per-call timeout.
         timeout: Duration,
+        /// Wait for replicas to acknowledge each reservation (`store.wait`).
+        wait: Option<ReplicaWait>,
     },
-    /// A Redis Cluster.
-    Cluster {
-        /// Seed node URLs.
-        urls: Vec<String>,
-        /// Per-call timeout.
-        timeout: Duration,
-    },
+}
+
+/// `store.wait`: after each reservation, Redis `WAIT replicas timeout` on the node that ran
+/// it; fewer acknowledgements in time make the buy `202 pending`, never forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaWait {
+    /// Replicas that must acknowledge.
+    pub replicas: u32,
+    /// How long to wait for them.
+    pub timeout: Duration,
 }
 
 /// One sale.

@@ -240,8 +240,14 @@ pub struct FileStore {
     pub url: Option<String>,
     #[serde(default)]
     pub cluster: Option<Vec<String>>,
+    /// A master found through Redis Sentinel.
+    #[serde(default)]
+    pub sentinel: Option<FileSentinel>,
     #[serde(default = "default_store_timeout")]
     pub timeout: HumanDuration,
+    /// Wait for replicas to acknowledge each reservation.
+    #[serde(default)]
+    pub wait: Option<FileWait>,
     /// Embedded store: directory of its journal (durable across restarts).
     #[serde(default)]
     pub path: Option<PathBuf>,
@@ -259,12 +265,34 @@ impl Default for FileStore {
             kind: StoreKind::Memory,
             url: None,
             cluster: None,
+            sentinel: None,
             timeout: default_store_timeout(),
+            wait: None,
             path: None,
             fsync: Fsync::default(),
             capacity: None,
         }
     }
+}
+
+/// `store.sentinel:` — the monitored master's name and the sentinels to ask for it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSentinel {
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+    pub master: String,
+    /// Sentinel URLs, `redis://host:26379`.
+    pub nodes: Vec<String>,
+}
+
+/// `store.wait:` — replicas that must acknowledge each reservation, and for how long.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWait {
+    /// At least 1.
+    pub replicas: u32,
+    /// Above zero, at most the store's timeout.
+    pub timeout: HumanDuration,
 }
 
 /// `catalog:` — every product id the shop knows.

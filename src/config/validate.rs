@@ -14,8 +14,10 @@ use super::error::ConfigError;
 use super::locate::Locations;
 use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
 use super::{
-    AccessLog, Catalog, Config, Environment, LogTarget, Origin, Sale, Secret, Secrets, Store,
+    AccessLog, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret, Secrets,
+    Store,
 };
+use crate::stock::redis::Target;
 
 /// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
 /// variables.
@@ -256,27 +258,93 @@ fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
             "store.path",
             "store.path is the embedded store's journal (kind: memory); Redis keeps its own data",
         )),
-        StoreKind::Redis => match (&store.url, &store.cluster) {
-            (_, Some(urls)) if !urls.is_empty() => Store::Cluster {
-                urls: urls
-                    .iter()
-                    .enumerate()
-                    .map(|(i, u)| cx.required(&format!("store.cluster[{i}]"), u))
-                    .collect::<Result<_, _>>()?,
-                timeout,
-            },
-            (Some(url), _) => Store::Redis {
-                url: cx.required("store.url", url)?,
-                timeout,
-            },
-            _ => {
-                return Err(cx.err(
-                    "store.kind",
-                    "store kind redis needs url: redis://host:port or cluster: [urls]",
-                ))
-            }
+        StoreKind::Redis => Store::Redis {
+            target: redis_target(cx, store)?,
+            timeout,
+            wait: replica_wait(cx, store)?,
         },
     })
+}
+
+/// `store.url`, `store.cluster` or `store.sentinel`: exactly one.
+fn redis_target(cx: &Ctx, store: &FileStore) -> Result<Target, ConfigError> {
+    let given = [
+        store.url.is_some(),
+        store.cluster.as_ref().is_some_and(|c| !c.is_empty()),
+        store.sentinel.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let at = if store.sentinel.is_some() {
+            "store.sentinel"
+        } else {
+            "store.cluster"
+        };
+        return Err(cx.err(
+            at,
+            "give one of url (one server), cluster (seed nodes) or sentinel (a monitored master)",
+        ));
+    }
+    let list = |key: &str, urls: &[String]| -> Result<Vec<String>, ConfigError> {
+        urls.iter()
+            .enumerate()
+            .map(|(i, u)| cx.required(&format!("{key}[{i}]"), u))
+            .collect()
+    };
+    Ok(match (&store.url, &store.cluster, &store.sentinel) {
+        (_, Some(urls), _) if !urls.is_empty() => Target::Cluster(list("store.cluster", urls)?),
+        (Some(url), ..) => Target::Single(cx.required("store.url", url)?),
+        (_, _, Some(s)) => {
+            if s.nodes.is_empty() {
+                return Err(cx.err(
+                    "store.sentinel.nodes",
+                    "store.sentinel.nodes needs at least one sentinel: [redis://host:26379]",
+                ));
+            }
+            let master = cx.required("store.sentinel.master", &s.master)?;
+            if master.is_empty() {
+                return Err(cx.err(
+                    "store.sentinel.master",
+                    "store.sentinel.master is the name the sentinels monitor the master under",
+                ));
+            }
+            Target::Sentinel {
+                master,
+                nodes: list("store.sentinel.nodes", &s.nodes)?,
+            }
+        }
+        _ => {
+            return Err(cx.err(
+                "store.kind",
+                "store kind redis needs url: redis://host:port, cluster: [urls] or sentinel: { master, nodes }",
+            ))
+        }
+    })
+}
+
+/// `store.wait`, checked: at least one replica, a timeout above zero and within the store's.
+fn replica_wait(cx: &Ctx, store: &FileStore) -> Result<Option<ReplicaWait>, ConfigError> {
+    let Some(wait) = &store.wait else {
+        return Ok(None);
+    };
+    if wait.replicas == 0 {
+        return Err(cx.err(
+            "store.wait.replicas",
+            "store.wait.replicas must be at least 1 (leave out store.wait not to wait)",
+        ));
+    }
+    if wait.timeout.0.is_zero() || wait.timeout.0 >= store.timeout.0 {
+        return Err(cx.err(
+            "store.wait.timeout",
+            format!(
+                "store.wait.timeout must be above zero and below store.timeout ({:?}): the wait is part of the reservation's call",
+                store.timeout.0
+            ),
+        ));
+    }
+    Ok(Some(ReplicaWait {
+        replicas: wait.replicas,
+        timeout: wait.timeout.0,
+    }))
 }
 
 fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<Sale>, ConfigError> {

@@ -17,7 +17,6 @@ use crate::config::Store;
 use crate::logging::Throttle;
 use crate::stock::redis::client::RedisClient;
 use crate::stock::redis::limits::sync_counts;
-use crate::stock::redis::Target;
 
 /// How often the task looks for a rule that is due.
 const TICK: Duration = Duration::from_millis(50);
@@ -41,8 +40,9 @@ impl BackgroundService for LimitSync {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         // The store cannot change on a reload, so the client made at start stays right.
         let target = match &self.gateway.live().config.store {
-            Store::Redis { url, timeout } => (Target::Single(url.clone()), *timeout),
-            Store::Cluster { urls, timeout } => (Target::Cluster(urls.clone()), *timeout),
+            Store::Redis {
+                target, timeout, ..
+            } => (target.clone(), *timeout),
             Store::Memory { .. } => return,
         };
         let client = RedisClient::new(target.0, target.1.max(SYNC_TIMEOUT));

@@ -127,8 +127,8 @@ impl Gateway {
     }
 
     fn build_waiting(config: Config, lock_wait: std::time::Duration) -> Result<Self, BuildError> {
-        let redis = |target, timeout| {
-            let store = Arc::new(RedisStore::new(target, timeout));
+        let redis = |target: &Target, timeout, wait| {
+            let store = Arc::new(RedisStore::new(target.clone(), timeout).waiting(wait));
             (
                 store.clone() as Arc<dyn StockStore>,
                 store as Arc<dyn SingleUse>,
@@ -162,8 +162,11 @@ impl Gateway {
                     Arc::new(used) as Arc<dyn SingleUse>,
                 )
             }
-            Store::Redis { url, timeout } => redis(Target::Single(url.clone()), *timeout),
-            Store::Cluster { urls, timeout } => redis(Target::Cluster(urls.clone()), *timeout),
+            Store::Redis {
+                target,
+                timeout,
+                wait,
+            } => redis(target, *timeout, *wait),
         };
         let access_log = config.access_log.clone();
         let mut gateway = Self::with_stores(config, store, single_use)?;
@@ -196,15 +199,11 @@ impl Gateway {
         // A join or tick is no buy: it may wait longer than store.timeout (as a limit sync).
         let queue_timeout = |t: &std::time::Duration| (*t).max(std::time::Duration::from_secs(1));
         let queue_store: Arc<dyn crate::stock::queue::QueueStore> = match &config.store {
-            Store::Redis { url, timeout } if store.kind() != "memory" => Arc::new(RedisQueue::new(
-                RedisClient::new(Target::Single(url.clone()), queue_timeout(timeout)),
+            Store::Redis {
+                target, timeout, ..
+            } if !store.kind().starts_with("memory") => Arc::new(RedisQueue::new(
+                RedisClient::new(target.clone(), queue_timeout(timeout)),
             )),
-            Store::Cluster { urls, timeout } if store.kind() != "memory" => {
-                Arc::new(RedisQueue::new(RedisClient::new(
-                    Target::Cluster(urls.clone()),
-                    queue_timeout(timeout),
-                )))
-            }
             _ => Arc::new(MemoryQueue::new(store.clone())),
         };
         let queues = Arc::new(crate::queue::Queues::new(queue_store));

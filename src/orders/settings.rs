@@ -35,6 +35,8 @@ pub struct OrdersFile {
     pub redis: Option<String>,
     /// Seed nodes of a Redis Cluster: the edge's `store.cluster` (instead of `redis`).
     pub cluster: Option<Vec<String>>,
+    /// A master found through Redis Sentinel: the edge's `store.sentinel` (instead of `redis`).
+    pub sentinel: Option<SentinelFile>,
     /// How long a buyer has to pay, e.g. `15m`.
     pub payment_timeout: Option<HumanDuration>,
     /// The edge's signing secret (`${ENV}` allowed).
@@ -54,6 +56,16 @@ pub struct ReconcileFile {
     /// How often the live reconcile compares every sale in Redis with the database and
     /// corrects Redis (default 10s; at once after a refusal for want of stock).
     pub every: Option<HumanDuration>,
+}
+
+/// `sentinel:` of the file: the edge's `store.sentinel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelFile {
+    /// The name the sentinels monitor the master under.
+    pub master: String,
+    /// Sentinel URLs.
+    pub nodes: Vec<String>,
 }
 
 /// `ledger:` of the file.
@@ -117,6 +129,8 @@ pub struct Overrides {
     pub redis: Option<String>,
     /// `--cluster`.
     pub cluster: Option<Vec<String>>,
+    /// `--sentinel NAME@url,url`.
+    pub sentinel: Option<Target>,
     /// `--payment-timeout`.
     pub payment_timeout: Option<Duration>,
 }
@@ -160,22 +174,11 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
     let written = file.edge_secret.as_deref().unwrap_or(DEFAULT_EDGE_SECRET);
     let (edge_secret, development_secret) =
         cx.secret_or_development("edge_secret", written, DEV_EDGE_SECRET)?;
-    let redis = match (flags.cluster, flags.redis, file.cluster, file.redis) {
-        (Some(urls), ..) => Target::Cluster(urls),
-        (None, Some(url), ..) => Target::Single(url),
-        (None, None, Some(_), Some(_)) => {
-            return Err(cx.err(
-                "cluster",
-                "give redis (one server) or cluster (seed nodes), not both",
-            ))
-        }
-        (None, None, Some(urls), None) if urls.is_empty() => {
-            return Err(cx.err("cluster", "cluster needs at least one seed node"))
-        }
-        (None, None, Some(urls), None) => Target::Cluster(urls),
-        (None, None, None, url) => {
-            Target::Single(url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()))
-        }
+    let redis = match (flags.sentinel, flags.cluster, flags.redis) {
+        (Some(target), ..) => target,
+        (None, Some(urls), _) => Target::Cluster(urls),
+        (None, None, Some(url)) => Target::Single(url),
+        (None, None, None) => file_target(cx, file.redis, file.cluster, file.sentinel)?,
     };
     let listen = flags
         .listen
@@ -203,6 +206,66 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
             .unwrap_or_else(|| format!("orders-{}-{}", host_name(), listen.port())),
         max_deliveries_ignored: file.ledger.max_deliveries.is_some(),
         reconcile_every: at_least(cx, "reconcile.every", file.reconcile.every, 10)?,
+    })
+}
+
+/// The file's `redis`, `cluster` or `sentinel` (one at most; `redis://127.0.0.1:6379` when
+/// none is given).
+fn file_target(
+    cx: &Ctx,
+    redis: Option<String>,
+    cluster: Option<Vec<String>>,
+    sentinel: Option<SentinelFile>,
+) -> Result<Target, ConfigError> {
+    let given = [redis.is_some(), cluster.is_some(), sentinel.is_some()];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let at = if sentinel.is_some() {
+            "sentinel"
+        } else {
+            "cluster"
+        };
+        return Err(cx.err(
+            at,
+            "give redis (one server), cluster (seed nodes) or sentinel (a monitored master), not two",
+        ));
+    }
+    Ok(match (redis, cluster, sentinel) {
+        (_, Some(urls), _) if urls.is_empty() => {
+            return Err(cx.err("cluster", "cluster needs at least one seed node"))
+        }
+        (_, Some(urls), _) => Target::Cluster(urls),
+        (_, _, Some(s)) if s.nodes.is_empty() || s.master.is_empty() => {
+            return Err(cx.err(
+                "sentinel",
+                "sentinel needs master: NAME and nodes: [redis://host:26379]",
+            ))
+        }
+        (_, _, Some(s)) => Target::Sentinel {
+            master: s.master,
+            nodes: s.nodes,
+        },
+        (url, None, None) => {
+            Target::Single(url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()))
+        }
+    })
+}
+
+/// `--sentinel NAME@redis://host:26379,redis://host2:26379` as a target.
+pub fn sentinel_flag(flag: &str) -> Result<Target, String> {
+    let (master, nodes) = flag
+        .split_once('@')
+        .ok_or("expected NAME@redis://host:26379[,redis://host2:26379...]")?;
+    let nodes: Vec<String> = nodes
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if master.is_empty() || nodes.is_empty() {
+        return Err("expected NAME@redis://host:26379[,redis://host2:26379...]".into());
+    }
+    Ok(Target::Sentinel {
+        master: master.to_string(),
+        nodes,
     })
 }
 

@@ -202,6 +202,27 @@ impl OrdersServer {
         Self::launch(&database.url(), &redis, payment_timeout, None).await
     }
 
+    /// Start against the master the sentinels at `urls` monitor as `name`.
+    pub async fn start_on_sentinel(database: &Database, name: &str, urls: &[String]) -> Self {
+        let redis = [
+            "--sentinel".to_string(),
+            format!("{name}@{}", urls.join(",")),
+        ];
+        Self::launch(
+            &database.url(),
+            &redis,
+            "15m",
+            Some("reconcile: { every: 1s }\n"),
+        )
+        .await
+    }
+
+    /// [`OrdersServer::start_with`] at `database_url` with the settings file `yaml`.
+    pub async fn start_at_with(database_url: &str, redis_url: &str, yaml: &str) -> Self {
+        let redis = ["--redis".to_string(), redis_url.to_string()];
+        Self::launch(database_url, &redis, "15m", Some(yaml)).await
+    }
+
     async fn launch(
         database_url: &str,
         redis: &[String],

@@ -260,3 +260,75 @@ impl SaleStore {
         self.sales.stock(product).await
     }
 }
+
+/// A redis-server in sentinel mode (`redis-server sentinel.conf --sentinel`) on a free port,
+/// monitoring one master as `name` with a quorum of `quorum`, declaring it down after 1 s.
+pub struct Sentinel {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(name: &str, master_port: u16, quorum: u32) -> Sentinel {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} {quorum}\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 10000\n\
+                 sentinel parallel-syncs {name} 1\n",
+                dir.path().display()
+            ),
+        )
+        .expect("write sentinel.conf");
+        let log = std::fs::File::create(dir.path().join("sentinel.log")).expect("log");
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let sentinel = Sentinel {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sentinel
+            .cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", name])
+            .contains(&master_port.to_string())
+        {
+            assert!(Instant::now() < deadline, "sentinel {port} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sentinel
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Run redis-cli against this sentinel.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

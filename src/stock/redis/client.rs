@@ -2,14 +2,21 @@
 //! (a `ConnectionManager`, or the cluster client's connection) created on first use, every call
 //! bounded by a timeout and guarded by a [`Breaker`]. While Redis is down, calls fail at once
 //! ([`StoreError::CircuitOpen`]) and resume by themselves when Redis is back.
+//!
+//! Behind Redis Sentinel ([`Target::Sentinel`]) the master is asked of the sentinels, and its
+//! role checked (`ROLE`), when the connection is made; a call that finds Redis unavailable, or
+//! a master demoted to a replica (`READONLY`), drops the connection, so the next call asks the
+//! sentinels again and follows a failover instead of writing to the old master.
 
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
-use tokio::sync::OnceCell;
 
 use super::super::breaker::Breaker;
 use super::super::StoreError;
@@ -40,6 +47,14 @@ fn unavailable(e: &StoreError) -> bool {
     }
 }
 
+/// Whether a failed call says the connection must be made anew: Redis unavailable, or the
+/// node is a replica now (`READONLY`: a failover demoted it).
+fn reconnect(e: &StoreError) -> bool {
+    let demoted = matches!(e, StoreError::Redis(e)
+        if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
+    demoted || unavailable(e)
+}
+
 /// Where a client connects.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -47,6 +62,13 @@ pub enum Target {
     Single(String),
     /// A Redis Cluster, by seed nodes.
     Cluster(Vec<String>),
+    /// The master the sentinels at `nodes` monitor as `master`.
+    Sentinel {
+        /// The monitored master's name.
+        master: String,
+        /// Sentinel URLs.
+        nodes: Vec<String>,
+    },
 }
 
 impl std::fmt::Display for Target {
@@ -54,6 +76,9 @@ impl std::fmt::Display for Target {
         match self {
             Target::Single(url) => f.write_str(url),
             Target::Cluster(urls) => write!(f, "cluster [{}]", urls.join(", ")),
+            Target::Sentinel { master, nodes } => {
+                write!(f, "sentinel master {master} [{}]", nodes.join(", "))
+            }
         }
     }
 }
@@ -67,7 +92,10 @@ pub(super) enum Conn {
 /// A guarded, time-bounded Redis connection.
 pub struct RedisClient {
     target: Target,
-    conn: OnceCell<Conn>,
+    /// The connection, once made; dropped to be made anew behind Sentinel (see the module doc).
+    conn: ArcSwapOption<Conn>,
+    /// Held while a connection is made, so concurrent calls make one.
+    connecting: tokio::sync::Mutex<()>,
     timeout: Duration,
     breaker: Breaker,
 }
@@ -77,10 +105,25 @@ impl RedisClient {
     pub fn new(target: Target, timeout: Duration) -> Self {
         RedisClient {
             target,
-            conn: OnceCell::new(),
+            conn: ArcSwapOption::empty(),
+            connecting: tokio::sync::Mutex::new(()),
             timeout,
             breaker: Breaker::new(BREAKER_THRESHOLD, BREAKER_COOLDOWN),
         }
+    }
+
+    /// The connection, made if there is none.
+    async fn conn(&self) -> Result<Conn, RedisError> {
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        let _making = self.connecting.lock().await;
+        if let Some(conn) = self.conn.load_full() {
+            return Ok((*conn).clone());
+        }
+        let conn = self.connect().await?;
+        self.conn.store(Some(Arc::new(conn.clone())));
+        Ok(conn)
     }
 
     /// Where it connects.
@@ -109,6 +152,23 @@ impl RedisClient {
                         .build()?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
+            Target::Sentinel { master, nodes } => {
+                let mut sentinel = redis::sentinel::SentinelClient::build(
+                    nodes.iter().map(String::as_str).collect(),
+                    master.clone(),
+                    None,
+                    redis::sentinel::SentinelServerType::Master,
+                )?;
+                // The master the sentinels name, its role checked.
+                let client = sentinel.async_get_client().await?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                Ok(Conn::Single(
+                    ConnectionManager::new_with_config(client, config).await?,
+                ))
+            }
         }
     }
 
@@ -122,7 +182,7 @@ impl RedisClient {
             return Err(StoreError::CircuitOpen);
         }
         let attempt = async {
-            let conn = self.conn.get_or_try_init(|| self.connect()).await?.clone();
+            let conn = self.conn().await?;
             call(conn).await
         };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
@@ -134,7 +194,42 @@ impl RedisClient {
             // An answer, even a refusal of this one command, says Redis is there.
             _ => self.breaker.success(),
         }
+        if let (Target::Sentinel { .. }, Err(e)) = (&self.target, &result) {
+            if reconnect(e) {
+                // Ask the sentinels again at the next call: the master may have changed.
+                self.conn.store(None);
+            }
+        }
         result
+    }
+
+    /// `WAIT replicas timeout` on the connection (and, on a Cluster, the node) that wrote
+    /// `key` last: how many replicas acknowledged every write made so far on it. Bounded by
+    /// the client's timeout like any call.
+    pub async fn wait_for_replicas(
+        &self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> Result<u32, StoreError> {
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(timeout.as_millis() as u64);
+        let key = key.to_string();
+        self.guarded(|conn| async move {
+            match conn {
+                Conn::Single(mut c) => wait.query_async(&mut c).await,
+                Conn::Cluster(mut c) => {
+                    use redis::cluster_routing::{
+                        Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr,
+                    };
+                    let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                    let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                    let answer = c.route_command(wait, node).await?;
+                    redis::from_redis_value(answer).map_err(RedisError::from)
+                }
+            }
+        })
+        .await
     }
 
     /// Run a script (EVALSHA, re-sent on NOSCRIPT).

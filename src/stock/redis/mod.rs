@@ -31,6 +31,7 @@ use super::single_use::SingleUse;
 use super::{
     Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
 };
+use crate::config::ReplicaWait;
 pub use client::{RedisClient, Target};
 
 /// The edge's stock in Redis.
@@ -39,6 +40,8 @@ pub struct RedisStore {
     reserve: Script,
     release: Script,
     discard: Script,
+    /// `store.wait`: replicas that must acknowledge each reservation.
+    wait: Option<ReplicaWait>,
 }
 
 impl RedisStore {
@@ -49,7 +52,16 @@ impl RedisStore {
             reserve: Script::new(include_str!("../../../lua/reserve.lua")),
             release: Script::new(include_str!("../../../lua/release.lua")),
             discard: Script::new(include_str!("../../../lua/discard.lua")),
+            wait: None,
         }
+    }
+
+    /// The same store, waiting for `wait`'s replicas to acknowledge each reservation
+    /// (`store.wait`): a reservation they do not acknowledge in time is
+    /// [`Reserve::Unacknowledged`].
+    pub fn waiting(mut self, wait: Option<ReplicaWait>) -> Self {
+        self.wait = wait;
+        self
     }
 }
 
@@ -148,14 +160,29 @@ impl StockStore for RedisStore {
             .arg(sale.product);
         let answer: ReserveReply = self.client.invoke(inv).await?;
         Ok(match answer {
-            ReserveReply::Won { id, remaining } => Reserve::Won {
-                reservation: Reservation {
+            ReserveReply::Won { id, remaining } => {
+                let reservation = Reservation {
                     id,
                     product: sale.product,
                     uid: uid.to_string(),
-                },
-                remaining,
-            },
+                };
+                if let Some(wait) = self.wait {
+                    // On the connection (and node) that ran the script, so the replicas'
+                    // acknowledgement covers this reservation. An error here leaves the unit
+                    // held and in the ledger, like a reserve that timed out.
+                    let acked = self
+                        .client
+                        .wait_for_replicas(&sale.stock, wait.replicas, wait.timeout)
+                        .await;
+                    if !matches!(acked, Ok(n) if n >= wait.replicas) {
+                        return Ok(Reserve::Unacknowledged { reservation });
+                    }
+                }
+                Reserve::Won {
+                    reservation,
+                    remaining,
+                }
+            }
             ReserveReply::SoldOut => Reserve::SoldOut,
             ReserveReply::Duplicate => Reserve::Duplicate,
             ReserveReply::UnknownSale => Reserve::UnknownSale,
@@ -220,6 +247,7 @@ impl StockStore for RedisStore {
         match self.client.target() {
             Target::Single(_) => "redis",
             Target::Cluster(_) => "redis-cluster",
+            Target::Sentinel { .. } => "redis-sentinel",
         }
     }
 
