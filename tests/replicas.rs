@@ -242,3 +242,54 @@ async fn behind_sentinel_a_master_killed_mid_storm_is_followed() {
         .unwrap();
     assert_eq!(ready.status(), 200, "the edge is ready on the new master");
 }
+
+/// On a Redis Cluster the `WAIT` goes to the master that ran the reservation: with that
+/// master's replica hung, a buy is pending; with it running, a win. (A `WAIT` sent anywhere else
+/// would find no write of this client to wait for, and answer at once: always a win.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_cluster_the_wait_asks_the_node_that_made_the_reservation() {
+    use common::redis_server::RedisCluster;
+    const P: u64 = 133;
+    let cluster = RedisCluster::start_with_replicas(1);
+    let origin = Origin::start().await;
+    let store = format!(
+        "{{ kind: redis, cluster: [{}], timeout: 1s, wait: {{ replicas: 1, timeout: 200ms }} }}",
+        cluster.urls().join(", ")
+    );
+    let edge = edge(Setup {
+        store: &store,
+        origin: origin.addr,
+        sales: &sale(P, 10),
+        limits: "  []",
+        trusted: "[]",
+        blocklist: "",
+    })
+    .await;
+    let url = edge.buy_url(P).await;
+    let c = reqwest::Client::new();
+    let (_, replicas) = cluster.serving(&SaleKeys::of(P).stock);
+    assert_eq!(replicas.len(), 1);
+    // The replicas of the other masters hung: no matter.
+    let others: Vec<&RedisServer> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port != replicas[0].port && n.cli(&["ROLE"]).starts_with("slave"))
+        .collect();
+    for other in &others {
+        other.pause();
+    }
+    assert_eq!(buy_outcome(&c, &url, "a").await.0, 200);
+    for other in &others {
+        other.resume();
+    }
+    // The sale's master's replica hung: pending.
+    replicas[0].pause();
+    assert_eq!(buy_outcome(&c, &url, "b").await, (202, "pending".into()));
+    replicas[0].resume();
+    assert_eq!(buy_outcome(&c, &url, "c").await.0, 200);
+    assert_eq!(
+        origin.forwards().len(),
+        2,
+        "the pending buy was not forwarded"
+    );
+}

@@ -162,7 +162,12 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_with_replicas(0)
+    }
+
+    /// Three masters, each with `replicas` replicas (`nodes`: the masters first).
+    pub fn start_with_replicas(replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -182,7 +187,7 @@ impl RedisCluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(
@@ -197,7 +202,67 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+        // Every replica following its master, and every node knowing it.
+        for node in &nodes {
+            let slaves = |table: String| {
+                table
+                    .lines()
+                    .filter(|l| l.split(' ').nth(2).is_some_and(|f| f.contains("slave")))
+                    .count()
+            };
+            while slaves(node.cli(&["CLUSTER", "NODES"])) < 3 * replicas
+                || (node.cli(&["ROLE"]).starts_with("slave")
+                    && !node
+                        .cli(&["INFO", "replication"])
+                        .contains("master_link_status:up"))
+            {
+                assert!(Instant::now() < deadline, "replicas did not settle");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         RedisCluster { nodes }
+    }
+
+    /// The node serving `key` as master, and its replicas (by `CLUSTER NODES`).
+    pub fn serving(&self, key: &str) -> (&RedisServer, Vec<&RedisServer>) {
+        let slot: u32 = self.nodes[0]
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("a slot");
+        let table = self.nodes[0].cli(&["CLUSTER", "NODES"]);
+        let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split(' ').collect()).collect();
+        let port_of = |row: &Vec<&str>| -> u16 {
+            let addr = row[1].split('@').next().unwrap_or("");
+            addr.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0)
+        };
+        let covers = |row: &Vec<&str>| {
+            row.iter().skip(8).any(|range| match range.split_once('-') {
+                Some((a, b)) => {
+                    (a.parse().unwrap_or(u32::MAX)..=b.parse().unwrap_or(0)).contains(&slot)
+                }
+                None => range.parse::<u32>().is_ok_and(|s| s == slot),
+            })
+        };
+        let master = rows
+            .iter()
+            .find(|r| r[2].contains("master") && covers(r))
+            .expect("a master serves the slot");
+        let node = |port: u16| {
+            self.nodes
+                .iter()
+                .find(|n| n.port == port)
+                .expect("one of ours")
+        };
+        let replicas = rows
+            .iter()
+            .filter(|r| r[2].contains("slave") && r[3] == master[0])
+            .map(|r| node(port_of(r)))
+            .collect();
+        (node(port_of(master)), replicas)
     }
 
     pub fn urls(&self) -> Vec<String> {
