@@ -304,8 +304,9 @@ impl Metrics {
         let slow_clients = IntCounterVec::new(
             Opts::new(
                 "flashgate_slow_clients_total",
-                "Public connections of slow clients closed because a request head took longer \
-                 than http.header_timeout (reason header_timeout).",
+                "Public connections of slow clients closed because a request head (or an \
+                 HTTP/2 preface) took longer than http.header_timeout from the accept \
+                 (reason header_timeout), or the TLS ClientHello did (reason client_hello).",
             ),
             &["reason"],
         )?;
@@ -342,6 +343,7 @@ impl Metrics {
             },
             slow_clients: crate::edge::slow::SlowCounters {
                 header_timeout: slow_clients.with_label_values(&["header_timeout"]),
+                client_hello: slow_clients.with_label_values(&["client_hello"]),
             },
             queue,
         })

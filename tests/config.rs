@@ -214,6 +214,50 @@ fn redis_store_by_sentinel_and_with_a_replica_wait() {
     }
 }
 
+/// `http:` limits that cannot hold are refused where they are written, and the HTTP/2
+/// settings default from the HTTP/1.1 ones.
+#[test]
+fn http_limits_and_h2_settings() {
+    let with = |http: &str| format!("{GOOD}http:\n{http}");
+    let c = parse(&with(
+        "  max_header_count: 100\n  h2: { max_concurrent_streams: 10 }\n",
+    ))
+    .unwrap();
+    assert_eq!(c.http.max_header_count, 100);
+    assert_eq!(c.http.h2.max_concurrent_streams, 10);
+    assert_eq!(c.http.h2.max_header_list_size, 16384 + 32 * 100);
+    assert_eq!(c.http.h2.max_pending_reset_streams, 20);
+    let cases = [
+        (
+            "  max_body_bytes: 100000\n",
+            (18, 19),
+            "between 0 and 65536",
+        ),
+        ("  max_header_count: 3\n", (18, 21), "between 16 and 100000"),
+        (
+            "  h2: { max_concurrent_streams: 0 }\n",
+            (18, 33),
+            "between 1 and 10000",
+        ),
+        (
+            "  h2: { max_header_list_size: 10 }\n",
+            (18, 31),
+            "between 1024",
+        ),
+        (
+            "  h2: { max_pending_reset_streams: 0 }\n",
+            (18, 36),
+            "between 1 and 10000",
+        ),
+        ("  h2: { unknown: 1 }\n", (18, 9), "unknown field"),
+    ];
+    for (http, (line, column), says) in cases {
+        let (at, message) = error_at(&with(http));
+        assert_eq!((at.line, at.column), (line, column), "{http}: {message}");
+        assert!(message.contains(says), "{http}: {message}");
+    }
+}
+
 #[test]
 fn short_secret_from_the_environment_names_the_value() {
     let (at, message) = error_at(&GOOD.replace("${EDGE}", "${SHORT}"));

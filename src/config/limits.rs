@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::context::Ctx;
 use super::error::ConfigError;
 use super::schema::{FileConfig, FileHttp, LimitKey, LimitScope, StoreKind};
-use super::{HttpLimits, Limit, Scope};
+use super::{H2Limits, HttpLimits, Limit, Scope};
 
 /// Distinct keys a per-IP or per-UID limit is sized for when the file does not say.
 const DEFAULT_EXPECTED_KEYS: usize = 1_000_000;
@@ -18,6 +18,14 @@ const MAX_EXPECTED_KEYS: usize = 1 << 22;
 /// Pingora reads at most this much of a request's head (1 MiB); `max_header_bytes` and
 /// `max_uri_bytes` must fit in it to mean anything.
 const MAX_HEAD_BYTES: usize = 1024 * 1024 - 1;
+
+/// A buy's body is read whole before it is forwarded, into Pingora's replay buffer (64 KiB):
+/// `max_body_bytes` must fit in it.
+const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// What RFC 9113 §6.5.2 adds to each header field of a decoded list: `max_header_list_size`
+/// defaults to `max_header_bytes` plus this for each of `max_header_count` fields.
+const H2_FIELD_OVERHEAD: usize = 32;
 
 pub(super) fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
     let at_least = |key: &str, value: u64, least: u64, most: u64| {
@@ -42,6 +50,27 @@ pub(super) fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, Conf
         1024,
         MAX_HEAD_BYTES as u64,
     )?;
+    at_least(
+        "max_header_count",
+        http.max_header_count as u64,
+        16,
+        100_000,
+    )?;
+    at_least("max_body_bytes", http.max_body_bytes, 0, MAX_BODY_BYTES)?;
+    let h2 = &http.h2;
+    let list_default = http
+        .max_header_bytes
+        .saturating_add(H2_FIELD_OVERHEAD.saturating_mul(http.max_header_count));
+    let list = h2
+        .max_header_list_size
+        .map_or(list_default as u64, u64::from);
+    at_least("h2.max_header_list_size", list, 1024, u64::from(u32::MAX))?;
+    let streams = u64::from(h2.max_concurrent_streams.unwrap_or(100));
+    at_least("h2.max_concurrent_streams", streams, 1, 10_000)?;
+    let pending = h2.max_pending_reset_streams.unwrap_or(20) as u64;
+    at_least("h2.max_pending_reset_streams", pending, 1, 10_000)?;
+    let errors = h2.max_error_resets.unwrap_or(100) as u64;
+    at_least("h2.max_error_resets", errors, 1, 100_000)?;
     at_least(
         "keepalive_requests",
         u64::from(http.keepalive_requests),
@@ -71,9 +100,16 @@ pub(super) fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, Conf
         header_timeout: http.header_timeout.0,
         max_uri_bytes: http.max_uri_bytes,
         max_header_bytes: http.max_header_bytes,
+        max_header_count: http.max_header_count,
         max_body_bytes: http.max_body_bytes,
         keepalive_secs,
         keepalive_requests: http.keepalive_requests,
+        h2: H2Limits {
+            max_concurrent_streams: streams as u32,
+            max_header_list_size: list as u32,
+            max_pending_reset_streams: pending as usize,
+            max_error_resets: errors as usize,
+        },
     })
 }
 

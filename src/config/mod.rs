@@ -104,6 +104,8 @@ pub struct HttpLimits {
     pub max_uri_bytes: usize,
     /// Header names and values at most, in bytes (`431` beyond).
     pub max_header_bytes: usize,
+    /// Header fields at most (`431` beyond).
+    pub max_header_count: usize,
     /// `Content-Length` at most (`413` beyond).
     pub max_body_bytes: u64,
     /// Idle time allowed between requests on a connection, in whole seconds (Pingora's unit).
@@ -112,6 +114,21 @@ pub struct HttpLimits {
     pub keepalive_requests: u32,
     /// The time a request head may take to arrive.
     pub header_timeout: Duration,
+    /// HTTP/2's settings.
+    pub h2: H2Limits,
+}
+
+/// `http.h2` resolved (the defaults filled in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct H2Limits {
+    /// Streams open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Decoded header list at most, in bytes (fields counted with 32 more each).
+    pub max_header_list_size: u32,
+    /// Streams reset by the client before the edge took them, at most (rapid reset).
+    pub max_pending_reset_streams: usize,
+    /// Streams the edge resets for protocol errors before `ENHANCE_YOUR_CALM`.
+    pub max_error_resets: usize,
 }
 
 /// `access_log:` resolved.

@@ -70,6 +70,9 @@ pub struct FileHttp {
     pub max_uri_bytes: usize,
     /// The request's header fields at most, in bytes (names and values); more: `431`.
     pub max_header_bytes: usize,
+    /// The request's header fields at most, in number; more: `431` (HTTP/1.1's parser refuses
+    /// more than 256 with `400` first).
+    pub max_header_count: usize,
     /// A request body at most, in bytes (`Content-Length`); more: `413`.
     pub max_body_bytes: u64,
     /// How long a keep-alive connection may wait for its next request (and, per read, for the
@@ -80,6 +83,24 @@ pub struct FileHttp {
     /// A request's whole head must arrive within this (from the accept for a connection's
     /// first request, from its first byte for later ones).
     pub header_timeout: HumanDuration,
+    /// HTTP/2's own settings.
+    pub h2: FileH2,
+}
+
+/// `http.h2:` — what one HTTP/2 connection may do (README, "Limits on the public listener").
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileH2 {
+    /// Streams open at once on one connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub max_concurrent_streams: Option<u32>,
+    /// A request's decoded header list at most, in bytes, each field counted with 32 more
+    /// (`SETTINGS_MAX_HEADER_LIST_SIZE`, RFC 9113 §6.5.2).
+    pub max_header_list_size: Option<u32>,
+    /// The rapid-reset budget: streams the client opened and reset before the edge took them.
+    pub max_pending_reset_streams: Option<usize>,
+    /// Streams the edge may reset for the client's protocol errors before it ends the
+    /// connection with `ENHANCE_YOUR_CALM`.
+    pub max_error_resets: Option<usize>,
 }
 
 impl Default for FileHttp {
@@ -87,10 +108,12 @@ impl Default for FileHttp {
         FileHttp {
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 16 * 1024,
+            max_header_count: 256,
             max_body_bytes: 16 * 1024,
             keepalive_timeout: HumanDuration(std::time::Duration::from_secs(15)),
             keepalive_requests: 1000,
             header_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            h2: FileH2::default(),
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   (embedded store), over HTTP.
 //! - `guard`: what the public listener refuses from the request head alone (framing, sizes).
 //! - `limit_sync`: `scope: cluster` limits' counts exchanged with Redis.
-//! - `slow`: request heads bounded in time (`http.header_timeout`), slow clients counted.
+//! - `slow`: request heads and HTTP/2 prefaces bounded in time (`http.header_timeout`, from
+//!   the accept), slow clients counted; `hello`: the TLS ClientHello bounded the same way.
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
@@ -29,6 +30,7 @@ pub mod challenge;
 pub mod fingerprint;
 mod guard;
 pub mod hangup;
+mod hello;
 mod limit_sync;
 mod live;
 mod proxy;
@@ -277,6 +279,17 @@ pub fn prepare(config: &Config, upgrade: bool) -> anyhow::Result<Prepared> {
     Ok(Prepared { server })
 }
 
+/// The HTTP/2 settings of every connection (`http.h2`): fixed at start, like the listener.
+fn h2_options(h2: &crate::config::H2Limits) -> pingora::protocols::http::v2::server::H2Options {
+    let mut options = pingora::protocols::http::v2::server::H2Options::default();
+    options
+        .max_concurrent_streams(h2.max_concurrent_streams)
+        .max_header_list_size(h2.max_header_list_size)
+        .max_pending_accept_reset_streams(h2.max_pending_reset_streams)
+        .max_local_error_reset_streams(Some(h2.max_error_resets));
+    options
+}
+
 /// Run the gateway on the prepared server until the process is told to stop (SIGTERM:
 /// graceful; SIGINT: fast; SIGQUIT: hand the sockets to an upgrade, then stop).
 pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
@@ -289,7 +302,10 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     let mut options = pingora::apps::HttpServerOptions::default();
     // Pingora counts the reuses of a connection after its first request.
     options.keepalive_request_limit = Some(config.http.keepalive_requests.saturating_sub(1));
+    // An HTTP/2 connection with no stream open is idle, like a kept-alive HTTP/1.1 one.
+    options.h2_idle_timeout = Some(std::time::Duration::from_secs(config.http.keepalive_secs));
     proxy.server_options = Some(options);
+    proxy.h2_options = Some(h2_options(&config.http.h2));
     let mut public = Service::new(
         "flashgate public".to_string(),
         slow::Guarded::new(proxy, gateway.clone()),
@@ -302,6 +318,10 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     match &config.tls {
         Some(tls) => {
             let settings = tls::settings(gateway.clone())?;
+            // Set before the listener is added: each listener takes the callback it finds.
+            public
+                .endpoints()
+                .set_pre_tls_callback(Arc::new(hello::HelloDeadline::new(gateway.clone())));
             public.add_listener(listener.tls(settings));
             tls.log_identity("public listener speaks HTTPS (HTTP/2 and HTTP/1.1) with");
         }

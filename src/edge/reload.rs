@@ -162,6 +162,15 @@ fn pin(old: &Config, new: &mut Config) -> Vec<String> {
         note("http.keepalive_requests", was.to_string(), is.to_string());
         new.http.keepalive_requests = was;
     }
+    // Pingora builds every HTTP/2 connection from the settings it was given at start.
+    if new.http.h2 != old.http.h2 {
+        note(
+            "http.h2",
+            format!("{:?}", old.http.h2),
+            format!("{:?}", new.http.h2),
+        );
+        new.http.h2 = old.http.h2;
+    }
     if new.store != old.store {
         note(
             "store",

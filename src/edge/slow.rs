@@ -11,8 +11,12 @@
 //! closed by Pingora's keep-alive timeout, quietly: not counted.)
 //!
 //! The stream knows where a head ends by the blank line (`\r\n\r\n`) that ends every HTTP/1
-//! head; a response written means the next bytes start the next head. HTTP/2 connections
-//! (negotiated by ALPN) are left to the h2 layer.
+//! head; a response written means the next bytes start the next head. An HTTP/2 connection
+//! (negotiated by ALPN) must send its client preface within the same deadline; after it, its
+//! frames are the h2 layer's, and a connection with no stream open closes at
+//! `http.keepalive_timeout` (Pingora's HTTP/2 idle timeout, set in `edge::run`). Over TLS the
+//! deadline counts from the accept, not from the end of the handshake: the handshake's time is
+//! the head's time (`hello` bounds the ClientHello itself).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -40,6 +44,8 @@ use super::Gateway;
 pub struct SlowCounters {
     /// Closed because a head took longer than `http.header_timeout`.
     pub header_timeout: IntCounter,
+    /// Dropped because the TLS ClientHello took longer (`edge::hello`).
+    pub client_hello: IntCounter,
 }
 
 /// A server app whose connections' heads are bounded in time.
@@ -70,13 +76,11 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // HTTP/2 frames its requests itself (no blank line to find): its own limits rule it.
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.inner.process_new(stream, shutdown).await;
-        }
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let timeout = self.gateway.live().config.http.header_timeout;
+        let first = timeout.saturating_sub(since_accept(&stream));
         let counters = self.gateway.metrics.slow_clients.clone();
-        let guarded: Stream = Box::new(HeadDeadline::new(stream, timeout, counters));
+        let guarded: Stream = Box::new(HeadDeadline::new(stream, timeout, first, h2, counters));
         self.inner.process_new(guarded, shutdown).await
     }
 
@@ -84,6 +88,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         self.inner.cleanup().await
     }
 }
+
+/// How long ago `stream`'s connection was accepted (zero if it does not say).
+pub fn since_accept(stream: &Stream) -> Duration {
+    stream
+        .get_timing_digest()
+        .first()
+        .and_then(|d| d.as_ref())
+        .and_then(|d| {
+            std::time::SystemTime::now()
+                .duration_since(d.established_ts)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The client preface an HTTP/2 connection opens with (RFC 9113 §3.4).
+const H2_PREFACE_LEN: usize = 24;
 
 /// Where the stream is in the request it carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +114,10 @@ enum Phase {
     Head { seen: usize, tail: [u8; 3] },
     /// The head is complete: a body, or the edge's answer.
     AfterHead,
+    /// HTTP/2: reading the client preface, this much of it arrived.
+    Preface { seen: usize },
+    /// HTTP/2 after its preface: no deadline of ours any more.
+    Free,
 }
 
 const NEW_HEAD: Phase = Phase::Head {
@@ -111,19 +136,40 @@ pub struct HeadDeadline {
 }
 
 impl HeadDeadline {
-    /// Guard `inner`: its first head must be in within `timeout` from now.
-    pub fn new(inner: Stream, timeout: Duration, counters: SlowCounters) -> Self {
+    /// Guard `inner`: its first head (HTTP/2: its client preface) must be in within `first`
+    /// from now, each later one within `timeout` from its first byte.
+    pub fn new(
+        inner: Stream,
+        timeout: Duration,
+        first: Duration,
+        h2: bool,
+        counters: SlowCounters,
+    ) -> Self {
         HeadDeadline {
             inner,
             timeout,
-            phase: NEW_HEAD,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+            phase: if h2 {
+                Phase::Preface { seen: 0 }
+            } else {
+                NEW_HEAD
+            },
+            deadline: Some(Box::pin(tokio::time::sleep(first))),
             counters,
         }
     }
 
     /// Follow the head through `bytes`, just read.
     fn saw(&mut self, bytes: &[u8]) {
+        if let Phase::Preface { seen } = self.phase {
+            let seen = seen.saturating_add(bytes.len());
+            if seen >= H2_PREFACE_LEN {
+                self.phase = Phase::Free;
+                self.deadline = None;
+            } else {
+                self.phase = Phase::Preface { seen };
+            }
+            return;
+        }
         let Phase::Head { seen, tail } = self.phase else {
             return;
         };

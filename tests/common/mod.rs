@@ -5,6 +5,7 @@
 
 pub mod crowd;
 pub mod fault_origin;
+pub mod http2;
 pub mod https;
 pub mod judge;
 pub mod orders_server;

@@ -34,6 +34,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
+mod body;
 mod facts;
 mod queue;
 mod sale_info;
@@ -299,7 +300,20 @@ impl ProxyHttp for Edge {
         session.set_keepalive(Some(http.keepalive_secs));
         session.set_pipelining_enabled(true);
         let buy = matches!(path, Path::Buy { .. });
-        if let Some(refusal) = guard::refuse(session.req_header(), &http, buy) {
+        let has_body = !session.is_body_empty();
+        let length = guard::content_length(session.req_header());
+        let mut refusal = guard::refuse(
+            session.req_header(),
+            &http,
+            buy,
+            has_body && length.is_none(),
+        );
+        if refusal.is_none() && buy && has_body {
+            refusal = body::read_whole(session, length.unwrap_or(0), &http)
+                .await
+                .err();
+        }
+        if let Some(refusal) = refusal {
             if buy {
                 ctx.route = Route::Buy;
             }
