@@ -203,6 +203,55 @@ async fn written(appended: Option<Appended>) -> Result<(), StoreError> {
     }
 }
 
+/// What becomes of a unit its buyer no longer holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum TakeBack {
+    /// Back on sale.
+    Release,
+    /// Out of the sale for good (an order's unit never is).
+    Discard,
+}
+
+impl MemoryStore {
+    /// Take the unit of `reservation` from its buyer, if the buyer still holds it: back on sale
+    /// or out of the sale, journaled. False when there was nothing to take.
+    async fn take_back(
+        &self,
+        sale: &SaleKeys,
+        reservation: &Reservation,
+        how: TakeBack,
+    ) -> Result<bool, StoreError> {
+        let Some(state) = self.sales.get(&sale.product) else {
+            return Ok(false);
+        };
+        self.journal_failure()?;
+        let appended = {
+            let mut state = state.lock();
+            match state.buyers.get(reservation.uid.as_str()) {
+                Some(held)
+                    if *held.id == *reservation.id && !(how == TakeBack::Discard && held.kept) =>
+                {
+                    state.buyers.remove(reservation.uid.as_str());
+                    let (product, id) = (sale.product, reservation.id.clone());
+                    match how {
+                        TakeBack::Release => {
+                            state.remaining += 1;
+                            self.record(|| Record::Release { product, id })
+                        }
+                        TakeBack::Discard => {
+                            state.discarded += 1;
+                            self.record(|| Record::Discard { product, id })
+                        }
+                    }
+                }
+                _ => return Ok(false),
+            }
+        };
+        written(appended).await?;
+        Ok(true)
+    }
+}
+
 /// What a journal holds, folded into sale states.
 struct Replayed {
     sales: HashMap<u64, SaleState>,
@@ -353,28 +402,9 @@ impl StockStore for MemoryStore {
         sale: &SaleKeys,
         reservation: &Reservation,
     ) -> Result<bool, StoreError> {
-        let Some(state) = self.sales.get(&sale.product) else {
-            return Ok(false);
-        };
-        self.journal_failure()?;
-        let appended = {
-            let mut state = state.lock();
-            // Only the reservation the user still holds gives a unit back; a second release, or
-            // a stale one after the user bought again, finds nothing to return.
-            match state.buyers.get(reservation.uid.as_str()) {
-                Some(held) if *held.id == *reservation.id => {
-                    state.buyers.remove(reservation.uid.as_str());
-                    state.remaining += 1;
-                    self.record(|| Record::Release {
-                        product: sale.product,
-                        id: reservation.id.clone(),
-                    })
-                }
-                _ => return Ok(false),
-            }
-        };
-        written(appended).await?;
-        Ok(true)
+        // Only the reservation the user still holds gives a unit back; a second release, or a
+        // stale one after the user bought again, finds nothing to return.
+        self.take_back(sale, reservation, TakeBack::Release).await
     }
 
     async fn discard(
@@ -382,26 +412,7 @@ impl StockStore for MemoryStore {
         sale: &SaleKeys,
         reservation: &Reservation,
     ) -> Result<bool, StoreError> {
-        let Some(state) = self.sales.get(&sale.product) else {
-            return Ok(false);
-        };
-        self.journal_failure()?;
-        let appended = {
-            let mut state = state.lock();
-            match state.buyers.get(reservation.uid.as_str()) {
-                Some(held) if *held.id == *reservation.id && !held.kept => {
-                    state.buyers.remove(reservation.uid.as_str());
-                    state.discarded += 1;
-                    self.record(|| Record::Discard {
-                        product: sale.product,
-                        id: reservation.id.clone(),
-                    })
-                }
-                _ => return Ok(false),
-            }
-        };
-        written(appended).await?;
-        Ok(true)
+        self.take_back(sale, reservation, TakeBack::Discard).await
     }
 
     async fn holding(&self, sale: &SaleKeys, uid: &str) -> Result<Holding, StoreError> {
@@ -469,76 +480,4 @@ impl StockStore for MemoryStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn won(answer: Reserve) -> Reservation {
-        match answer {
-            Reserve::Won { reservation, .. } => reservation,
-            other => panic!("expected a win, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn ids_carry_the_product_and_a_start_epoch() {
-        let s = MemoryStore::new([(7, 3)]);
-        let sale = SaleKeys::of(7);
-        let a = won(s.reserve(&sale, "a").await.unwrap());
-        let b = won(s.reserve(&sale, "b").await.unwrap());
-        assert!(a.id.starts_with("7-"), "{}", a.id);
-        assert_ne!(a.id, b.id);
-        // A restart comes at least a millisecond later (the epoch is the clock in ms).
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let later = MemoryStore::new([(7, 3)]);
-        let c = won(later.reserve(&sale, "a").await.unwrap());
-        assert_ne!(a.id, c.id, "a new store (a restart) never repeats an id");
-    }
-
-    /// A disk that stops taking writes stops the sale: no unit is taken that the journal cannot
-    /// remember, buyers get an error (503 at the edge), and the store says it is not ready.
-    #[tokio::test]
-    async fn a_broken_journal_takes_no_unit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = MemoryStore {
-            journal: Some(Journal::unwritable(dir.path())),
-            ..MemoryStore::new([(7, 3)])
-        };
-        let sale = SaleKeys::of(7);
-        assert!(store.ready().await, "not broken before its first write");
-        assert!(matches!(
-            store.reserve(&sale, "a").await,
-            Err(StoreError::Journal(_))
-        ));
-        assert!(
-            !store.ready().await,
-            "/readyz says 503 once the journal is broken"
-        );
-        for uid in ["a", "b", "c", "d"] {
-            assert!(store.reserve(&sale, uid).await.is_err(), "{uid}");
-        }
-        let stock = store.stock(&sale).await.unwrap().unwrap();
-        assert_eq!(
-            (stock.remaining, stock.buyers),
-            (3, 0),
-            "no unit held by nobody"
-        );
-    }
-
-    #[tokio::test]
-    async fn kept_reservations_are_not_unsettled_and_stock_counts_reservations() {
-        let s = MemoryStore::new([(7, 3)]);
-        let sale = SaleKeys::of(7);
-        let a = won(s.reserve(&sale, "a").await.unwrap());
-        s.keep(&sale, &a).await.unwrap();
-        assert!(
-            s.release(&sale, &a).await.unwrap(),
-            "a kept unit can still be returned"
-        );
-        let stock = s.stock(&sale).await.unwrap().unwrap();
-        assert_eq!((stock.remaining, stock.buyers, stock.ledger), (3, 0, 1));
-        assert!(
-            s.unsettled().is_empty(),
-            "nothing unsettled without a journal"
-        );
-    }
-}
+mod tests;

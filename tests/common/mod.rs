@@ -525,6 +525,13 @@ pub fn with_start(yaml: &str, product: u64, starts_at: &str) -> String {
     lines.join("\n") + "\n"
 }
 
+/// Send `signal` (`-STOP`, `-CONT`, `-HUP`) to `child`.
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args([signal, &pid]).status();
+    assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+}
+
 /// Run the flashgate binary with the test secrets.
 pub fn flashgate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flashgate"))

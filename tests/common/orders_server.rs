@@ -315,18 +315,12 @@ impl OrdersServer {
     /// SIGSTOP: the process hangs — connections are still accepted by the kernel, nothing is
     /// answered — until [`OrdersServer::resume`].
     pub fn pause(&self) {
-        self.signal("-STOP");
+        super::signal(self.child.as_ref().expect("running"), "-STOP");
     }
 
     /// SIGCONT after [`OrdersServer::pause`].
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let sent = Command::new("kill").args([signal, &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+        super::signal(self.child.as_ref().expect("running"), "-CONT");
     }
 
     /// Start again with the same settings.

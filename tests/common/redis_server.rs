@@ -8,6 +8,16 @@ use std::time::{Duration, Instant};
 
 use super::free_port;
 
+/// redis-cli's output for `args` against the server on `port`.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// One redis-server.
 pub struct RedisServer {
     child: Option<Child>,
@@ -91,18 +101,12 @@ impl RedisServer {
 
     /// SIGSTOP: the server hangs (a replica stops following its master) until [`RedisServer::resume`].
     pub fn pause(&self) {
-        self.signal("-STOP");
+        super::signal(self.child.as_ref().expect("running"), "-STOP");
     }
 
     /// SIGCONT after [`RedisServer::pause`].
     pub fn resume(&self) {
-        self.signal("-CONT");
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let sent = Command::new("kill").args([signal, &pid]).status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill {signal} {pid}");
+        super::signal(self.child.as_ref().expect("running"), "-CONT");
     }
 
     /// `127.0.0.1:PORT`.
@@ -128,12 +132,7 @@ impl RedisServer {
 
     /// Run redis-cli against this server and return its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(self.port, args)
     }
 
     /// The `calls=` count of one command in `INFO commandstats` (0 if never called).
@@ -382,12 +381,7 @@ impl Sentinel {
 
     /// Run redis-cli against this sentinel.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(self.port, args)
     }
 }
 

@@ -15,7 +15,9 @@
 //!
 //! Each request takes the configuration in place ([`Live`]) when it arrives and is served by it
 //! to its end, a reload meanwhile notwithstanding. `facts` resolves the client's address and
-//! writes the access-log line.
+//! writes the access-log line; `pages` serves the page, its files, the button script and the
+//! challenges; `body` reads a buy's body whole before it is forwarded; `status` answers
+//! `202 pending` and the status route; `queue` and `sale_info` the waiting room and `/api/sale`.
 //!
 //! "Reached" is sticky across retries: once any attempt connected (a fresh connection or a
 //! reused keep-alive one, where the request may have been delivered), a later attempt that
@@ -27,8 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, AUTHORIZATION, COOKIE, IF_NONE_MATCH};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::Method;
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -36,12 +37,13 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 mod body;
 mod facts;
+mod pages;
 mod queue;
 mod sale_info;
 mod status;
 
 use super::routes::{classify, Route as Path};
-use super::{button, challenge, guard, respond, static_files, Gateway, Live};
+use super::{guard, respond, Gateway, Live};
 use crate::admission::{login, BuyRequest, Outcome, Reject};
 use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
@@ -97,6 +99,44 @@ impl Edge {
         Edge { gw: gateway }
     }
 
+    /// Who a visitor of the waiting room or the status route is: the buy's address checks
+    /// (the per-address limits with `limit`), the login, the UID blocklist. None once a
+    /// refusal has been answered.
+    async fn visitor(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        live: &Live,
+        limit: bool,
+    ) -> Result<Option<String>> {
+        let client = Self::client_ip(session, live);
+        ctx.client_ip = Some(client);
+        let headers = &session.req_header().headers;
+        let login_token = login::token_from(
+            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
+        );
+        match live
+            .checkout
+            .admission()
+            .identify_visitor(client, login_token, limit)
+        {
+            Ok(uid) => Ok(Some(uid)),
+            Err(Reject {
+                rate: Some(limited),
+                ..
+            }) => {
+                ctx.outcome = Outcome::RateLimited;
+                respond::rate_limited(session, limited, &live.rate_headers).await?;
+                Ok(None)
+            }
+            Err(reject) => self
+                .answer(session, ctx, reject.outcome)
+                .await
+                .map(|_| None),
+        }
+    }
+
     async fn answer(&self, session: &mut Session, ctx: &mut Ctx, outcome: Outcome) -> Result<bool> {
         ctx.outcome = outcome;
         let extra: &[(&str, &str)] = match outcome {
@@ -104,97 +144,6 @@ impl Edge {
             _ => &[],
         };
         respond::outcome(session, outcome, extra).await?;
-        Ok(true)
-    }
-
-    async fn serve_static(&self, session: &mut Session, ctx: &mut Ctx, rest: &str) -> Result<bool> {
-        ctx.route = Route::Static;
-        let live = Arc::clone(&ctx.live);
-        let Some(file) = live.static_files.lookup(rest) else {
-            return self.answer(session, ctx, Outcome::NotFound).await;
-        };
-        let request = &session.req_header().headers;
-        let inm = request.get(IF_NONE_MATCH).map(|v| v.as_bytes());
-        let chosen = file.choose(request.get(ACCEPT_ENCODING).map(|v| v.as_bytes()));
-        let not_modified = static_files::not_modified(inm, chosen.etag);
-        // etag, cache-control, then what a 200 adds: the type, the coding, the Vary.
-        let mut headers = [("", ""); 5];
-        let mut n = 0;
-        let mut put = |name: &'static str, value| {
-            headers[n] = (name, value);
-            n += 1;
-        };
-        put("etag", chosen.etag);
-        put("cache-control", file.cache_control);
-        if file.compressible {
-            put("vary", "accept-encoding");
-        }
-        if !not_modified {
-            put("content-type", file.content_type.as_str());
-            if let Some(coding) = chosen.encoding {
-                put("content-encoding", coding);
-            }
-        }
-        if not_modified {
-            ctx.outcome = Outcome::NotModified;
-            respond::write(session, 304, &headers[..n], &[], Bytes::new()).await?;
-        } else {
-            ctx.outcome = Outcome::Served;
-            let body = chosen.body.clone();
-            respond::write(session, 200, &headers[..n], &[], body).await?;
-        }
-        Ok(true)
-    }
-
-    async fn serve_button(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        product: u64,
-    ) -> Result<bool> {
-        ctx.route = Route::Button;
-        let live = Arc::clone(&ctx.live);
-        let Some(sale) = live.checkout.sale(product) else {
-            return self.answer(session, ctx, Outcome::UnknownProduct).await;
-        };
-        let script = button::render(&sale.gate, now_ms());
-        ctx.outcome = Outcome::Served;
-        let headers = [
-            ("content-type", "application/javascript; charset=utf-8"),
-            ("cache-control", "public, max-age=1"),
-        ];
-        respond::write(session, 200, &headers, &[], Bytes::from(script)).await?;
-        Ok(true)
-    }
-
-    /// `GET /api/challenge?product=ID` (see `challenge`).
-    async fn serve_challenge(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        query: Option<&str>,
-    ) -> Result<bool> {
-        ctx.route = Route::Challenge;
-        let headers = &session.req_header().headers;
-        let login_token = login::token_from(
-            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
-        );
-        let issued =
-            ctx.live
-                .checkout
-                .challenge(challenge::product_param(query), login_token, now_ms());
-        let (issued, product) = match issued {
-            Ok(issued) => issued,
-            Err(outcome) => return self.answer(session, ctx, outcome).await,
-        };
-        ctx.outcome = Outcome::Served;
-        let headers = [
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-        ];
-        let body = challenge::body(&issued, product);
-        respond::write(session, 200, &headers, &[], Bytes::from(body)).await?;
         Ok(true)
     }
 

@@ -9,13 +9,12 @@
 //! The answer is computed by `queue::view`; this file only reads headers and writes JSON.
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{Ctx, Edge};
-use crate::admission::{login, Outcome, Reject};
+use crate::admission::Outcome;
 use crate::clock::now_ms;
 use crate::edge::{challenge, respond};
 use crate::metrics::Route;
@@ -92,29 +91,10 @@ impl Edge {
         if now < view.opens_ms {
             return self.answer(session, ctx, Outcome::NotStarted).await;
         }
-        let client = Self::client_ip(session, &live);
-        ctx.client_ip = Some(client);
-        let headers = &session.req_header().headers;
-        let login_token = login::token_from(
-            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
-        );
-        let uid = match live
-            .checkout
-            .admission()
-            .identify_visitor(client, login_token, join)
-        {
-            Ok(uid) => uid,
-            Err(Reject {
-                rate: Some(limited),
-                ..
-            }) => {
-                ctx.outcome = Outcome::RateLimited;
-                respond::rate_limited(session, limited, &live.rate_headers).await?;
-                return Ok(true);
-            }
-            Err(reject) => return self.answer(session, ctx, reject.outcome).await,
+        let Some(uid) = self.visitor(session, ctx, &live, join).await? else {
+            return Ok(true);
         };
+        let headers = &session.req_header().headers;
         let epoch = self.gw.queues.store.epoch();
         let ticket = if join {
             let joined = self

@@ -19,13 +19,12 @@
 //! seconds would spend.
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, COOKIE};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{Ctx, Edge};
-use crate::admission::{login, Outcome, Reject};
+use crate::admission::Outcome;
 use crate::edge::{challenge, respond};
 use crate::metrics::Route;
 use crate::stock::Holding;
@@ -83,28 +82,8 @@ impl Edge {
         let Some(sale) = challenge::product_param(query).and_then(|p| live.checkout.sale(p)) else {
             return self.answer(session, ctx, Outcome::UnknownProduct).await;
         };
-        let client = Self::client_ip(session, &live);
-        ctx.client_ip = Some(client);
-        let headers = &session.req_header().headers;
-        let login_token = login::token_from(
-            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
-        );
-        let uid = match live
-            .checkout
-            .admission()
-            .identify_visitor(client, login_token, true)
-        {
-            Ok(uid) => uid,
-            Err(Reject {
-                rate: Some(limited),
-                ..
-            }) => {
-                ctx.outcome = Outcome::RateLimited;
-                respond::rate_limited(session, limited, &live.rate_headers).await?;
-                return Ok(true);
-            }
-            Err(reject) => return self.answer(session, ctx, reject.outcome).await,
+        let Some(uid) = self.visitor(session, ctx, &live, true).await? else {
+            return Ok(true);
         };
         let holding = live.checkout.holding(sale, &uid).await;
         ctx.uid = Some(uid);

@@ -72,14 +72,12 @@ pub(super) fn discard_invocation<'a>(
     reservation: &Reservation,
     caller: &str,
 ) -> redis::ScriptInvocation<'a> {
-    let mut inv = script.prepare_invoke();
-    inv.key(&sale.buyers)
-        .key(&sale.confirmed)
-        .key(&sale.meta)
-        .arg(&reservation.uid)
-        .arg(&reservation.id)
-        .arg(caller);
-    inv
+    unit_invocation(
+        script,
+        [&sale.buyers, &sale.confirmed, &sale.meta],
+        reservation,
+        caller,
+    )
 }
 
 /// `release.lua` for `reservation`, as `caller` (`edge` or `order`; see the script).
@@ -89,13 +87,26 @@ pub(super) fn release_invocation<'a>(
     reservation: &Reservation,
     caller: &str,
 ) -> redis::ScriptInvocation<'a> {
+    unit_invocation(
+        script,
+        [&sale.stock, &sale.buyers, &sale.confirmed],
+        reservation,
+        caller,
+    )
+}
+
+/// A script over one reservation's unit: `keys`, then uid, reservation id and `caller`.
+fn unit_invocation<'a>(
+    script: &'a Script,
+    keys: [&String; 3],
+    reservation: &Reservation,
+    caller: &str,
+) -> redis::ScriptInvocation<'a> {
     let mut inv = script.prepare_invoke();
-    inv.key(&sale.stock)
-        .key(&sale.buyers)
-        .key(&sale.confirmed)
-        .arg(&reservation.uid)
-        .arg(&reservation.id)
-        .arg(caller);
+    for key in keys {
+        inv.key(key);
+    }
+    inv.arg(&reservation.uid).arg(&reservation.id).arg(caller);
     inv
 }
 
