@@ -306,7 +306,8 @@ impl Metrics {
                 "flashgate_slow_clients_total",
                 "Public connections of slow clients closed because a request head (or an \
                  HTTP/2 preface) took longer than http.header_timeout from the accept \
-                 (reason header_timeout), or the TLS ClientHello did (reason client_hello).",
+                 (reason header_timeout), the TLS ClientHello did (reason client_hello) or the \
+                 rest of the TLS handshake did (reason tls_handshake).",
             ),
             &["reason"],
         )?;
@@ -344,6 +345,7 @@ impl Metrics {
             slow_clients: crate::edge::slow::SlowCounters {
                 header_timeout: slow_clients.with_label_values(&["header_timeout"]),
                 client_hello: slow_clients.with_label_values(&["client_hello"]),
+                tls_handshake: slow_clients.with_label_values(&["tls_handshake"]),
             },
             queue,
         })

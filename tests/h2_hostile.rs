@@ -177,9 +177,9 @@ async fn http2_requests_obey_the_http1_limits() {
     s.still_sells("after").await;
 }
 
-/// A connection that never says anything — no ClientHello, or no HTTP/2 preface after the
-/// handshake — is closed at `header_timeout` from the accept; one that goes idle after its
-/// requests at `keepalive_timeout`.
+/// A connection that never says anything — no ClientHello, a ClientHello and no more of the
+/// handshake, or no HTTP/2 preface after it — is closed at `header_timeout` from the accept;
+/// one that goes idle after its requests at `keepalive_timeout`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_idle_connections_are_closed() {
     let s = stand("header_timeout: 2s, keepalive_timeout: 3s", "").await;
@@ -189,22 +189,22 @@ async fn silent_and_idle_connections_are_closed() {
     };
     // No ClientHello.
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
-    let started = Instant::now();
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(20), async {
-        use tokio::io::AsyncReadExt;
-        tcp.read(&mut buf).await
-    })
-    .await;
+    let (closed, took) = read_until_closed(&mut tcp, Duration::from_secs(20)).await;
+    assert!(closed, "no ClientHello: still open after {took:?}");
     assert!(
-        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
-        "no ClientHello: still open after {:?}",
-        started.elapsed()
+        took <= Duration::from_secs(4),
+        "no ClientHello: closed after {took:?}"
     );
+    // A ClientHello, then nothing: the handshake never completes.
+    let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &http2::client_hello(&s.cert))
+        .await
+        .unwrap();
+    let (closed, took) = read_until_closed(&mut tcp, Duration::from_secs(20)).await;
+    assert!(closed, "stalled handshake: still open after {took:?}");
     assert!(
-        started.elapsed() <= Duration::from_secs(4),
-        "no ClientHello: closed after {:?}",
-        started.elapsed()
+        took <= Duration::from_secs(4),
+        "stalled handshake: closed after {took:?}"
     );
     // A TLS handshake, then no preface.
     let mut raw = Raw {
@@ -232,6 +232,27 @@ async fn silent_and_idle_connections_are_closed() {
     );
     closed_within("idle", &seen, Duration::from_secs(6));
     s.still_sells("after-silence").await;
+    // One of each was cut; the handshakes that completed were left alone, though the idle
+    // connection outlived header_timeout.
+    for reason in ["client_hello", "tls_handshake"] {
+        let series = format!(r#"flashgate_slow_clients_total{{reason="{reason}"}}"#);
+        let page = metrics_when(&s.edge, &series, 1.0).await;
+        assert_eq!(sample(&page, &series), Some(1.0), "{series}");
+    }
+}
+
+/// Reads (and drops) what `tcp` receives until the edge closes it or `wait` passes: whether
+/// it closed, and when.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream, wait: Duration) -> (bool, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(wait, async {
+        while matches!(tcp.read(&mut buf).await, Ok(1..)) {}
+    })
+    .await
+    .is_ok();
+    (closed, started.elapsed())
 }
 
 /// Framing attacks: each ends with the connection closed (or the stream refused), nothing at

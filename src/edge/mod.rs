@@ -13,7 +13,7 @@
 //! - `guard`: what the public listener refuses from the request head alone (framing, sizes).
 //! - `limit_sync`: `scope: cluster` limits' counts exchanged with Redis.
 //! - `slow`: request heads and HTTP/2 prefaces bounded in time (`http.header_timeout`, from
-//!   the accept), slow clients counted; `hello`: the TLS ClientHello bounded the same way.
+//!   the accept), slow clients counted; `hello`: the TLS handshake bounded the same way.
 //! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
@@ -113,6 +113,8 @@ pub struct Gateway {
     reloading: tokio::sync::Mutex<()>,
     /// The waiting rooms: their store and every queued sale's view (kept across reloads).
     pub queues: Arc<crate::queue::Queues>,
+    /// The TLS handshakes under way on the public listener, each bounded by a watchdog.
+    handshakes: hello::Handshakes,
 }
 
 impl Gateway {
@@ -223,6 +225,7 @@ impl Gateway {
             )),
             reloading: tokio::sync::Mutex::new(()),
             queues,
+            handshakes: hello::Handshakes::default(),
         })
     }
 

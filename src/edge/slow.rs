@@ -16,7 +16,7 @@
 //! frames are the h2 layer's, and a connection with no stream open closes at
 //! `http.keepalive_timeout` (Pingora's HTTP/2 idle timeout, set in `edge::run`). Over TLS the
 //! deadline counts from the accept, not from the end of the handshake: the handshake's time is
-//! the head's time (`hello` bounds the ClientHello itself).
+//! the head's time (`hello` bounds the handshake itself).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -46,6 +46,8 @@ pub struct SlowCounters {
     pub header_timeout: IntCounter,
     /// Dropped because the TLS ClientHello took longer (`edge::hello`).
     pub client_hello: IntCounter,
+    /// Shut down because the rest of the TLS handshake took longer (`edge::hello`).
+    pub tls_handshake: IntCounter,
 }
 
 /// A server app whose connections' heads are bounded in time.
@@ -76,6 +78,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Over TLS: the handshake completed in time, its watchdog stands down (`hello`).
+        self.gateway
+            .handshakes
+            .completed(stream.get_socket_digest().as_deref());
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let timeout = self.gateway.live().config.http.header_timeout;
         let first = timeout.saturating_sub(since_accept(&stream));

@@ -37,6 +37,21 @@ pub const ACK: u8 = 0x1;
 /// A TLS connector trusting exactly `cert` (PEM: the test's self-signed certificate, pinned),
 /// offering `alpn`.
 pub fn connector(cert: &Path, alpn: &[&[u8]]) -> TlsConnector {
+    TlsConnector::from(client_config(cert, alpn))
+}
+
+/// The first flight of a TLS handshake offering `h2`: the ClientHello, as it goes on the wire.
+pub fn client_hello(cert: &Path) -> Vec<u8> {
+    let name = ServerName::try_from("localhost").expect("a name");
+    let mut client =
+        rustls::ClientConnection::new(client_config(cert, &[b"h2"]), name).expect("a client");
+    let mut hello = Vec::new();
+    client.write_tls(&mut hello).expect("the ClientHello");
+    hello
+}
+
+/// The client configuration of [`connector`].
+fn client_config(cert: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let pinned = CertificateDer::pem_file_iter(cert)
         .expect("the test certificate")
         .next()
@@ -51,7 +66,7 @@ pub fn connector(cert: &Path, alpn: &[&[u8]]) -> TlsConnector {
         .with_custom_certificate_verifier(Arc::new(Pinned { pinned, provider }))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
+    Arc::new(config)
 }
 
 /// Trusts one certificate, byte for byte, and checks the handshake's signatures with it.
