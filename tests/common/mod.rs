@@ -478,18 +478,27 @@ pub async fn edge_on(host: &str, setup: Setup<'_>, origin_keys: &str, extra: &st
 
 /// Start `product`'s sale on every edge of `edges` `lead` from now, once they are all running:
 /// the test's time before the start is then its own, however long the machine took to start
-/// the edges. Each edge's file is rewritten and reloaded ([`Edge::reschedule`]); if the reloads
-/// left less than half of `lead`, it is done again further ahead. Returns the start.
+/// the edges. Each edge's file is rewritten and reloaded ([`Edge::reschedule`]), all edges at
+/// once. A loaded machine can take seconds over a round of reloads, and an edge given a start
+/// the round then overruns opens its sale early for good (a queue's pre-queue closes), so a
+/// first round reloads the files unchanged to time the reloads: the lead is at least four such
+/// rounds. If the real round still left less than half of the
+/// lead, it is done again further ahead. Returns the start.
 pub async fn start_in(edges: &[&Edge], product: u64, lead: Duration) -> SystemTime {
-    let mut lead = lead;
-    loop {
-        // Whole seconds, as the file holds them.
-        let secs = now_secs() + lead.as_secs().max(1);
+    let reschedule_all = |secs: u64| async move {
         let starts = UNIX_EPOCH + Duration::from_secs(secs);
         let text = humantime::format_rfc3339_seconds(starts).to_string();
-        for edge in edges {
-            edge.reschedule(product, &text).await;
-        }
+        let rounds = edges.iter().map(|edge| edge.reschedule(product, &text));
+        futures::future::join_all(rounds).await;
+        starts
+    };
+    let timed = Instant::now();
+    futures::future::join_all(edges.iter().map(|edge| edge.reload())).await;
+    let round = timed.elapsed();
+    let mut lead = lead.max(round * 4);
+    loop {
+        // Whole seconds, as the file holds them.
+        let starts = reschedule_all(now_secs() + lead.as_secs().max(1)).await;
         let left = starts.duration_since(SystemTime::now()).unwrap_or_default();
         if left >= lead / 2 {
             return starts;
