@@ -8,6 +8,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const LOGIN_SECRET = "browser-login-secret-0123456789abcdef-01";
@@ -159,4 +160,43 @@ export async function startEdge({ originPort, originKeys = "", startsAtMs = Date
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** How Debian's Chromium is started: headless, no sandbox (root in CI), nothing fetched. */
+const LAUNCH = {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+};
+
+/** A phone's screen, as the page is mostly seen on sale day. */
+export const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+
+/** Chromium for test `t`: when the test ends the browser is closed, then `edge` stopped,
+ * `origin` closed and `more` run (whatever else the test made). */
+export async function launchBrowser(t, edge, origin, more = () => {}) {
+  const browser = await chromium.launch(LAUNCH);
+  t.after(async () => {
+    await browser.close();
+    edge.stop();
+    await origin.close();
+    more();
+  });
+  return browser;
+}
+
+/** A phone-sized page in a new context of `browser`, signed in to `edge` as `uid` (the login
+ * cookie; none when `uid` is empty), with the script errors it raises collected in `errors`. */
+export async function phonePage(browser, edge, uid = "") {
+  const context = await browser.newContext(PHONE);
+  if (uid) {
+    await context.addCookies([{ name: "fg_session", value: loginToken(uid), url: edge.base }]);
+  }
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return { page, errors };
 }

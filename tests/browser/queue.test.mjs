@@ -7,18 +7,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import test from "node:test";
-import { chromium } from "playwright-core";
-import { SHOTS, loginToken, startEdge, startOrigin } from "./harness.mjs";
+import { launchBrowser, loginToken, PHONE, phonePage, SHOTS, startEdge, startOrigin } from "./harness.mjs";
 
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-};
-const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 const AHEAD = 4;
 
 test("a shopper joins the queue before the start, moves up, is let through and buys", { timeout: 120_000 }, async (t) => {
@@ -31,12 +21,7 @@ test("a shopper joins the queue before the start, moves up, is let through and b
     difficulty: 10,
     show: "title: Queued phone, price: '¥99.00', queue: { mode: fifo, prequeue: 1m, admit_per_second: 1, pass_ttl: 2m }",
   });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-  });
+  const browser = await launchBrowser(t, edge, origin);
 
   // Everything runs: the sale starts with time to join before it.
   const startsAtMs = await edge.schedule(12_000);
@@ -53,11 +38,7 @@ test("a shopper joins the queue before the start, moves up, is let through and b
     assert.equal(body.position, i, "fifo: each joiner behind the ones before");
   }
 
-  const context = await browser.newContext(PHONE);
-  await context.addCookies([{ name: "fg_session", value: loginToken("queued-shopper"), url: edge.base }]);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { page, errors } = await phonePage(browser, edge, "queued-shopper");
   const requests = [];
   page.on("request", (r) => {
     if (r.url().includes("/api/queue") || r.url().includes("/buy/")) requests.push({ method: r.method(), url: r.url(), headers: r.headers() });
@@ -152,17 +133,8 @@ test("the queue says plainly when it is not open yet, sold out, and over", { tim
     captcha: "none",
     show: "queue: { mode: fifo, prequeue: 4s, admit_per_second: 1 }",
   });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-  });
-  const context = await browser.newContext(PHONE);
-  await context.addCookies([{ name: "fg_session", value: loginToken("second"), url: edge.base }]);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const browser = await launchBrowser(t, edge, origin);
+  const { page, errors } = await phonePage(browser, edge, "second");
   // Everything runs: the pre-queue opens 5 s from now.
   const startsAtMs = await edge.schedule(9_000);
   const opensAtMs = startsAtMs - 4_000;

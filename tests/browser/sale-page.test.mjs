@@ -8,35 +8,15 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import test from "node:test";
-import { chromium } from "playwright-core";
-import { SHOTS, loginToken, startEdge, startOrigin } from "./harness.mjs";
-
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-};
-const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+import { launchBrowser, loginToken, PHONE, phonePage, SHOTS, startEdge, startOrigin } from "./harness.mjs";
 
 test("a shopper waits for the start, solves the check, wins once and is told of the duplicate", { timeout: 120_000 }, async (t) => {
   fs.mkdirSync(SHOTS, { recursive: true });
   const origin = await startOrigin();
   const edge = await startEdge({ originPort: origin.port, difficulty: 14 });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-  });
+  const browser = await launchBrowser(t, edge, origin);
 
-  const context = await browser.newContext(PHONE);
-  await context.addCookies([{ name: "fg_session", value: loginToken("shopper"), url: edge.base }]);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { page, errors } = await phonePage(browser, edge, "shopper");
   // Everything runs: the sale starts far enough ahead to see the countdown.
   const startsAtMs = await edge.schedule(10_000);
   await page.goto(`${edge.base}/?product=42`);
@@ -100,12 +80,7 @@ test("a shopper over the rate limit is told when to retry", { timeout: 60_000 },
   const origin = await startOrigin();
   const startsAtMs = Date.now() - 60_000;
   const edge = await startEdge({ originPort: origin.port, startsAtMs, captcha: "none", perUid: 1 });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-  });
+  const browser = await launchBrowser(t, edge, origin);
   const context = await browser.newContext(PHONE);
   const page = await context.newPage();
   // This time the token comes in the URL's fragment, and the page keeps it.
@@ -138,17 +113,8 @@ test("a buy the shop does not answer says pending, then won once the shop says s
     startsAtMs: Date.now() - 60_000,
     captcha: "none",
   });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-  });
-  const context = await browser.newContext(PHONE);
-  await context.addCookies([{ name: "fg_session", value: loginToken("unsure"), url: edge.base }]);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const browser = await launchBrowser(t, edge, origin);
+  const { page, errors } = await phonePage(browser, edge, "unsure");
   const polls = [];
   page.on("request", (r) => {
     if (r.url().includes("/api/buy/status")) polls.push(Date.now());

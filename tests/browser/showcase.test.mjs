@@ -8,18 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import test from "node:test";
-import { chromium } from "playwright-core";
-import { ROOT, SHOTS, startEdge, startOrigin } from "./harness.mjs";
-
-const LAUNCH = {
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-};
-const PHONE = { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+import { launchBrowser, phonePage, ROOT, SHOTS, startEdge, startOrigin } from "./harness.mjs";
 
 // Markup that would run if it were ever parsed as HTML, quotes of both kinds, non-ASCII.
 const TITLE = `<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script> "Ünïcode" 手机 'Pro' & co`;
@@ -51,13 +40,7 @@ test("the page shows the sale's title, price and image, as text", { timeout: 60_
     show: `title: ${JSON.stringify(TITLE)}, price: ${JSON.stringify(PRICE)}, image: img/test-phone.svg`,
     moreSales: [`  - { product: 7, stock: 1, starts_at: '${starts}', ends_at: '${ends}' }`],
   });
-  const browser = await chromium.launch(LAUNCH);
-  t.after(async () => {
-    await browser.close();
-    edge.stop();
-    await origin.close();
-    fs.rmSync(staticDir, { recursive: true, force: true });
-  });
+  const browser = await launchBrowser(t, edge, origin, () => fs.rmSync(staticDir, { recursive: true, force: true }));
 
   // The endpoint: serde JSON, the title byte for byte, the image by its hashed name, an ETag.
   const r = await fetch(`${edge.base}/api/sale?product=42`);
@@ -84,10 +67,7 @@ test("the page shows the sale's title, price and image, as text", { timeout: 60_
     assert.equal((await bad.json()).outcome, outcome, query);
   }
 
-  const context = await browser.newContext(PHONE);
-  const page = await context.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
+  const { page, errors } = await phonePage(browser, edge);
   await page.goto(`${edge.base}/?product=42`);
   await page.waitForFunction(() => document.getElementById("price").textContent !== "");
   await page.waitForFunction(() => document.getElementById("image").complete && !document.getElementById("image").hidden);
@@ -108,7 +88,7 @@ test("the page shows the sale's title, price and image, as text", { timeout: 60_
   await page.screenshot({ path: path.join(SHOTS, "10-showcase.png") });
 
   // A sale without them: "Product 7", no price, no image.
-  const plain = await context.newPage();
+  const plain = await page.context().newPage();
   plain.on("pageerror", (e) => errors.push(String(e)));
   await plain.goto(`${edge.base}/?product=7`);
   await plain.waitForFunction(() => /Opens in/.test(document.getElementById("countdown").textContent));
