@@ -5,6 +5,8 @@
 #   bash benches/storm.sh                      # defaults below
 #   USERS=200000 DURATION=30s bash benches/storm.sh
 #   STORE=redis bash benches/storm.sh          # on a redis-server started here (free port)
+#   STORE=redis REPLICA=1 WAIT='{ replicas: 1, timeout: 20ms }' bash benches/storm.sh
+#                                              # with a replica, each reservation WAITed for
 #
 # Needs wrk (apt-get install wrk), python3 (the stand-in origin) and, for STORE=redis,
 # redis-server.
@@ -18,6 +20,8 @@ CONNECTIONS=${CONNECTIONS:-256} # wrk connections
 WRK_THREADS=${WRK_THREADS:-1}   # wrk threads
 EDGE_THREADS=${EDGE_THREADS:-1} # flashgate worker threads
 STORE=${STORE:-memory}          # memory | redis
+REPLICA=${REPLICA:-0}           # redis: 1 starts a replica of the store
+WAIT=${WAIT:-}                  # redis: store.wait, e.g. "{ replicas: 1, timeout: 20ms }"
 
 command -v wrk >/dev/null || { echo "storm: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --quiet
@@ -36,7 +40,17 @@ if [ "$STORE" = redis ]; then
   redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly yes \
     --appendfsync everysec --dir "$tmp" > "$tmp/redis.log" 2>&1 & pids+=($!)
   for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  store="{ kind: redis, url: 'redis://127.0.0.1:$redis_port' }"
+  if [ "$REPLICA" = 1 ]; then
+    replica_port=$(free_port)
+    mkdir -p "$tmp/replica"
+    redis-server --port "$replica_port" --bind 127.0.0.1 --save "" --dir "$tmp/replica" \
+      --replicaof 127.0.0.1 "$redis_port" > "$tmp/replica.log" 2>&1 & pids+=($!)
+    for _ in $(seq 1 100); do
+      redis-cli -p "$replica_port" info replication 2>/dev/null | grep -q 'master_link_status:up' && break
+      sleep 0.1
+    done
+  fi
+  store="{ kind: redis, url: 'redis://127.0.0.1:$redis_port'${WAIT:+, wait: $WAIT} }"
 fi
 now=$(date -u +%s)
 cat > "$tmp/storm.yaml" <<YAML
@@ -69,14 +83,14 @@ echo "storm: minting $USERS login tokens"
 "$bin" token --config "$tmp/storm.yaml" --uid "1-$USERS" --prefix u > "$tmp/tokens"
 path=$(curl -fs "http://127.0.0.1:$listen/sale/42/button.js" | grep -o '/buy/42/[0-9a-f]*')
 
-echo "storm: $CONNECTIONS connections, $DURATION, $USERS users, stock $STOCK, store $STORE, edge threads $EDGE_THREADS"
+echo "storm: $CONNECTIONS connections, $DURATION, $USERS users, stock $STOCK, store $STORE, edge threads $EDGE_THREADS${WAIT:+, wait $WAIT}"
 [ "$STORE" = redis ] && redis-cli -p "$redis_port" config resetstat >/dev/null
 wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s benches/storm.lua \
   "http://127.0.0.1:$listen$path" -- "$tmp/tokens"
 
 echo "storm: edge counters"
 curl -fs "http://127.0.0.1:$admin/metrics" \
-  | grep -E '^flashgate_(requests_total\{.*route="buy"|stock_remaining|store_seconds_count)' | grep -v ' 0$'
+  | grep -E '^flashgate_(requests_total\{.*route="buy"|stock_remaining|store_seconds_(count|sum)|reservations_unacknowledged_total)' | grep -v ' 0$'
 if [ "$STORE" = redis ]; then
   echo "storm: redis commands during the storm (scripts' inner commands included)"
   redis-cli -p "$redis_port" info commandstats | grep -E '^cmdstat_(evalsha|eval|get|script)' || true
