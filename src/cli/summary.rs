@@ -5,7 +5,6 @@ use std::fmt::Write;
 use flashgate::admission::rate::sketch_bytes;
 use flashgate::config::{LimitKey, Store};
 use flashgate::edge::Live;
-use flashgate::stock::redis::Target;
 
 fn mib(bytes: usize) -> String {
     if bytes >= 1024 * 1024 {
@@ -70,20 +69,13 @@ pub fn summary(gw: &Live) -> String {
                 .to_string()
         }
         Store::Redis { target, wait, .. } => {
-            let at = match target {
-                Target::Single(url) => url.clone(),
-                Target::Cluster(urls) => format!("cluster {}", urls.join(", ")),
-                Target::Sentinel { master, nodes } => {
-                    format!("sentinel master {master} via {}", nodes.join(", "))
-                }
-            };
             let waits = wait.map_or(String::new(), |w| {
                 format!(
                     ", each reservation acknowledged by {} replica(s) within {:?} or answered 202 pending",
                     w.replicas, w.timeout
                 )
             });
-            format!("redis {at}{waits}")
+            format!("redis {target}{waits}")
         }
     };
     let _ = writeln!(s, "  store       {store}");

@@ -20,16 +20,17 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use nix::sys::socket::{shutdown, Shutdown};
 use pingora::listeners::PreTlsProcess;
 use pingora::prelude::*;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetTimingDigest, Peek, SocketDigest};
+use pingora::protocols::{Peek, SocketDigest};
 use tokio::sync::oneshot;
 
+use super::slow::since_accept;
 use super::Gateway;
 
 /// A TLS record's header: type, version, length.
@@ -118,12 +119,7 @@ impl Handshakes {
 impl PreTlsProcess for HelloDeadline {
     async fn process(&self, stream: &mut L4Stream) -> Result<()> {
         let limit = self.gateway.live().config.http.header_timeout;
-        let accepted = stream
-            .get_timing_digest()
-            .first()
-            .and_then(|d| d.as_ref())
-            .map_or_else(SystemTime::now, |d| d.established_ts);
-        let left = limit.saturating_sub(accepted.elapsed().unwrap_or_default());
+        let left = limit.saturating_sub(since_accept(&*stream));
         let peek = async {
             let mut header = [0u8; RECORD_HEADER];
             stream.try_peek(&mut header).await?;
@@ -137,7 +133,7 @@ impl PreTlsProcess for HelloDeadline {
         };
         match tokio::time::timeout(left, peek).await {
             Ok(Ok(())) => {
-                let left = limit.saturating_sub(accepted.elapsed().unwrap_or_default());
+                let left = limit.saturating_sub(since_accept(&*stream));
                 self.watch_handshake(stream.as_raw_fd(), left);
                 Ok(())
             }

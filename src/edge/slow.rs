@@ -84,7 +84,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
             .completed(stream.get_socket_digest().as_deref());
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let timeout = self.gateway.live().config.http.header_timeout;
-        let first = timeout.saturating_sub(since_accept(&stream));
+        let first = timeout.saturating_sub(since_accept(&*stream));
         let counters = self.gateway.metrics.slow_clients.clone();
         let guarded: Stream = Box::new(HeadDeadline::new(stream, timeout, first, h2, counters));
         self.inner.process_new(guarded, shutdown).await
@@ -95,8 +95,9 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Guarded<A> {
     }
 }
 
-/// How long ago `stream`'s connection was accepted (zero if it does not say).
-pub fn since_accept(stream: &Stream) -> Duration {
+/// How long ago `stream`'s connection was accepted (zero if it does not say): before the TLS
+/// handshake (`hello`) and after it.
+pub fn since_accept<S: GetTimingDigest + ?Sized>(stream: &S) -> Duration {
     stream
         .get_timing_digest()
         .first()
