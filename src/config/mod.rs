@@ -4,8 +4,9 @@
 //! the canonical form is fully resolved — secrets read from the environment, URLs resolved to
 //! addresses, the catalog's extra ids loaded, every cross-field rule checked. Every error names
 //! the file, the line and the column. The order backend's `conf/orders.yaml` is read with the
-//! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets). `tls`
-//! reads the certificate and key files `tls:` names and checks that they belong together.
+//! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets, and
+//! `redis_target` for where Redis is). `tls` reads the certificate and key files `tls:` names
+//! and checks that they belong together.
 
 mod captcha;
 mod catalog;
@@ -16,7 +17,9 @@ mod limits;
 pub(crate) mod locate;
 mod queue;
 pub(crate) mod read;
+pub(crate) mod redis_target;
 mod schema;
+pub(crate) use schema::FileSentinel;
 mod showcase;
 mod tls;
 mod validate;

@@ -12,6 +12,7 @@ use super::captcha::CaptchaSettings;
 use super::context::Ctx;
 use super::error::ConfigError;
 use super::locate::Locations;
+use super::redis_target::RedisKeys;
 use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
 use super::{
     AccessLog, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret, Secrets,
@@ -268,56 +269,18 @@ fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
 
 /// `store.url`, `store.cluster` or `store.sentinel`: exactly one.
 fn redis_target(cx: &Ctx, store: &FileStore) -> Result<Target, ConfigError> {
-    let given = [
-        store.url.is_some(),
-        store.cluster.as_ref().is_some_and(|c| !c.is_empty()),
-        store.sentinel.is_some(),
-    ];
-    if given.iter().filter(|g| **g).count() > 1 {
-        let at = if store.sentinel.is_some() {
-            "store.sentinel"
-        } else {
-            "store.cluster"
-        };
-        return Err(cx.err(
-            at,
-            "give one of url (one server), cluster (seed nodes) or sentinel (a monitored master)",
-        ));
-    }
-    let list = |key: &str, urls: &[String]| -> Result<Vec<String>, ConfigError> {
-        urls.iter()
-            .enumerate()
-            .map(|(i, u)| cx.required(&format!("{key}[{i}]"), u))
-            .collect()
+    let keys = RedisKeys {
+        prefix: "store.",
+        url_key: "url",
+        url: store.url.as_ref(),
+        cluster: store.cluster.as_ref(),
+        sentinel: store.sentinel.as_ref(),
     };
-    Ok(match (&store.url, &store.cluster, &store.sentinel) {
-        (_, Some(urls), _) if !urls.is_empty() => Target::Cluster(list("store.cluster", urls)?),
-        (Some(url), ..) => Target::Single(cx.required("store.url", url)?),
-        (_, _, Some(s)) => {
-            if s.nodes.is_empty() {
-                return Err(cx.err(
-                    "store.sentinel.nodes",
-                    "store.sentinel.nodes needs at least one sentinel: [redis://host:26379]",
-                ));
-            }
-            let master = cx.required("store.sentinel.master", &s.master)?;
-            if master.is_empty() {
-                return Err(cx.err(
-                    "store.sentinel.master",
-                    "store.sentinel.master is the name the sentinels monitor the master under",
-                ));
-            }
-            Target::Sentinel {
-                master,
-                nodes: list("store.sentinel.nodes", &s.nodes)?,
-            }
-        }
-        _ => {
-            return Err(cx.err(
-                "store.kind",
-                "store kind redis needs url: redis://host:port, cluster: [urls] or sentinel: { master, nodes }",
-            ))
-        }
+    super::redis_target::redis_target(cx, &keys)?.ok_or_else(|| {
+        cx.err(
+            "store.kind",
+            "store kind redis needs url: redis://host:port, cluster: [urls] or sentinel: { master, nodes }",
+        )
     })
 }
 

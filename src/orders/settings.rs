@@ -15,8 +15,10 @@ use serde::Deserialize;
 
 use crate::config::context::Ctx;
 use crate::config::locate::Locations;
+use crate::config::redis_target::{redis_target, RedisKeys};
 use crate::config::{
-    read, ConfigError, Environment, HumanDuration, ProcessEnv, Secret, DEV_EDGE_SECRET,
+    read, ConfigError, Environment, FileSentinel, HumanDuration, ProcessEnv, Secret,
+    DEV_EDGE_SECRET,
 };
 use crate::stock::redis::Target;
 
@@ -36,7 +38,7 @@ pub struct OrdersFile {
     /// Seed nodes of a Redis Cluster: the edge's `store.cluster` (instead of `redis`).
     pub cluster: Option<Vec<String>>,
     /// A master found through Redis Sentinel: the edge's `store.sentinel` (instead of `redis`).
-    pub sentinel: Option<SentinelFile>,
+    pub sentinel: Option<FileSentinel>,
     /// How long a buyer has to pay, e.g. `15m`.
     pub payment_timeout: Option<HumanDuration>,
     /// The edge's signing secret (`${ENV}` allowed).
@@ -56,16 +58,6 @@ pub struct ReconcileFile {
     /// How often the live reconcile compares every sale in Redis with the database and
     /// corrects Redis (default 10s; at once after a refusal for want of stock).
     pub every: Option<HumanDuration>,
-}
-
-/// `sentinel:` of the file: the edge's `store.sentinel`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SentinelFile {
-    /// The name the sentinels monitor the master under.
-    pub master: String,
-    /// Sentinel URLs.
-    pub nodes: Vec<String>,
 }
 
 /// `ledger:` of the file.
@@ -209,59 +201,36 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
     })
 }
 
-/// The file's `redis`, `cluster` or `sentinel` (one at most; `redis://127.0.0.1:6379` when
-/// none is given).
+/// The file's `redis`, `cluster` or `sentinel` (one at most, read as the edge reads its
+/// `store`; `redis://127.0.0.1:6379` when none is given).
 fn file_target(
     cx: &Ctx,
     redis: Option<String>,
     cluster: Option<Vec<String>>,
-    sentinel: Option<SentinelFile>,
+    sentinel: Option<FileSentinel>,
 ) -> Result<Target, ConfigError> {
-    let given = [redis.is_some(), cluster.is_some(), sentinel.is_some()];
-    if given.iter().filter(|g| **g).count() > 1 {
-        let at = if sentinel.is_some() {
-            "sentinel"
-        } else {
-            "cluster"
-        };
-        return Err(cx.err(
-            at,
-            "give redis (one server), cluster (seed nodes) or sentinel (a monitored master), not two",
-        ));
-    }
-    Ok(match (redis, cluster, sentinel) {
-        (_, Some(urls), _) if urls.is_empty() => {
-            return Err(cx.err("cluster", "cluster needs at least one seed node"))
-        }
-        (_, Some(urls), _) => Target::Cluster(urls),
-        (_, _, Some(s)) if s.nodes.is_empty() || s.master.is_empty() => {
-            return Err(cx.err(
-                "sentinel",
-                "sentinel needs master: NAME and nodes: [redis://host:26379]",
-            ))
-        }
-        (_, _, Some(s)) => Target::Sentinel {
-            master: s.master,
-            nodes: s.nodes,
-        },
-        (url, None, None) => {
-            Target::Single(url.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string()))
-        }
-    })
+    let keys = RedisKeys {
+        prefix: "",
+        url_key: "redis",
+        url: redis.as_ref(),
+        cluster: cluster.as_ref(),
+        sentinel: sentinel.as_ref(),
+    };
+    Ok(redis_target(cx, &keys)?
+        .unwrap_or_else(|| Target::Single("redis://127.0.0.1:6379".to_string())))
 }
 
 /// `--sentinel NAME@redis://host:26379,redis://host2:26379` as a target.
 pub fn sentinel_flag(flag: &str) -> Result<Target, String> {
-    let (master, nodes) = flag
-        .split_once('@')
-        .ok_or("expected NAME@redis://host:26379[,redis://host2:26379...]")?;
+    const EXPECTED: &str = "expected NAME@redis://host:26379[,redis://host2:26379...]";
+    let (master, nodes) = flag.split_once('@').ok_or(EXPECTED)?;
     let nodes: Vec<String> = nodes
         .split(',')
         .filter(|n| !n.is_empty())
         .map(str::to_string)
         .collect();
     if master.is_empty() || nodes.is_empty() {
-        return Err("expected NAME@redis://host:26379[,redis://host2:26379...]".into());
+        return Err(EXPECTED.into());
     }
     Ok(Target::Sentinel {
         master: master.to_string(),
