@@ -4,7 +4,8 @@
 
 use super::writer::SYNC_INTERVAL;
 use super::*;
-use std::time::Duration;
+use std::fs;
+use std::time::{Duration, Instant};
 
 /// UIDs that would break a naive line format.
 const HOSTILE_UIDS: [&str; 10] = [
