@@ -371,7 +371,7 @@ async fn two_edges_on_one_redis_share_one_queue() {
     let sales = sales(
         3,
         AHEAD,
-        "admit_per_second: 20, pass_ttl: 3s, stock_multiple: 1",
+        "admit_per_second: 20, pass_ttl: 5s, stock_multiple: 1",
     );
     let a = edge_on("127.0.0.1", setup(origin.addr, &store, &sales), "", "").await;
     let b = edge_on("127.0.0.2", setup(origin.addr, &store, &sales), "", "").await;
@@ -507,17 +507,79 @@ async fn two_edges_on_one_redis_share_one_queue() {
         &format!("r{next}"),
         &tickets[next],
         "admitted",
-        Duration::from_secs(6),
+        Duration::from_secs(10),
     )
     .await;
     assert_eq!(v["state"], "admitted", "{v}");
     let fifth = (0..12).find(|&i| number_of[i] == 5).unwrap();
-    // Each edge learns the frontier at its own tick (every 200 ms).
+    // Each edge learns the frontier at its own tick (every 200 ms); #4's pass holds the unit
+    // for 5 s, and #5 waits behind it.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, v) = poll(&c, &b.base, &format!("r{fifth}"), &tickets[fifth]).await;
     assert_eq!(v["state"], "waiting", "{v}");
     assert_eq!(v["position"], 0, "{v}");
     assert_eq!((admitted_total(&a).await, admitted_total(&b).await), (4, 4));
+}
+
+/// `lua/queue_tick.lua` in the state the CI run that failed the test above left it in: three
+/// units let through in two batches (#1 and #2, then #3), all three bought, #1's unit handed
+/// back, and the first batch's passes now expired. The two buyers left must not both stand for
+/// the second batch's one pass (one of them bought on an expired pass): the unit is still
+/// #3's, bought, and nobody is let through until #3's batch expires too. The first version of
+/// the script let #4 and then #5 through at once, two passes for one unit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buys_on_expired_passes_make_no_room_in_redis() {
+    use flashgate::stock::queue::{redis::RedisQueue, Pace, QueueStore};
+    use flashgate::stock::redis::{RedisClient, Target};
+
+    let redis = RedisServer::start();
+    let keys = flashgate::stock::SaleKeys::of(PRODUCT);
+    let time = redis.cli(&["TIME"]);
+    let secs: u64 = time.lines().next().unwrap().trim().parse().unwrap();
+    let now = secs * 1000;
+    let ttl = 60_000;
+    let (first, second) = (now - ttl - 5_000, now - 5_000);
+    for field in [
+        ("pre", "12"),
+        ("sealed", "12"),
+        ("admitted", "3"),
+        ("credit", "20"),
+        ("last", &now.to_string()),
+        ("window_total", "3"),
+        ("used", "3"),
+        ("seen", "3"),
+    ] {
+        redis.cli(&["HSET", &keys.queue, field.0, field.1]);
+    }
+    redis.cli(&["RPUSH", &keys.queue_window, &format!("{first}:2:0")]);
+    redis.cli(&["RPUSH", &keys.queue_window, &format!("{second}:1:0")]);
+    redis.cli(&["SET", &keys.stock, "1"]);
+    redis.cli(&["HSET", &keys.buyers, "r1", "x", "r2", "y"]);
+    let client = RedisClient::new(Target::Single(redis.url()), Duration::from_secs(2));
+    let queue = RedisQueue::new(client);
+    let pace = Pace {
+        starts_at_ms: now - ttl - 10_000,
+        admit_per_second: 20,
+        stock_multiple: 1,
+        pass_ttl_ms: ttl,
+    };
+    let mut admitted = 0;
+    for _ in 0..3 {
+        let state = queue.tick(&keys, &pace).await.unwrap();
+        admitted += state.admitted_now;
+        assert_eq!(state.remaining, Some(1));
+    }
+    assert_eq!(
+        admitted, 0,
+        "let through while #3's pass holds the only unit"
+    );
+    // #3's batch expires: one pass, for the one unit.
+    redis.cli(&["LSET", &keys.queue_window, "0", &format!("{first}:1:0")]);
+    let mut admitted = Vec::new();
+    for _ in 0..3 {
+        admitted.push(queue.tick(&keys, &pace).await.unwrap().admitted_now);
+    }
+    assert_eq!(admitted, [1, 0, 0]);
 }
 
 /// Issue 13, item 8: 5,000 users join during the pre-queue of a shuffled sale of 100 units and
