@@ -294,7 +294,8 @@ async fn a_store_outage_is_reported_once_per_period_with_a_count() {
     let edge = start(&origin.addr.to_string(), &store, "").await;
     let url = edge.buy_url(42).await;
     let c = reqwest::Client::new();
-    for n in 0..200 {
+    // Few enough to take far less than the 5 s period on a loaded machine.
+    for n in 0..50 {
         let (status, outcome) = buy_outcome(&c, &url, &format!("u{n}")).await;
         assert_eq!((status, outcome.as_str()), (503, "store_unavailable"));
     }
@@ -308,7 +309,7 @@ async fn a_store_outage_is_reported_once_per_period_with_a_count() {
     let log = edge.log();
     assert_eq!(reported(&log), 2, "{log}");
     assert!(
-        log.contains("(199 more store failures since the last report)"),
+        log.contains("(49 more store failures since the last report)"),
         "{log}"
     );
 }

@@ -92,7 +92,9 @@ async fn a_user_spread_over_three_edges_gets_the_limit_plus_the_slack() {
     let local = three_edges(&store, "").await;
     let per_window = spread(&local, "spreader-local").await;
     eprintln!("scope local, per window (allowed, refused): {per_window:?}");
-    let most_local = per_window.values().map(|c| c.0).max().unwrap();
+    // Over the whole run (a few seconds): each edge's windows count from its own start, not
+    // the wall clock's, so a wall-clock window may split what one of them let through.
+    let total_local: u64 = per_window.values().map(|c| c.0).sum();
     drop(local);
 
     // Cluster counts, synced every 100 ms.
@@ -106,9 +108,11 @@ async fn a_user_spread_over_three_edges_gets_the_limit_plus_the_slack() {
     // docs describe. Each buy is a round trip plus GAP, so it sends fewer than this.
     let per_interval = Duration::from_millis(100).as_millis() / GAP.as_millis() + 1;
     let slack = 2 * per_interval as u64;
+    // Each edge lets LIMIT through at least: 3 × LIMIT, more than cluster counts could let
+    // through in the two windows a run may touch (2 × (LIMIT + slack)).
     assert!(
-        most_local > 2 * LIMIT,
-        "local counts let about three times the limit through: {most_local}"
+        total_local >= 3 * LIMIT && 3 * LIMIT > 2 * (LIMIT + slack),
+        "local counts let three times the limit through: {total_local}"
     );
     assert!(
         most_cluster >= LIMIT && most_cluster <= LIMIT + slack,

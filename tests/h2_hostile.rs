@@ -183,6 +183,8 @@ async fn http2_requests_obey_the_http1_limits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_and_idle_connections_are_closed() {
     let s = stand("header_timeout: 2s, keepalive_timeout: 3s", "").await;
+    // The bounds leave room for a loaded machine and stay far below what the timers replace:
+    // Pingora's 60 s handshake timeout, and no idle timeout at all.
     let closed_within = |what: &str, seen: &http2::Seen, limit: Duration| {
         assert!(seen.closed, "{what}: still open after {:?}", seen.took);
         assert!(seen.took <= limit, "{what}: closed after {:?}", seen.took);
@@ -192,7 +194,7 @@ async fn silent_and_idle_connections_are_closed() {
     let (closed, took) = read_until_closed(&mut tcp, Duration::from_secs(20)).await;
     assert!(closed, "no ClientHello: still open after {took:?}");
     assert!(
-        took <= Duration::from_secs(4),
+        took <= Duration::from_secs(10),
         "no ClientHello: closed after {took:?}"
     );
     // A ClientHello, then nothing: the handshake never completes.
@@ -203,7 +205,7 @@ async fn silent_and_idle_connections_are_closed() {
     let (closed, took) = read_until_closed(&mut tcp, Duration::from_secs(20)).await;
     assert!(closed, "stalled handshake: still open after {took:?}");
     assert!(
-        took <= Duration::from_secs(4),
+        took <= Duration::from_secs(10),
         "stalled handshake: closed after {took:?}"
     );
     // A TLS handshake, then no preface.
@@ -211,7 +213,7 @@ async fn silent_and_idle_connections_are_closed() {
         stream: http2::tls(s.addr, &s.cert).await,
     };
     let seen = raw.read_for(Duration::from_secs(20)).await;
-    closed_within("no preface", &seen, Duration::from_secs(4));
+    closed_within("no preface", &seen, Duration::from_secs(10));
     // A request, then nothing: the connection idles out.
     let mut raw = Raw::open(s.addr, &s.cert).await;
     let block = http2::request_block("GET", "/static/app.css", &[]);
@@ -230,7 +232,7 @@ async fn silent_and_idle_connections_are_closed() {
         "answered first: {:?}",
         seen.frames
     );
-    closed_within("idle", &seen, Duration::from_secs(6));
+    closed_within("idle", &seen, Duration::from_secs(12));
     s.still_sells("after-silence").await;
     // One of each was cut; the handshakes that completed were left alone, though the idle
     // connection outlived header_timeout.

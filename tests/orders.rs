@@ -182,7 +182,8 @@ async fn unpaid_orders_return_their_unit_once_and_late_payment_fails() {
         let kind = db.kind();
         let redis = RedisServer::start();
         let store = seeded(&redis, 3, 1).await;
-        let orders = OrdersServer::start(&db, &redis.url(), "1s").await;
+        // 3 s to pay: b pays right after its order is made, on a loaded machine too.
+        let orders = OrdersServer::start(&db, &redis.url(), "3s").await;
 
         let a = reserve(&store, 3, "a").await;
         // While a holds the only unit, b cannot have it (checked before a's order can expire).
@@ -481,8 +482,10 @@ async fn the_live_reconcile_corrects_redis_from_the_database() {
     let db = Database::sqlite();
     let redis = RedisServer::start();
     let store = seeded(&redis, 61, 2).await;
+    // Payment timeout 8 s: a's order must be restored (the reconcile runs every second) before
+    // the sweeper cancels it, on a loaded machine too.
     let orders =
-        OrdersServer::start_with(&db, &redis.url(), "2s", "reconcile: { every: 1s }\n").await;
+        OrdersServer::start_with(&db, &redis.url(), "8s", "reconcile: { every: 1s }\n").await;
     let keys = flashgate::stock::SaleKeys::of(61);
     let a = reserve(&store, 61, "a").await;
     let b = reserve(&store, 61, "b").await;

@@ -615,10 +615,27 @@ fn reload_signals_end_neither_binary() {
     let orders_health = format!("http://127.0.0.1:{orders_port}/healthz");
     wait_healthy(&edge_health, &mut edge);
     wait_healthy(&orders_health, &mut orders);
-    for _ in 0..2 {
+    // Each SIGHUP once the one before was taken: two sent together may arrive as one.
+    // A reload rebuilds the static page's compressed variants, slow in a debug build on a busy
+    // machine: each is given time to finish (bounded).
+    let said = |log: &std::path::Path, what: &str| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches(what)
+            .count()
+    };
+    for round in 1..=2 {
         hangup(&edge);
         hangup(&orders);
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while (said(&edge_log, "configuration reloaded from") < round
+            || said(&orders_log, "SIGHUP") < round)
+            && std::time::Instant::now() < deadline
+            && edge.try_wait().unwrap().is_none()
+            && orders.try_wait().unwrap().is_none()
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     let alive = (
         edge.try_wait().unwrap().is_none(),
@@ -626,18 +643,6 @@ fn reload_signals_end_neither_binary() {
     );
     wait_healthy(&edge_health, &mut edge);
     wait_healthy(&orders_health, &mut orders);
-    // A reload rebuilds the static page's compressed variants, slow in a debug build on a busy
-    // machine: give the second one time to finish (bounded) before counting them.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while std::fs::read_to_string(&edge_log)
-        .unwrap_or_default()
-        .matches("configuration reloaded from")
-        .count()
-        < 2
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let _ = edge.kill();
     let _ = orders.kill();
     let _ = edge.wait();

@@ -137,11 +137,13 @@ async fn wait_for_start(edge: &Edge) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_queue_from_join_to_sell_out_and_back() {
-    let origin = origin_declining("u1", Duration::from_millis(1500)).await;
+    // Room for a loaded machine: u1's pass lives 6 s (u1 makes a few requests before buying
+    // on it), and the origin holds u1's answer 3 s (u3 must see sold_out meanwhile).
+    let origin = origin_declining("u1", Duration::from_secs(3)).await;
     let sales = sales(
         1,
         AHEAD,
-        "admit_per_second: 10, pass_ttl: 2s, stock_multiple: 1",
+        "admit_per_second: 10, pass_ttl: 6s, stock_multiple: 1",
     );
     let edge = edge(setup(origin, "{ kind: memory }", &sales)).await;
     start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
@@ -221,7 +223,7 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
     assert_eq!(v1["state"], "admitted", "{v1}");
     assert_eq!(v1["position"], 0);
     let pass1 = v1["pass"].as_str().unwrap().to_string();
-    assert!(v1["pass_expires_s"].as_u64().unwrap() <= 2);
+    assert!(v1["pass_expires_s"].as_u64().unwrap() <= 6);
     let (_, v2) = poll(&c, base, "u2", &tickets[1]).await;
     assert_eq!(v2["state"], "waiting", "{v2}");
     assert_eq!(v2["position"], 0, "nobody waits ahead of u2: {v2}");
@@ -238,7 +240,7 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
         buy(&c, &url, "u1", Some("p1.99999999999999.00")).await,
         (403, "queue_required".into())
     );
-    // u1 buys; the origin holds the answer 1.5 s, then declines: meanwhile the unit is taken
+    // u1 buys; the origin holds the answer 3 s, then declines: meanwhile the unit is taken
     // and every waiting visitor learns sold_out.
     let buyer = {
         let (c, url, pass1) = (c.clone(), url.clone(), pass1.clone());
@@ -250,7 +252,7 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
         "u3",
         &tickets[2],
         "sold_out",
-        Duration::from_secs(2),
+        Duration::from_secs(3),
     )
     .await;
     assert_eq!(v3["state"], "sold_out", "{v3}");
@@ -262,7 +264,7 @@ async fn embedded_store_queue_from_join_to_sell_out_and_back() {
         "u2",
         &tickets[1],
         "admitted",
-        Duration::from_secs(6),
+        Duration::from_secs(15),
     )
     .await;
     assert_eq!(v2["state"], "admitted", "{v2}");
@@ -303,7 +305,7 @@ async fn visitors_are_let_through_at_the_configured_pace() {
     let origin = Origin::start().await;
     let sales = sales(100, AHEAD, "admit_per_second: 5, pass_ttl: 1m");
     let edge = edge(setup(origin.addr, "{ kind: memory }", &sales)).await;
-    start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
+    let starts = start_in(&[&edge], PRODUCT, Duration::from_secs(6)).await;
     let c = reqwest::Client::new();
     let base = &edge.base;
     let mut tickets = Vec::new();
@@ -315,7 +317,6 @@ async fn visitors_are_let_through_at_the_configured_pace() {
     let (_, last) = poll(&c, base, "p29", &tickets[29]).await;
     assert_eq!(last["position"], 29);
     wait_for_start(&edge).await;
-    let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut admitted = 0;
     for (i, t) in tickets.iter().enumerate() {
@@ -324,8 +325,12 @@ async fn visitors_are_let_through_at_the_configured_pace() {
             admitted += 1;
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    // 5 a second: about 15 in 3 s (the start is seen within ~0.3 s; allow for a slow machine).
+    // Since the sale's start, which the edge may have seen late on a slow machine.
+    let elapsed = std::time::SystemTime::now()
+        .duration_since(starts)
+        .unwrap_or_default()
+        .as_secs_f64();
+    // 5 a second: about 15 in 3 s, never more than the pace since the start allows.
     assert!(
         (10..=((elapsed * 5.0).ceil() as usize + 5)).contains(&admitted),
         "{admitted} admitted after {elapsed:.1} s"

@@ -348,7 +348,8 @@ impl Drop for Edge {
 /// phase, after its answer is sent, so a client can see the answer a moment before the counter
 /// moves; this waits (at most 5 s) instead of racing it.
 pub async fn metrics_when(edge: &Edge, series: &str, value: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Far above what it takes: a reload in a debug build on a loaded machine takes seconds.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let page = edge.metrics().await;
         if sample(&page, series) == Some(value) || Instant::now() > deadline {
