@@ -585,6 +585,14 @@ async fn buys_on_expired_passes_make_no_room_in_redis() {
         admitted.push(queue.tick(&keys, &pace).await.unwrap().admitted_now);
     }
     assert_eq!(admitted, [1, 0, 0]);
+    // A queue an earlier version of the script ticked has no `used`: it starts from that
+    // version's count (buyers since the window's oldest admission, read from the entry) and
+    // keeps the cap: #4's pass is unused, nobody more goes through.
+    redis.cli(&["HDEL", &keys.queue, "used", "seen"]);
+    let state = queue.tick(&keys, &pace).await.unwrap();
+    assert_eq!((state.admitted, state.admitted_now), (4, 0));
+    let fields = redis.cli(&["HMGET", &keys.queue, "used", "seen"]);
+    assert_eq!(fields.split_whitespace().collect::<Vec<_>>(), ["3", "2"]);
 }
 
 /// Issue 13, item 8: 5,000 users join during the pre-queue of a shuffled sale of 100 units and
