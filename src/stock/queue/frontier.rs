@@ -62,7 +62,7 @@ pub struct Frontier {
     pub sealed: Option<u64>,
     /// Every place up to this one was let through.
     pub admitted: u64,
-    /// Every admission up to this one is counted as bought (step 3).
+    /// Every admission up to this one is counted as bought (step 2).
     used: u64,
     /// The buyer count the last tick saw.
     seen: u64,
