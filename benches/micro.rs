@@ -199,13 +199,19 @@ fn store(c: &mut Criterion) {
     g.bench_function("memory reserve, won", |b| {
         b.iter_batched(
             || format!("u{}", next.fetch_add(1, Ordering::Relaxed)),
-            |uid| block_on(store.reserve(&keys, &uid)),
+            |uid| block_on(store.reserve(&keys, &uid, &flashgate::stock::Attempt::new().unwrap())),
             BatchSize::SmallInput,
         )
     });
     let sold_out = MemoryStore::new([(42, 0)]);
     g.bench_function("memory reserve, sold out", |b| {
-        b.iter(|| block_on(sold_out.reserve(&keys, black_box("u1"))))
+        b.iter(|| {
+            block_on(sold_out.reserve(
+                &keys,
+                black_box("u1"),
+                &flashgate::stock::Attempt::new().unwrap(),
+            ))
+        })
     });
     g.finish();
 }

@@ -81,6 +81,8 @@ pub struct Metrics {
     pub access_log_dropped: IntCounter,
     /// Reservations the store's replicas did not acknowledge in time (`store.wait`).
     pub unacknowledged: IntCounter,
+    /// Reserves sent and never answered: told `202 pending`.
+    pub unanswered: IntCounter,
     /// Configuration reloads, by result.
     pub reloads: Reloads,
     /// `flashgate_limit_syncs_total{result}`: syncs of `scope: cluster` limits with Redis.
@@ -283,6 +285,13 @@ impl Metrics {
              store.wait.timeout: answered 202 pending, never forwarded, left to the ledger.",
         ))?;
         registry.register(Box::new(unacknowledged.clone()))?;
+        let unanswered = IntCounter::with_opts(Opts::new(
+            "flashgate_reserves_unanswered_total",
+            "Reserves sent to the store that never answered (a timeout, a connection broken \
+             after the write): answered 202 pending with the attempt's status URL, never \
+             forwarded; the unit, if one was taken, is left to the ledger.",
+        ))?;
+        registry.register(Box::new(unanswered.clone()))?;
         let reloads = IntCounterVec::new(
             Opts::new(
                 "flashgate_reloads_total",
@@ -334,6 +343,7 @@ impl Metrics {
             unsettled,
             access_log_dropped,
             unacknowledged,
+            unanswered,
             reloads: Reloads {
                 ok: reloads.with_label_values(&["ok"]),
                 refused: reloads.with_label_values(&["refused"]),

@@ -6,9 +6,10 @@
 // What is on sale (title, price, image) comes once from /api/sale and is set with textContent
 // and a checked image URL. A queued sale (its /api/sale says `queue`) first shows "Join the
 // queue" (queue.js), the place and the wait; the buy button appears once admitted and the buy
-// carries X-Queue-Pass. A buy answered `202 pending` (the shop was reached but gave no
-// answer: the order may exist) says so, keeps the button disabled, and asks the status URL the
-// answer names until it says won or not_won.
+// carries X-Queue-Pass. A buy answered `202 pending` (the shop or the stock store was reached
+// but gave no answer: the order may exist) says so, keeps the button disabled, and asks the
+// status URL the answer names until it says won or not_won; so does a `409 duplicate` whose
+// unit is still `pending`, and one that is `won` names the order.
 (function () {
   "use strict";
   var COOLDOWN_MS = 5000;
@@ -303,6 +304,17 @@
       var url = body && typeof body.status === "string" && body.status.indexOf("/api/buy/status?") === 0
         ? body.status : "/api/buy/status?product=" + encodeURIComponent(product);
       confirm(url, (parseInt(body && body.poll_after_s, 10) || 2) * 1000);
+      return;
+    }
+    if (outcome === "duplicate" && body && body.holding === "pending" && typeof body.status === "string" &&
+        body.status.indexOf("/api/buy/status?") === 0) {
+      // This buyer holds a unit whose order is not confirmed yet: follow it as a pending buy.
+      show("pending", messages.pending);
+      confirm(body.status, (parseInt(body.poll_after_s, 10) || 2) * 1000);
+      return;
+    }
+    if (outcome === "duplicate" && body && body.holding === "won") {
+      show("duplicate", messages.duplicate + (body.reservation ? " Order " + body.reservation + "." : ""));
       return;
     }
     if (outcome === "rate_limited") {

@@ -362,14 +362,24 @@ async fn sale_of_100_among_1000_users(store: &str, redis: Option<&RedisServer>) 
              1 round trip per winner ({crowd_wins}), {} of {rejects} rejects reached Redis",
             reserves as usize - crowd_wins,
         );
-        // INFO counts the commands scripts run too: each reserve.lua runs exactly one GET, so
-        // GET == EVALSHA shows the edge sent no GET of its own, and nothing outside the
-        // script's own commands was called.
+        // INFO counts the commands scripts run too: each reserve.lua runs exactly two GETs
+        // (the stock, the attempt) and one HGET, so GET == 2 × EVALSHA shows the edge sent no
+        // GET of its own, and nothing outside the script's own commands was called.
         let calls: HashMap<String, u64> = delta.iter().cloned().collect();
         assert_eq!(calls.get("evalsha").copied(), Some(reserves as u64));
-        assert_eq!(calls.get("get").copied(), Some(reserves as u64));
+        assert_eq!(calls.get("get").copied(), Some(2 * reserves as u64));
+        assert_eq!(calls.get("hget").copied(), Some(reserves as u64));
         let script_commands = [
-            "evalsha", "get", "hexists", "incr", "time", "decr", "hset", "xadd",
+            "evalsha",
+            "get",
+            "hget",
+            "sismember",
+            "set",
+            "incr",
+            "time",
+            "decr",
+            "hset",
+            "xadd",
         ];
         assert!(
             calls.keys().all(|k| script_commands.contains(&k.as_str())),

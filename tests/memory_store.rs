@@ -55,9 +55,22 @@ async fn a_reopened_journal_keeps_the_sale() {
     {
         let store = MemoryStore::open([(5, 4)], dir.path(), Fsync::Everysec).unwrap();
         assert!(store.unsettled().is_empty());
-        let kept = won(store.reserve(&sale, "kept").await.unwrap());
-        let returned = won(store.reserve(&sale, "returned").await.unwrap());
-        let open = won(store.reserve(&sale, "open").await.unwrap());
+        let kept = won(store
+            .reserve(&sale, "kept", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap());
+        let returned = won(store
+            .reserve(
+                &sale,
+                "returned",
+                &flashgate::stock::Attempt::new().unwrap(),
+            )
+            .await
+            .unwrap());
+        let open = won(store
+            .reserve(&sale, "open", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap());
         store.keep(&sale, &kept).await.unwrap();
         assert!(store.release(&sale, &returned).await.unwrap());
         ids.extend([kept.id, returned.id, open.id]);
@@ -71,18 +84,37 @@ async fn a_reopened_journal_keeps_the_sale() {
     );
     let unsettled: Vec<_> = store.unsettled().into_iter().map(|r| r.uid).collect();
     assert_eq!(unsettled, ["open"], "only the reservation nobody settled");
+    assert!(matches!(
+        store
+            .reserve(&sale, "kept", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
+        Reserve::Duplicate(_)
+    ));
+    assert!(matches!(
+        store
+            .reserve(&sale, "open", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
+        Reserve::Duplicate(_)
+    ));
+    let again = won(store
+        .reserve(
+            &sale,
+            "returned",
+            &flashgate::stock::Attempt::new().unwrap(),
+        )
+        .await
+        .unwrap());
+    let new = won(store
+        .reserve(&sale, "new", &flashgate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap());
     assert_eq!(
-        store.reserve(&sale, "kept").await.unwrap(),
-        Reserve::Duplicate
-    );
-    assert_eq!(
-        store.reserve(&sale, "open").await.unwrap(),
-        Reserve::Duplicate
-    );
-    let again = won(store.reserve(&sale, "returned").await.unwrap());
-    let new = won(store.reserve(&sale, "new").await.unwrap());
-    assert_eq!(
-        store.reserve(&sale, "late").await.unwrap(),
+        store
+            .reserve(&sale, "late", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
         Reserve::SoldOut
     );
     assert!(ids.insert(again.id), "ids are unique across restarts");
@@ -111,8 +143,14 @@ async fn a_discarded_unit_stays_out_of_the_sale_after_a_restart() {
     let sale = SaleKeys::of(5);
     {
         let store = MemoryStore::open([(5, 3)], dir.path(), Fsync::Always).unwrap();
-        let gone = won(store.reserve(&sale, "gone").await.unwrap());
-        let kept = won(store.reserve(&sale, "kept").await.unwrap());
+        let gone = won(store
+            .reserve(&sale, "gone", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap());
+        let kept = won(store
+            .reserve(&sale, "kept", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap());
         store.keep(&sale, &kept).await.unwrap();
         assert!(
             !store.discard(&sale, &kept).await.unwrap(),
@@ -142,10 +180,19 @@ async fn a_discarded_unit_stays_out_of_the_sale_after_a_restart() {
     }
     let store = MemoryStore::open([(5, 3)], dir.path(), Fsync::Always).unwrap();
     assert!(matches!(
-        store.reserve(&sale, "gone").await.unwrap(),
+        store
+            .reserve(&sale, "gone", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
         Reserve::Won { remaining: 0, .. }
     ));
-    assert_eq!(store.reserve(&sale, "x").await.unwrap(), Reserve::SoldOut);
+    assert_eq!(
+        store
+            .reserve(&sale, "x", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
+        Reserve::SoldOut
+    );
 }
 
 /// A second process cannot open a journal another one holds (it waits, then fails).

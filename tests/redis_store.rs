@@ -91,10 +91,10 @@ async fn load_refuses_a_sale_with_buyers_and_force_restocks_it_without_dropping_
         (4, 1, 1),
         "a keeps her unit"
     );
-    assert_eq!(
+    assert!(matches!(
         store.reserve(7, "a").await.unwrap(),
-        flashgate::stock::Reserve::Duplicate
-    );
+        flashgate::stock::Reserve::Duplicate(_)
+    ));
     assert_eq!(
         redis.cli(&["HGET", "flashgate:{7}:meta", "stock"]).trim(),
         "5"
@@ -174,14 +174,32 @@ async fn redis_killed_mid_sale_fails_fast_and_loses_nothing() {
     }
 
     redis.kill();
+    // A reserve written into the connection Redis dropped may have run: pending, with its
+    // attempt's status URL. Every other buy finds no connection, or the breaker open: 503.
+    let mut told = Vec::new();
     for n in 21..=30 {
-        let (status, outcome, took) = buy(&c, &url, &format!("k{n}")).await;
-        assert_eq!((status, outcome.as_str()), (503, "store_unavailable"));
+        let uid = format!("k{n}");
+        let started = Instant::now();
+        let resp = c.post(&url).bearer_auth(token(&uid)).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let took = started.elapsed();
         assert!(
             took < Duration::from_secs(1),
             "a buy during the outage took {took:?}"
         );
+        match (status, body["outcome"].as_str()) {
+            (503, Some("store_unavailable")) => {}
+            (202, Some("pending")) => {
+                told.push((uid, body["status"].as_str().unwrap().to_string()))
+            }
+            other => panic!("{uid} told {other:?}"),
+        }
     }
+    assert!(
+        told.len() <= 2,
+        "pending only while the dropped connection was in use: {told:?}"
+    );
     let ready = reqwest::get(format!("{}/readyz", edge.admin))
         .await
         .unwrap();
@@ -200,6 +218,19 @@ async fn redis_killed_mid_sale_fails_fast_and_loses_nothing() {
             "the edge did not recover by itself"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Redis died between two buys: no pending reserve ran, and its status URL says so.
+    for (uid, status) in &told {
+        let v: serde_json::Value = c
+            .get(format!("{}{status}", edge.base))
+            .bearer_auth(token(uid))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["outcome"], "not_won", "{uid}: {v}");
     }
     let mut statuses = Vec::new();
     for n in 21..=100 {
@@ -349,7 +380,12 @@ async fn restore_and_discard_for_the_order_backend() {
     let s = SaleStore::new(Target::Single(redis.url()), TIMEOUT);
     let sale = SaleKeys::of(PRODUCT);
     s.sales.load(&sale, 3, false).await.unwrap();
-    let Reserve::Won { reservation: a, .. } = s.store.reserve(&sale, "a").await.unwrap() else {
+    let Reserve::Won { reservation: a, .. } = s
+        .store
+        .reserve(&sale, "a", &flashgate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap()
+    else {
         panic!("a wins")
     };
     assert!(s.sales.confirm(&a).await.unwrap());
@@ -383,11 +419,19 @@ async fn restore_and_discard_for_the_order_backend() {
         Holding::Won(lost.id.clone())
     );
     assert_eq!(
-        s.store.reserve(&sale, "lost").await.unwrap(),
-        Reserve::Duplicate
+        s.store
+            .reserve(&sale, "lost", &flashgate::stock::Attempt::new().unwrap())
+            .await
+            .unwrap(),
+        Reserve::Duplicate(Holding::Won(lost.id.clone()))
     );
     // A user holding another reservation (in flight) is left alone.
-    let Reserve::Won { reservation: b, .. } = s.store.reserve(&sale, "b").await.unwrap() else {
+    let Reserve::Won { reservation: b, .. } = s
+        .store
+        .reserve(&sale, "b", &flashgate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap()
+    else {
         panic!("b wins")
     };
     let other = Reservation {
@@ -409,4 +453,84 @@ async fn restore_and_discard_for_the_order_backend() {
     assert_eq!(s.sales.restore(&late).await.unwrap(), Restore::Short);
     assert_eq!(redis.cli(&["HGET", &sale.meta, "short"]).trim(), "1");
     assert_eq!(s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining, 0);
+}
+
+/// The attempt a reserve carries, in Redis (`lua/reserve.lua`, `lua/fence.lua`): a copy of an
+/// attempt that won answers the same reservation and takes nothing more; an attempt fenced by
+/// its status takes nothing when it arrives, while a fresh attempt of the same user may buy; an
+/// attempt whose unit went back never takes another; a fence finds what the user holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_takes_at_most_one_unit_and_a_fenced_one_none() {
+    use flashgate::stock::{Attempt, Holding, Reserve, SaleKeys};
+    let redis = RedisServer::start();
+    let s = SaleStore::new(Target::Single(redis.url()), TIMEOUT);
+    let sale = SaleKeys::of(PRODUCT);
+    s.sales.load(&sale, 5, false).await.unwrap();
+    let remaining = || async { s.sales.stock(PRODUCT).await.unwrap().unwrap().remaining };
+
+    let once = Attempt::new().unwrap();
+    let Reserve::Won { reservation: a, .. } = s.store.reserve(&sale, "a", &once).await.unwrap()
+    else {
+        panic!("a wins")
+    };
+    let Reserve::Won {
+        reservation: again,
+        remaining: left,
+    } = s.store.reserve(&sale, "a", &once).await.unwrap()
+    else {
+        panic!("the same attempt again answers its win")
+    };
+    assert_eq!((again.id, left), (a.id.clone(), 4));
+    assert_eq!(remaining().await, 4, "one unit for the attempt");
+    assert_eq!(
+        s.store.fence(&sale, "a", &once).await.unwrap(),
+        Holding::Pending(a.id.clone())
+    );
+
+    let late = Attempt::new().unwrap();
+    assert_eq!(
+        s.store.fence(&sale, "b", &late).await.unwrap(),
+        Holding::Nothing
+    );
+    assert_eq!(
+        s.store.reserve(&sale, "b", &late).await.unwrap(),
+        Reserve::Fenced
+    );
+    assert_eq!(remaining().await, 4, "the fenced attempt took nothing");
+    assert_eq!(s.store.holding(&sale, "b").await.unwrap(), Holding::Nothing);
+    let Reserve::Won { reservation: b, .. } = s
+        .store
+        .reserve(&sale, "b", &Attempt::new().unwrap())
+        .await
+        .unwrap()
+    else {
+        panic!("b may buy with a fresh attempt")
+    };
+    assert_eq!(
+        s.store.fence(&sale, "b", &late).await.unwrap(),
+        Holding::Pending(b.id.clone()),
+        "a fence answers what the user holds"
+    );
+
+    assert!(s.store.release(&sale, &a).await.unwrap());
+    assert_eq!(remaining().await, 4);
+    assert_eq!(
+        s.store.reserve(&sale, "a", &once).await.unwrap(),
+        Reserve::Fenced,
+        "an attempt whose unit went back takes no other"
+    );
+    assert_eq!(remaining().await, 4);
+    assert_eq!(
+        s.store.fence(&sale, "a", &once).await.unwrap(),
+        Holding::Nothing
+    );
+    let ttl: i64 = redis
+        .cli(&["PTTL", &sale.attempt(late.as_str())])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > 3_600_000,
+        "an attempt is remembered for hours: {ttl} ms"
+    );
 }

@@ -79,7 +79,10 @@ async fn a_forced_reload_does_not_stop_the_consumer_of_any_sale() {
         orders.log()
     );
     // The reload kept what orders hold: a still holds a unit and cannot buy a second.
-    assert_eq!(store.reserve(11, "a").await.unwrap(), Reserve::Duplicate);
+    assert!(matches!(
+        store.reserve(11, "a").await.unwrap(),
+        Reserve::Duplicate(_)
+    ));
     assert_eq!(store.remaining(11).await.unwrap(), Some(8));
 }
 
@@ -368,7 +371,10 @@ async fn an_entry_past_retry_for_is_held_for_reconcile() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // The unit stays with its buyer: nobody else can have it, and she cannot buy a second.
-    assert_eq!(store.reserve(42, "late").await.unwrap(), Reserve::Duplicate);
+    assert!(matches!(
+        store.reserve(42, "late").await.unwrap(),
+        Reserve::Duplicate(_)
+    ));
     assert_eq!(store.remaining(42).await.unwrap(), Some(3));
     lock.release().await;
     tokio::time::sleep(Duration::from_secs(3)).await;

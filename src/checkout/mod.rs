@@ -38,7 +38,7 @@ use crate::config::{Config, ConfigError};
 use crate::logging::SharedThrottle;
 use crate::metrics::Metrics;
 use crate::stock::single_use::SingleUse;
-use crate::stock::{Holding, Reservation, Reserve, StockStore, StoreError};
+use crate::stock::{Attempt, Holding, Reservation, Reserve, StockStore, StoreError};
 
 pub use contract::Forwarded;
 pub use sale::Sale;
@@ -54,6 +54,13 @@ pub enum Decision {
     /// A unit is held but its write was not acknowledged by the store's replicas in time: not
     /// forwarded; the buyer is told `202 pending` and learns the outcome from the status URL.
     Pending(Reservation),
+    /// The reserve was sent and never answered: it may have taken a unit, now or later. Not
+    /// forwarded; the buyer is told `202 pending` with this attempt's status URL, which settles
+    /// it in the store ([`Checkout::holding`]).
+    Unanswered(Attempt),
+    /// The user already holds a unit of this sale: `409 duplicate` with what they hold
+    /// ([`Holding::Pending`] or [`Holding::Won`]) and the status URL.
+    Held(Holding),
 }
 
 impl From<Outcome> for Decision {
@@ -244,10 +251,21 @@ impl Checkout {
         &self.store
     }
 
-    /// What `uid` holds of `sale`: whether a buy that ended `pending` won. Failures are
-    /// reported like a reserve's (throttled) and passed on.
-    pub async fn holding(&self, sale: &Sale, uid: &str) -> Result<Holding, StoreError> {
-        let held = self.store.holding(&sale.keys, uid).await;
+    /// What `uid` holds of `sale`: whether a buy that ended `pending` won. Asked about an
+    /// `attempt` whose reserve was never answered, the store settles that attempt first: if
+    /// the user holds nothing, it is fenced and will never take a unit
+    /// ([`StockStore::fence`]). Failures are reported like a reserve's (throttled) and passed
+    /// on.
+    pub async fn holding(
+        &self,
+        sale: &Sale,
+        uid: &str,
+        attempt: Option<&Attempt>,
+    ) -> Result<Holding, StoreError> {
+        let held = match attempt {
+            Some(attempt) => self.store.fence(&sale.keys, uid, attempt).await,
+            None => self.store.holding(&sale.keys, uid).await,
+        };
         if let Err(e) = &held {
             if let Some(more) = self.store_failures.admit() {
                 tracing::error!(product = sale.keys.product, "buy status: the store failed ({more} more failures since the last report): {e}");
@@ -314,8 +332,18 @@ impl Checkout {
                 }
             }
         }
+        let attempt = match Attempt::new() {
+            Ok(attempt) => attempt,
+            Err(e) => {
+                tracing::error!("reserve not sent: {e}");
+                return Outcome::StoreUnavailable.into();
+            }
+        };
         let started = Instant::now();
-        let reserved = self.store.reserve(&sale.keys, &admitted.uid).await;
+        let reserved = self
+            .store
+            .reserve(&sale.keys, &admitted.uid, &attempt)
+            .await;
         self.metrics
             .store_reserve
             .observe(started.elapsed().as_secs_f64());
@@ -335,8 +363,20 @@ impl Checkout {
                 sale.gate.mark_sold_out(request.now_ms);
                 Outcome::SoldOut.into()
             }
-            Ok(Reserve::Duplicate) => Outcome::Duplicate.into(),
+            Ok(Reserve::Duplicate(holding)) => Decision::Held(holding),
             Ok(Reserve::UnknownSale) => Outcome::UnknownProduct.into(),
+            // Only a copy of an attempt already given up on can meet its fence; nothing taken.
+            Ok(Reserve::Fenced) => Outcome::StoreUnavailable.into(),
+            Err(e) if e.unanswered() => {
+                self.metrics.unanswered.inc();
+                if let Some(held) = self.store_failures.admit() {
+                    tracing::warn!(
+                        %attempt,
+                        "reserve sent and never answered: {e}; the buyer is told pending ({held} more store failures since the last report)"
+                    );
+                }
+                Decision::Unanswered(attempt)
+            }
             Err(e) => {
                 if let Some(held) = self.store_failures.admit() {
                     tracing::warn!(

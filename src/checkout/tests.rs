@@ -99,6 +99,8 @@ fn answered(d: Decision) -> Outcome {
         Decision::Answer(r) => r.outcome,
         Decision::Forward(r) => panic!("forwarded {r:?}"),
         Decision::Pending(r) => panic!("pending {r:?}"),
+        Decision::Held(_) => Outcome::Duplicate,
+        Decision::Unanswered(a) => panic!("unanswered {a}"),
     }
 }
 
@@ -244,12 +246,22 @@ struct Wrapped {
     inner: MemoryStore,
     by: SettledBy,
     unsettled: Vec<Reservation>,
+    /// Every reserve fails so, instead of reaching `inner`.
+    fail: Option<fn() -> StoreError>,
 }
 
 #[async_trait]
 impl StockStore for Wrapped {
-    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
-        self.inner.reserve(sale, uid).await
+    async fn reserve(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        attempt: &Attempt,
+    ) -> Result<Reserve, StoreError> {
+        match self.fail {
+            Some(fail) => Err(fail()),
+            None => self.inner.reserve(sale, uid, attempt).await,
+        }
     }
     async fn release(&self, sale: &SaleKeys, r: &Reservation) -> Result<bool, StoreError> {
         self.inner.release(sale, r).await
@@ -283,6 +295,7 @@ async fn a_ledger_store_keeps_unknown_outcomes_for_its_consumer() {
         inner: MemoryStore::new([(7, 1)]),
         by: SettledBy::Ledger,
         unsettled: Vec::new(),
+        fail: None,
     };
     let (c, metrics) = checkout_over(Arc::new(store), 1);
     let r = win(&c, "a").await;
@@ -295,7 +308,12 @@ async fn a_ledger_store_keeps_unknown_outcomes_for_its_consumer() {
 #[tokio::test]
 async fn reservations_left_unsettled_by_a_previous_run_are_asked_about() {
     let inner = MemoryStore::new([(7, 2)]);
-    let r = match inner.reserve(&SaleKeys::of(7), "ghost").await.unwrap() {
+    let ghost = Attempt::new().unwrap();
+    let r = match inner
+        .reserve(&SaleKeys::of(7), "ghost", &ghost)
+        .await
+        .unwrap()
+    {
         Reserve::Won { reservation, .. } => reservation,
         other => panic!("{other:?}"),
     };
@@ -303,6 +321,7 @@ async fn reservations_left_unsettled_by_a_previous_run_are_asked_about() {
         inner,
         by: SettledBy::Edge,
         unsettled: vec![r.clone()],
+        fail: None,
     };
     let (c, _) = checkout_over(Arc::new(store), 2);
     assert_eq!(c.pending().len(), 1);
@@ -311,4 +330,38 @@ async fn reservations_left_unsettled_by_a_previous_run_are_asked_about() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     settle_pending(&c, &origin).await;
     assert_eq!(stock(&c).await.remaining, 2);
+}
+
+/// A reserve sent and never answered is pending with its attempt, never a "try again"; one
+/// stopped before it was sent (the breaker open) is `store_unavailable`; a second buy of a
+/// holder is told what they hold.
+#[tokio::test]
+async fn an_unanswered_reserve_is_pending_and_an_unsent_one_unavailable() {
+    let failing = |fail: fn() -> StoreError| Wrapped {
+        inner: MemoryStore::new([(7, 1)]),
+        by: SettledBy::Ledger,
+        unsettled: Vec::new(),
+        fail: Some(fail),
+    };
+    let (c, metrics) = checkout_over(
+        Arc::new(failing(|| {
+            StoreError::Unanswered(Box::new(StoreError::Timeout(Duration::from_millis(5))))
+        })),
+        1,
+    );
+    assert!(
+        matches!(buy(&c, "a").await, Decision::Unanswered(_)),
+        "sent, no answer: pending"
+    );
+    assert_eq!(metrics.unanswered.get(), 1);
+    let (c, metrics) = checkout_over(Arc::new(failing(|| StoreError::CircuitOpen)), 1);
+    assert_eq!(answered(buy(&c, "a").await), Outcome::StoreUnavailable);
+    assert_eq!(metrics.unanswered.get(), 0);
+
+    let (c, _) = checkout_over(Arc::new(MemoryStore::new([(7, 2)])), 2);
+    let r = win(&c, "a").await;
+    assert_eq!(
+        buy(&c, "a").await,
+        Decision::Held(Holding::Pending(r.id.clone()))
+    );
 }

@@ -38,6 +38,9 @@ pub struct SaleKeys {
     pub confirmed: String,
     /// Prefix of the sale's used-captcha keys (`…:pass:`), completed by the captcha's key.
     pub pass_prefix: String,
+    /// Prefix of the sale's attempt keys (`…:attempt:`), completed by an attempt id: what a
+    /// reserve attempt took (its reservation id), or `fenced` (see `lua/fence.lua`).
+    pub attempt_prefix: String,
     /// The waiting room's counters and frontier (a hash: `pre`, `post`, `sealed`, `admitted`,
     /// `credit`, `last`, `window_total`).
     pub queue: String,
@@ -60,6 +63,7 @@ impl SaleKeys {
             meta: k("meta"),
             confirmed: k("confirmed"),
             pass_prefix: k("pass:"),
+            attempt_prefix: k("attempt:"),
             queue: k("queue"),
             queue_members: k("queue:members"),
             queue_window: k("queue:window"),
@@ -68,11 +72,20 @@ impl SaleKeys {
 
     /// The key that marks captcha `key` of this sale used.
     pub fn pass(&self, key: &str) -> String {
-        let mut name = String::with_capacity(self.pass_prefix.len() + key.len());
-        name.push_str(&self.pass_prefix);
-        name.push_str(key);
-        name
+        joined(&self.pass_prefix, key)
     }
+
+    /// The key of reserve attempt `attempt` of this sale.
+    pub fn attempt(&self, attempt: &str) -> String {
+        joined(&self.attempt_prefix, attempt)
+    }
+}
+
+fn joined(prefix: &str, rest: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + rest.len());
+    name.push_str(prefix);
+    name.push_str(rest);
+    name
 }
 
 #[cfg(test)]
@@ -93,6 +106,7 @@ mod tests {
             &k.queue_members,
             &k.queue_window,
             &k.pass("p:abc"),
+            &k.attempt("0f"),
         ] {
             assert!(key.contains("{42}"), "{key}");
         }

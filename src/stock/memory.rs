@@ -29,7 +29,7 @@ use parking_lot::Mutex;
 
 use super::journal::{Appended, Fsync, Journal, Record};
 use super::{
-    Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
+    Attempt, Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
 };
 use crate::clock::now_ms;
 
@@ -40,6 +40,17 @@ struct Holder {
     at_ms: u64,
     /// The origin is known to hold an order for it.
     kept: bool,
+}
+
+impl Holder {
+    /// What its user holds: kept by the origin, or not yet.
+    fn holding(&self) -> Holding {
+        if self.kept {
+            Holding::Won(self.id.to_string())
+        } else {
+            Holding::Pending(self.id.to_string())
+        }
+    }
 }
 
 struct SaleState {
@@ -338,15 +349,22 @@ impl Replayed {
 
 #[async_trait]
 impl StockStore for MemoryStore {
-    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
+    /// In-process: a reserve is answered or it did not happen, so `_attempt` needs no record
+    /// (a journal write that fails gives the unit back before the error is answered).
+    async fn reserve(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        _attempt: &Attempt,
+    ) -> Result<Reserve, StoreError> {
         let Some(state) = self.sales.get(&sale.product) else {
             return Ok(Reserve::UnknownSale);
         };
         self.journal_failure()?;
         let (reservation, remaining, appended) = {
             let mut state = state.lock();
-            if state.buyers.contains_key(uid) {
-                return Ok(Reserve::Duplicate);
+            if let Some(held) = state.buyers.get(uid) {
+                return Ok(Reserve::Duplicate(held.holding()));
             }
             if state.remaining == 0 {
                 return Ok(Reserve::SoldOut);
@@ -420,11 +438,10 @@ impl StockStore for MemoryStore {
             return Ok(Holding::Nothing);
         };
         let state = state.lock();
-        Ok(match state.buyers.get(uid) {
-            Some(held) if held.kept => Holding::Won(held.id.to_string()),
-            Some(held) => Holding::Pending(held.id.to_string()),
-            None => Holding::Nothing,
-        })
+        Ok(state
+            .buyers
+            .get(uid)
+            .map_or(Holding::Nothing, Holder::holding))
     }
 
     async fn keep(&self, sale: &SaleKeys, reservation: &Reservation) -> Result<(), StoreError> {

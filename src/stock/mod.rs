@@ -17,6 +17,7 @@
 //! [`keys::SaleKeys`] names a sale's state in a store; [`single_use::SingleUse`], a small trait
 //! of its own, remembers which captchas were used.
 
+pub mod attempt;
 pub mod breaker;
 pub mod journal;
 pub mod keys;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use attempt::Attempt;
 pub use keys::SaleKeys;
 
 /// One unit held for one user.
@@ -63,10 +65,14 @@ pub enum Reserve {
     },
     /// No unit left.
     SoldOut,
-    /// The user already holds a unit of this sale.
-    Duplicate,
+    /// The user already holds a unit of this sale: what they hold ([`Holding::Pending`] or
+    /// [`Holding::Won`]).
+    Duplicate(Holding),
     /// The store has no such sale.
     UnknownSale,
+    /// This attempt takes nothing, ever: its status URL was asked first and fenced it
+    /// ([`StockStore::fence`]), or it took a unit that has since gone back. Nothing was taken.
+    Fenced,
 }
 
 /// The store could not answer; the caller must not assume anything about the stock.
@@ -75,6 +81,11 @@ pub enum StoreError {
     /// The store did not answer in time.
     #[error("stock store timed out after {0:?}")]
     Timeout(Duration),
+    /// The call was sent and no answer came (a timeout, a connection broken after the write):
+    /// it may have run in the store. A reserve that ends so may hold a unit
+    /// ([`StockStore::fence`] settles it); every other failure says the call did not run.
+    #[error("sent, and no answer came: {0}")]
+    Unanswered(Box<StoreError>),
     /// Redis answered with an error, or the connection failed.
     #[error("redis: {0}")]
     Redis(#[from] ::redis::RedisError),
@@ -134,11 +145,47 @@ pub enum SettledBy {
     Edge,
 }
 
+impl StoreError {
+    /// Whether the failed call may have run in the store ([`StoreError::Unanswered`]).
+    pub fn unanswered(&self) -> bool {
+        matches!(self, StoreError::Unanswered(_))
+    }
+
+    /// The Redis error behind this one, if Redis failed (also when the call went unanswered).
+    pub fn redis(&self) -> Option<&::redis::RedisError> {
+        match self {
+            StoreError::Redis(e) => Some(e),
+            StoreError::Unanswered(cause) => cause.redis(),
+            _ => None,
+        }
+    }
+}
+
 /// Where stock lives.
 #[async_trait]
 pub trait StockStore: Send + Sync + 'static {
-    /// Take one unit of `sale` for `uid`, atomically.
-    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError>;
+    /// Take one unit of `sale` for `uid`, atomically, as `attempt`: an attempt that already took
+    /// the unit the user holds answers [`Reserve::Won`] with it again, and a fenced one
+    /// [`Reserve::Fenced`].
+    async fn reserve(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        attempt: &Attempt,
+    ) -> Result<Reserve, StoreError>;
+
+    /// What `uid` holds of `sale`, asked about `attempt`, a reserve that was sent and never
+    /// answered: if the user holds nothing, `attempt` is fenced first, so that its reserve
+    /// takes nothing should it still arrive. The answer is the store's, the same on every edge.
+    /// A store whose reserves cannot arrive late (the embedded one) answers [`Self::holding`].
+    async fn fence(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        _attempt: &Attempt,
+    ) -> Result<Holding, StoreError> {
+        self.holding(sale, uid).await
+    }
 
     /// Give the unit of `reservation` back. Returns whether a unit was returned: true the first
     /// time, false on every later call with the same reservation, and false when the store

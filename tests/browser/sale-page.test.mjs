@@ -56,7 +56,7 @@ test("a shopper waits for the start, solves the check, wins once and is told of 
   // A second click: a new challenge, solved, and the store says this user already holds one.
   await button.click();
   await page.waitForFunction(() => document.getElementById("message").dataset.outcome === "duplicate", null, { timeout: 60_000 });
-  assert.match(await message.textContent(), /already have one/);
+  assert.match(await message.textContent(), /already have one.*Order 42-\d+-1\./);
   await page.screenshot({ path: path.join(SHOTS, "04-duplicate.png") });
   assert.equal(origin.orders.length, 1, "the duplicate never reached the origin");
 

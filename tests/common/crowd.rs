@@ -18,6 +18,8 @@ pub struct Answer {
     pub status: u16,
     pub outcome: String,
     pub retry_after: bool,
+    /// The status URL the answer named (`202 pending`, `409 duplicate`).
+    pub status_url: Option<String>,
 }
 
 /// How the crowd behaves.
@@ -137,6 +139,7 @@ async fn buy(client: &reqwest::Client, url: &str, uid: &str) -> Answer {
                 status: 0,
                 outcome: why.to_string(),
                 retry_after: false,
+                status_url: None,
             };
         }
     };
@@ -149,5 +152,6 @@ async fn buy(client: &reqwest::Client, url: &str, uid: &str) -> Answer {
         status,
         outcome: body["outcome"].as_str().unwrap_or("").to_string(),
         retry_after,
+        status_url: body["status"].as_str().map(str::to_string),
     }
 }

@@ -120,15 +120,20 @@ pub async fn told_the_truth(edge_base: &str, product: u64, answers: &[Answer], d
         "buyers holding an order who were never told won or pending: {untold:?}\n{}",
         timeline(answers)
     );
-    let asked: BTreeSet<&String> = answers
+    // Each status URL a pending answer named (its attempt's own), and the product's plain one.
+    let plain = format!("/api/buy/status?product={product}");
+    let asked: BTreeSet<(&String, &str)> = answers
         .iter()
         .filter(|a| pending(a))
-        .map(|a| &a.uid)
+        .flat_map(|a| {
+            let own = a.status_url.as_deref().unwrap_or(&plain);
+            [(&a.uid, own), (&a.uid, plain.as_str())]
+        })
         .collect();
     let client = reqwest::Client::new();
-    for uid in &asked {
+    for (uid, url) in &asked {
         let v: serde_json::Value = client
-            .get(format!("{edge_base}/api/buy/status?product={product}"))
+            .get(format!("{edge_base}{url}"))
             .bearer_auth(super::token(uid))
             .send()
             .await
@@ -138,16 +143,18 @@ pub async fn told_the_truth(edge_base: &str, product: u64, answers: &[Answer], d
             .expect("JSON");
         match holders.get(uid) {
             Some(reservation) => {
-                assert_eq!(v["outcome"], "won", "{uid} holds an order: {v}");
+                assert_eq!(v["outcome"], "won", "{uid} holds an order ({url}): {v}");
                 assert_eq!(v["reservation"], reservation.as_str(), "{uid}: {v}");
             }
-            None => assert_eq!(v["outcome"], "not_won", "{uid} holds no order: {v}"),
+            None => assert_eq!(v["outcome"], "not_won", "{uid} holds no order ({url}): {v}"),
         }
     }
+    let users: BTreeSet<&String> = asked.iter().map(|(uid, _)| *uid).collect();
     eprintln!(
-        "{} buyers told pending learned the truth; {} hold an order",
+        "{} buyers told pending learned the truth from {} status URLs; {} hold an order",
+        users.len(),
         asked.len(),
-        asked.iter().filter(|u| holders.contains_key(*u)).count()
+        users.iter().filter(|u| holders.contains_key(*u)).count()
     );
 }
 

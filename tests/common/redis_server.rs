@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::free_port;
+use super::tcp_proxy::TcpProxy;
 
 /// redis-cli's output for `args` against the server on `port`.
 fn redis_cli(port: u16, args: &[&str]) -> String {
@@ -166,7 +167,30 @@ impl RedisCluster {
 
     /// Three masters, each with `replicas` replicas (`nodes`: the masters first).
     pub fn start_with_replicas(replicas: usize) -> Self {
-        let nodes: Vec<RedisServer> = (0..3 * (1 + replicas))
+        Self::form(Self::nodes(replicas), replicas)
+    }
+
+    /// [`RedisCluster::start_with_replicas`], every node announcing a [`TcpProxy`] in front of
+    /// it as its address (`cluster-announce-port`), so that every client of the cluster — the
+    /// seeds it is given and the nodes `CLUSTER SLOTS` names — goes through the proxies (the
+    /// gossip bus does not). The proxies come back in the nodes' order.
+    pub async fn start_behind_proxies(replicas: usize) -> (Self, Vec<TcpProxy>) {
+        let nodes = Self::nodes(replicas);
+        let mut proxies = Vec::new();
+        for node in &nodes {
+            let proxy = TcpProxy::start(node.addr()).await;
+            let port = proxy.port.to_string();
+            let bus = (node.port + 10000).to_string();
+            node.cli(&["CONFIG", "SET", "cluster-announce-port", &port]);
+            node.cli(&["CONFIG", "SET", "cluster-announce-bus-port", &bus]);
+            proxies.push(proxy);
+        }
+        let cluster = tokio::task::block_in_place(|| Self::form(nodes, replicas));
+        (cluster, proxies)
+    }
+
+    fn nodes(replicas: usize) -> Vec<RedisServer> {
+        (0..3 * (1 + replicas))
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -177,7 +201,10 @@ impl RedisCluster {
                     "5000",
                 ])
             })
-            .collect();
+            .collect()
+    }
+
+    fn form(nodes: Vec<RedisServer>, replicas: usize) -> Self {
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))
@@ -307,7 +334,13 @@ impl SaleStore {
         uid: &str,
     ) -> Result<flashgate::stock::Reserve, flashgate::stock::StoreError> {
         use flashgate::stock::{SaleKeys, StockStore};
-        self.store.reserve(&SaleKeys::of(product), uid).await
+        self.store
+            .reserve(
+                &SaleKeys::of(product),
+                uid,
+                &flashgate::stock::Attempt::new().unwrap(),
+            )
+            .await
     }
 
     pub async fn remaining(

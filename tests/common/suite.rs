@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use flashgate::stock::single_use::SingleUse;
-use flashgate::stock::{Holding, Reserve, SaleKeys, StockStore};
+use flashgate::stock::{Attempt, Holding, Reserve, SaleKeys, StockStore};
 
 /// Makes a fresh store holding one sale of [`PRODUCT`] with the given stock.
 pub trait Factory: Fn(u64) -> Self::Fut {
@@ -42,6 +42,38 @@ pub async fn run_all<F: Factory>(make: F) {
     keep_holds_the_unit(&make).await;
     discard_takes_the_unit_out_of_the_sale(&make).await;
     holding_says_what_the_user_holds(&make).await;
+    a_second_buy_is_told_what_the_user_holds(&make).await;
+}
+
+/// A user who holds a unit and buys again is told which unit they hold, and a status asked about
+/// an attempt answers what the user holds (whether or not the store fences it).
+pub async fn a_second_buy_is_told_what_the_user_holds<F: Factory>(make: &F) {
+    let store = make(3).await;
+    let first = Attempt::new().unwrap();
+    let Reserve::Won { reservation, .. } =
+        store.reserve(&sale(), "a", &first).await.expect("answers")
+    else {
+        panic!("a wins");
+    };
+    assert_eq!(
+        store
+            .reserve(&sale(), "a", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
+        Reserve::Duplicate(Holding::Pending(reservation.id.clone()))
+    );
+    assert_eq!(
+        store.fence(&sale(), "a", &first).await.expect("answers"),
+        Holding::Pending(reservation.id.clone())
+    );
+    assert_eq!(
+        store
+            .fence(&sale(), "b", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
+        Holding::Nothing
+    );
+    assert_eq!(store.remaining(&sale()).await.expect("answers"), Some(2));
 }
 
 /// A discarded unit (the origin said it has none: `410`) leaves the sale: not back on sale,
@@ -49,7 +81,10 @@ pub async fn run_all<F: Factory>(make: F) {
 /// nothing.
 pub async fn discard_takes_the_unit_out_of_the_sale<F: Factory>(make: &F) {
     let store = make(2).await;
-    let Reserve::Won { reservation, .. } = store.reserve(&sale(), "a").await.expect("answers")
+    let Reserve::Won { reservation, .. } = store
+        .reserve(&sale(), "a", &Attempt::new().unwrap())
+        .await
+        .expect("answers")
     else {
         panic!("a wins");
     };
@@ -63,11 +98,17 @@ pub async fn discard_takes_the_unit_out_of_the_sale<F: Factory>(make: &F) {
         Holding::Nothing
     );
     assert!(matches!(
-        store.reserve(&sale(), "a").await.expect("answers"),
+        store
+            .reserve(&sale(), "a", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
         Reserve::Won { remaining: 0, .. }
     ));
     assert_eq!(
-        store.reserve(&sale(), "b").await.expect("answers"),
+        store
+            .reserve(&sale(), "b", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
         Reserve::SoldOut,
         "the discarded unit is gone"
     );
@@ -81,7 +122,10 @@ pub async fn holding_says_what_the_user_holds<F: Factory>(make: &F) {
         store.holding(&sale(), "a").await.expect("answers"),
         Holding::Nothing
     );
-    let Reserve::Won { reservation, .. } = store.reserve(&sale(), "a").await.expect("answers")
+    let Reserve::Won { reservation, .. } = store
+        .reserve(&sale(), "a", &Attempt::new().unwrap())
+        .await
+        .expect("answers")
     else {
         panic!("a wins");
     };
@@ -104,15 +148,24 @@ pub async fn holding_says_what_the_user_holds<F: Factory>(make: &F) {
 /// unit can still be returned once (a cancelled order), and keeping again is harmless.
 pub async fn keep_holds_the_unit<F: Factory>(make: &F) {
     let store = make(2).await;
-    let Reserve::Won { reservation, .. } = store.reserve(&sale(), "a").await.expect("answers")
+    let Reserve::Won { reservation, .. } = store
+        .reserve(&sale(), "a", &Attempt::new().unwrap())
+        .await
+        .expect("answers")
     else {
         panic!("a wins");
     };
     store.keep(&sale(), &reservation).await.expect("answers");
     store.keep(&sale(), &reservation).await.expect("answers");
-    assert_eq!(
-        store.reserve(&sale(), "a").await.expect("answers"),
-        Reserve::Duplicate
+    // Kept on the embedded store (the edge records it); pending on Redis, where only the order
+    // backend confirms.
+    let again = store
+        .reserve(&sale(), "a", &Attempt::new().unwrap())
+        .await
+        .expect("answers");
+    assert!(
+        matches!(&again, Reserve::Duplicate(Holding::Won(id) | Holding::Pending(id)) if *id == reservation.id),
+        "{again:?}"
     );
     assert_eq!(store.remaining(&sale()).await.expect("answers"), Some(1));
     assert!(store.release(&sale(), &reservation).await.expect("answers"));
@@ -130,7 +183,7 @@ pub async fn sells_exactly_the_stock_under_concurrency<F: Factory>(make: &F) {
             let mut won = Vec::new();
             for u in (t..5000).step_by(200) {
                 if let Reserve::Won { reservation, .. } = store
-                    .reserve(&sale(), &format!("u{u}"))
+                    .reserve(&sale(), &format!("u{u}"), &Attempt::new().unwrap())
                     .await
                     .expect("store answers")
                 {
@@ -156,7 +209,10 @@ pub async fn sells_exactly_the_stock_under_concurrency<F: Factory>(make: &F) {
         .expect("sale exists");
     assert_eq!((stock.remaining, stock.buyers, stock.ledger), (0, 300, 300));
     assert_eq!(
-        store.reserve(&sale(), "late").await.expect("store answers"),
+        store
+            .reserve(&sale(), "late", &Attempt::new().unwrap())
+            .await
+            .expect("store answers"),
         Reserve::SoldOut
     );
 }
@@ -166,13 +222,17 @@ pub async fn one_unit_per_user<F: Factory>(make: &F) {
     let store = make(10).await;
     let attempts = (0..16).map(|_| {
         let store = store.clone();
-        tokio::spawn(async move { store.reserve(&sale(), "same").await })
+        tokio::spawn(async move {
+            store
+                .reserve(&sale(), "same", &Attempt::new().unwrap())
+                .await
+        })
     });
     let mut won = 0;
     for a in attempts {
         match a.await.expect("task finishes").expect("store answers") {
             Reserve::Won { .. } => won += 1,
-            Reserve::Duplicate => {}
+            Reserve::Duplicate(_) => {}
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -185,7 +245,7 @@ pub async fn unknown_sale_is_reported<F: Factory>(make: &F) {
     let store = make(1).await;
     assert_eq!(
         store
-            .reserve(&SaleKeys::of(PRODUCT + 1), "u")
+            .reserve(&SaleKeys::of(PRODUCT + 1), "u", &Attempt::new().unwrap())
             .await
             .expect("answers"),
         Reserve::UnknownSale
@@ -207,13 +267,19 @@ pub async fn release_is_idempotent_and_lets_the_user_buy_again<F: Factory>(make:
     let Reserve::Won {
         reservation,
         remaining,
-    } = store.reserve(&sale(), "a").await.expect("answers")
+    } = store
+        .reserve(&sale(), "a", &Attempt::new().unwrap())
+        .await
+        .expect("answers")
     else {
         panic!("first buyer wins");
     };
     assert_eq!(remaining, 0);
     assert_eq!(
-        store.reserve(&sale(), "b").await.expect("answers"),
+        store
+            .reserve(&sale(), "b", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
         Reserve::SoldOut
     );
     assert!(store.release(&sale(), &reservation).await.expect("answers"));
@@ -223,7 +289,10 @@ pub async fn release_is_idempotent_and_lets_the_user_buy_again<F: Factory>(make:
     );
     assert_eq!(store.remaining(&sale()).await.expect("answers"), Some(1));
     assert!(matches!(
-        store.reserve(&sale(), "b").await.expect("answers"),
+        store
+            .reserve(&sale(), "b", &Attempt::new().unwrap())
+            .await
+            .expect("answers"),
         Reserve::Won { .. }
     ));
     assert!(

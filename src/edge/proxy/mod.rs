@@ -204,9 +204,15 @@ impl Edge {
                 if self.logs(Route::Buy) {
                     ctx.reservation_id = Some(reservation.id);
                 }
-                self.answer_pending(session, ctx, product).await?;
+                self.answer_pending(session, ctx, product, None).await?;
                 Ok(true)
             }
+            Decision::Unanswered(attempt) => {
+                self.answer_pending(session, ctx, product, Some(&attempt))
+                    .await?;
+                Ok(true)
+            }
+            Decision::Held(holding) => self.answer_held(session, ctx, product, &holding).await,
         }
     }
 }
@@ -464,7 +470,7 @@ impl ProxyHttp for Edge {
         session.set_keepalive(None);
         let (written, status) = match ctx.pending {
             // The origin was reached: it may hold the order. The buyer learns which later.
-            Some(product) => (self.answer_pending(session, ctx, product).await, 202),
+            Some(product) => (self.answer_pending(session, ctx, product, None).await, 202),
             None => {
                 ctx.outcome = Outcome::OriginUnavailable;
                 let out = Outcome::OriginUnavailable;

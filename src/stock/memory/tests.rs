@@ -12,14 +12,23 @@ fn won(answer: Reserve) -> Reservation {
 async fn ids_carry_the_product_and_a_start_epoch() {
     let s = MemoryStore::new([(7, 3)]);
     let sale = SaleKeys::of(7);
-    let a = won(s.reserve(&sale, "a").await.unwrap());
-    let b = won(s.reserve(&sale, "b").await.unwrap());
+    let a = won(s
+        .reserve(&sale, "a", &crate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap());
+    let b = won(s
+        .reserve(&sale, "b", &crate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap());
     assert!(a.id.starts_with("7-"), "{}", a.id);
     assert_ne!(a.id, b.id);
     // A restart comes at least a millisecond later (the epoch is the clock in ms).
     std::thread::sleep(std::time::Duration::from_millis(2));
     let later = MemoryStore::new([(7, 3)]);
-    let c = won(later.reserve(&sale, "a").await.unwrap());
+    let c = won(later
+        .reserve(&sale, "a", &crate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap());
     assert_ne!(a.id, c.id, "a new store (a restart) never repeats an id");
 }
 
@@ -35,7 +44,9 @@ async fn a_broken_journal_takes_no_unit() {
     let sale = SaleKeys::of(7);
     assert!(store.ready().await, "not broken before its first write");
     assert!(matches!(
-        store.reserve(&sale, "a").await,
+        store
+            .reserve(&sale, "a", &crate::stock::Attempt::new().unwrap())
+            .await,
         Err(StoreError::Journal(_))
     ));
     assert!(
@@ -43,7 +54,13 @@ async fn a_broken_journal_takes_no_unit() {
         "/readyz says 503 once the journal is broken"
     );
     for uid in ["a", "b", "c", "d"] {
-        assert!(store.reserve(&sale, uid).await.is_err(), "{uid}");
+        assert!(
+            store
+                .reserve(&sale, uid, &crate::stock::Attempt::new().unwrap())
+                .await
+                .is_err(),
+            "{uid}"
+        );
     }
     let stock = store.stock(&sale).await.unwrap().unwrap();
     assert_eq!(
@@ -57,7 +74,10 @@ async fn a_broken_journal_takes_no_unit() {
 async fn kept_reservations_are_not_unsettled_and_stock_counts_reservations() {
     let s = MemoryStore::new([(7, 3)]);
     let sale = SaleKeys::of(7);
-    let a = won(s.reserve(&sale, "a").await.unwrap());
+    let a = won(s
+        .reserve(&sale, "a", &crate::stock::Attempt::new().unwrap())
+        .await
+        .unwrap());
     s.keep(&sale, &a).await.unwrap();
     assert!(
         s.release(&sale, &a).await.unwrap(),

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -34,6 +35,7 @@ const BREAKER_COOLDOWN: Duration = Duration::from_millis(500);
 fn unavailable(e: &StoreError) -> bool {
     use redis::{ErrorKind, ServerErrorKind as S};
     match e {
+        StoreError::Unanswered(cause) => unavailable(cause),
         StoreError::Redis(e) => !matches!(
             e.kind(),
             ErrorKind::Extension
@@ -47,11 +49,31 @@ fn unavailable(e: &StoreError) -> bool {
     }
 }
 
+/// Whether a call that reached the connection and failed with `e` may have run in Redis: its
+/// bytes may have been written before the failure. A refused connection never sent anything,
+/// and one server's error reply says the command did not run (every script here checks before
+/// it writes). On a Cluster the client retries a call whose connection failed, on another
+/// connection and node, so the error it ends with need not be the first attempt's: any failure
+/// may follow an attempt that ran.
+fn may_have_run(e: &RedisError, cluster: bool) -> bool {
+    use redis::ErrorKind;
+    if cluster {
+        return true;
+    }
+    if e.is_connection_refusal() {
+        return false;
+    }
+    let server_replied =
+        matches!(e.kind(), ErrorKind::Server(_)) || e.clone().into_server_errors().is_some();
+    !server_replied
+}
+
 /// Whether a failed call says the connection must be made anew: Redis unavailable, or the
 /// node is a replica now (`READONLY`: a failover demoted it).
 fn reconnect(e: &StoreError) -> bool {
-    let demoted = matches!(e, StoreError::Redis(e)
-        if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
+    let demoted = e
+        .redis()
+        .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
     demoted || unavailable(e)
 }
 
@@ -172,7 +194,9 @@ impl RedisClient {
         }
     }
 
-    /// Run `call` on the connection, bounded by the timeout and guarded by the breaker.
+    /// Run `call` on the connection, bounded by the timeout and guarded by the breaker. A call
+    /// that was handed to the connection and failed in a way that may have let it run is
+    /// [`StoreError::Unanswered`]; one stopped before (the breaker open, no connection) is not.
     pub(super) async fn guarded<T, F, Fut>(&self, call: F) -> Result<T, StoreError>
     where
         F: FnOnce(Conn) -> Fut,
@@ -181,12 +205,25 @@ impl RedisClient {
         if !self.breaker.allows(now_ms()) {
             return Err(StoreError::CircuitOpen);
         }
+        let cluster = matches!(self.target, Target::Cluster(_));
+        // Whether the call was handed to a connection (an atomic only to keep the future Send).
+        let sent = AtomicBool::new(false);
         let attempt = async {
-            let conn = self.conn().await?;
-            call(conn).await
+            let conn = self.conn().await.map_err(StoreError::from)?;
+            sent.store(true, Ordering::Relaxed);
+            call(conn).await.map_err(|e| {
+                if may_have_run(&e, cluster) {
+                    StoreError::Unanswered(Box::new(StoreError::Redis(e)))
+                } else {
+                    StoreError::Redis(e)
+                }
+            })
         };
         let result = match tokio::time::timeout(self.timeout, attempt).await {
-            Ok(result) => result.map_err(StoreError::from),
+            Ok(result) => result,
+            Err(_) if sent.load(Ordering::Relaxed) => Err(StoreError::Unanswered(Box::new(
+                StoreError::Timeout(self.timeout),
+            ))),
             Err(_) => Err(StoreError::Timeout(self.timeout)),
         };
         match &result {

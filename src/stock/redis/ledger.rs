@@ -94,7 +94,7 @@ impl Ledgers {
             .ignore();
         match self.client.query::<()>(pipe).await {
             Ok(()) => Ok(true),
-            Err(StoreError::Redis(e)) if answered(&e, "BUSYGROUP") => Ok(false),
+            Err(e) if e.redis().is_some_and(|e| answered(e, "BUSYGROUP")) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -225,7 +225,7 @@ impl StoreError {
     /// Whether Redis answered that the consumer group does not exist (the ledger or its group
     /// was lost: data loss, a failover, a stray `DEL`).
     pub fn is_no_group(&self) -> bool {
-        matches!(self, StoreError::Redis(e) if answered(e, "NOGROUP"))
+        self.redis().is_some_and(|e| answered(e, "NOGROUP"))
     }
 }
 

@@ -12,10 +12,15 @@
 //! - [`ledger::Ledgers`]: the sale ledgers as the order backend's consumer group reads them.
 //! - [`client::RedisClient`]: the guarded, time-bounded connection all of them use.
 //!
-//! A reserve that times out may still have run in Redis. The unit then stays with that user,
-//! recorded in the sale's ledger, and the order backend's ledger consumer turns it into an
-//! order (or its payment timeout returns it): never an oversell, at worst a late order. The same
-//! consumer settles a forward whose outcome the edge cannot know ([`SettledBy::Ledger`]).
+//! A reserve that was sent and never answered ([`StoreError::Unanswered`]) may still run in
+//! Redis, even long after (a partition that heals). Each reserve carries its [`Attempt`]: the
+//! buyer is told `202 pending` with that attempt's status URL, and asking it runs
+//! `lua/fence.lua`, which either finds the unit the attempt took or fences the attempt so that
+//! `lua/reserve.lua` refuses it should it still arrive. A unit an unanswered reserve took stays
+//! with that user, recorded in the sale's ledger, and the order backend's ledger consumer turns
+//! it into an order (or its payment timeout returns it): never an oversell, never a buyer told
+//! "try again" who holds an order. The same consumer settles a forward whose outcome the edge
+//! cannot know ([`SettledBy::Ledger`]).
 
 pub mod client;
 pub mod ledger;
@@ -27,9 +32,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::Script;
 
+use super::attempt::ATTEMPT_TTL;
 use super::single_use::SingleUse;
 use super::{
-    Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
+    Attempt, Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
 };
 use crate::config::ReplicaWait;
 pub use client::{RedisClient, Target};
@@ -40,6 +46,7 @@ pub struct RedisStore {
     reserve: Script,
     release: Script,
     discard: Script,
+    fence: Script,
     /// `store.wait`: replicas that must acknowledge each reservation.
     wait: Option<ReplicaWait>,
 }
@@ -52,6 +59,7 @@ impl RedisStore {
             reserve: Script::new(include_str!("../../../lua/reserve.lua")),
             release: Script::new(include_str!("../../../lua/release.lua")),
             discard: Script::new(include_str!("../../../lua/discard.lua")),
+            fence: Script::new(include_str!("../../../lua/fence.lua")),
             wait: None,
         }
     }
@@ -130,8 +138,23 @@ pub(super) async fn read_stock(
 enum ReserveReply {
     Won { id: String, remaining: u64 },
     SoldOut,
-    Duplicate,
+    Duplicate(Holding),
     UnknownSale,
+    Fenced,
+}
+
+/// A reservation id and whether an order holds it (`confirmed`), as two script reply items.
+fn held(id: &redis::Value, confirmed: &redis::Value) -> Option<Holding> {
+    use redis::Value;
+    let Value::BulkString(id) = id else {
+        return None;
+    };
+    let id = String::from_utf8(id.clone()).ok()?;
+    match confirmed {
+        Value::Int(1) => Some(Holding::Won(id)),
+        Value::Int(0) => Some(Holding::Pending(id)),
+        _ => None,
+    }
 }
 
 impl redis::FromRedisValue for ReserveReply {
@@ -153,8 +176,35 @@ impl redis::FromRedisValue for ReserveReply {
                 remaining: u64::try_from(*remaining).map_err(|_| unexpected(&v))?,
             }),
             (b"sold_out", []) => Ok(ReserveReply::SoldOut),
-            (b"duplicate", []) => Ok(ReserveReply::Duplicate),
+            (b"duplicate", [id, confirmed]) => held(id, confirmed)
+                .map(ReserveReply::Duplicate)
+                .ok_or_else(|| unexpected(&v)),
             (b"unknown_sale", []) => Ok(ReserveReply::UnknownSale),
+            (b"fenced", []) => Ok(ReserveReply::Fenced),
+            _ => Err(unexpected(&v)),
+        }
+    }
+}
+
+/// `fence.lua`'s answer.
+struct FenceReply(Holding);
+
+impl redis::FromRedisValue for FenceReply {
+    fn from_redis_value(v: redis::Value) -> Result<Self, redis::ParsingError> {
+        use redis::Value;
+        let unexpected = |v: &Value| redis::ParsingError::from(format!("fence.lua answered {v:?}"));
+        let Value::Array(items) = &v else {
+            return Err(unexpected(&v));
+        };
+        match items.as_slice() {
+            [Value::BulkString(tag), id, confirmed] if tag.as_slice() == b"held" => {
+                held(id, confirmed)
+                    .map(FenceReply)
+                    .ok_or_else(|| unexpected(&v))
+            }
+            [Value::BulkString(tag)] if tag.as_slice() == b"nothing" => {
+                Ok(FenceReply(Holding::Nothing))
+            }
             _ => Err(unexpected(&v)),
         }
     }
@@ -162,13 +212,21 @@ impl redis::FromRedisValue for ReserveReply {
 
 #[async_trait]
 impl StockStore for RedisStore {
-    async fn reserve(&self, sale: &SaleKeys, uid: &str) -> Result<Reserve, StoreError> {
+    async fn reserve(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        attempt: &Attempt,
+    ) -> Result<Reserve, StoreError> {
         let mut inv = self.reserve.prepare_invoke();
         inv.key(&sale.stock)
             .key(&sale.buyers)
             .key(&sale.ledger)
+            .key(&sale.confirmed)
+            .key(sale.attempt(attempt.as_str()))
             .arg(uid)
-            .arg(sale.product);
+            .arg(sale.product)
+            .arg(ATTEMPT_TTL.as_millis() as u64);
         let answer: ReserveReply = self.client.invoke(inv).await?;
         Ok(match answer {
             ReserveReply::Won { id, remaining } => {
@@ -195,9 +253,27 @@ impl StockStore for RedisStore {
                 }
             }
             ReserveReply::SoldOut => Reserve::SoldOut,
-            ReserveReply::Duplicate => Reserve::Duplicate,
+            ReserveReply::Duplicate(holding) => Reserve::Duplicate(holding),
             ReserveReply::UnknownSale => Reserve::UnknownSale,
+            ReserveReply::Fenced => Reserve::Fenced,
         })
+    }
+
+    /// One `EVALSHA` of `lua/fence.lua`: the holding, or the attempt fenced.
+    async fn fence(
+        &self,
+        sale: &SaleKeys,
+        uid: &str,
+        attempt: &Attempt,
+    ) -> Result<Holding, StoreError> {
+        let mut inv = self.fence.prepare_invoke();
+        inv.key(&sale.buyers)
+            .key(&sale.confirmed)
+            .key(sale.attempt(attempt.as_str()))
+            .arg(uid)
+            .arg(ATTEMPT_TTL.as_millis() as u64);
+        let answer: FenceReply = self.client.invoke(inv).await?;
+        Ok(answer.0)
     }
 
     async fn release(
@@ -269,6 +345,7 @@ impl StockStore for RedisStore {
     async fn warm_up(&self) -> Result<(), StoreError> {
         self.client.load_script(&self.reserve).await?;
         self.client.load_script(&self.release).await?;
+        self.client.load_script(&self.fence).await?;
         self.client.load_script(&self.discard).await
     }
 }
