@@ -11,6 +11,7 @@
 //!   held for one edge's connections only, under a paced crowd of the same users on two edges:
 //!   every buyer who ends up holding an order was told `won` or `pending`, and every status URL
 //!   a pending answer named tells the truth once the sale settled.
+//! - Behind Sentinel, the master's bytes held for the edge only: pending, then won.
 
 mod common;
 
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::crowd::{Answer, Crowd, Pace};
 use common::judge::{self, SaleUnderTest};
 use common::orders_server::{Database, OrdersServer};
-use common::redis_server::{RedisCluster, RedisServer};
+use common::redis_server::{RedisCluster, RedisServer, Sentinel};
 use common::tcp_proxy::TcpProxy;
 use common::*;
 use flashgate::stock::redis::Target;
@@ -306,4 +307,48 @@ async fn a_cluster_partitioned_from_one_edge_tells_every_holder_won_or_pending()
     judge::sale(&sale, &answers, || orders.log()).await;
     judge::answers(&answers, true);
     judge::told_the_truth(&two.base, P, &answers, &db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_sentinel_a_held_reserve_is_pending_then_won() {
+    const P: u64 = 143;
+    let master = RedisServer::start();
+    // The sentinel and every client reach the master through the proxy; only the edge's
+    // connections are held.
+    let proxy = TcpProxy::start(master.addr()).await;
+    let sentinel = Sentinel::start("shop", proxy.port, 1);
+    let db = Database::sqlite();
+    let orders = OrdersServer::start_on_sentinel(&db, "shop", &[sentinel.url()]).await;
+    let origin = format!("127.0.0.1:{}", orders.port).parse().unwrap();
+    let store = format!(
+        "{{ kind: redis, sentinel: {{ master: shop, nodes: ['{}'] }}, timeout: 300ms }}",
+        sentinel.url()
+    );
+    let sales = sale(P, 5);
+    let one = edge(setup(&store, origin, &sales)).await;
+    let url = one.buy_url(P).await;
+    let (s, _) = buy(&url, "w0").await;
+    assert!(matches!(s, 200 | 201), "the first buy wins: {s}");
+
+    proxy.hold_from(one.pid());
+    let (code, body) = buy(&url, "u1").await;
+    assert!(proxy.held() > 0, "the edge's connection was held");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.deliver();
+    assert_eq!(
+        (code, body["outcome"].as_str()),
+        (202, Some("pending")),
+        "{body}"
+    );
+    let learned = settled_status(&one, &status_url(&body, P), "u1", Duration::from_secs(40)).await;
+    assert_eq!(learned["outcome"], "won", "{learned}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (active, _) = judge::database(&db.url(), P).await;
+        if active.iter().any(|(u, _)| u == "u1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "u1's order was made: {active:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
