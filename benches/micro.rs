@@ -23,15 +23,15 @@ use prometheus::IntCounter;
 
 use flashgate::admission::catalog::ProductFilter;
 use flashgate::admission::login::{self, Login};
-use flashgate::admission::rate::{RateLimiter, RuleCounters};
+use flashgate::admission::rate::RateLimiter;
 use flashgate::admission::BuyRequest;
 use flashgate::checkout::{Checkout, Decision};
-use flashgate::clock::now_ms;
-use flashgate::config::{
-    Catalog, Config, Environment, IdRange, Limit, LimitKey, ListedIds, Scope, Secret,
-};
+use flashgate::config::{Catalog, Config, Environment, IdRange, Limit, LimitKey, ListedIds, Scope};
 use flashgate::edge::routes::classify;
-use flashgate::metrics::Metrics;
+use flashgate::ground::clock::now_ms;
+use flashgate::ground::metrics::Metrics;
+use flashgate::ground::metrics::RuleCounters;
+use flashgate::ground::Secret;
 use flashgate::stock::memory::MemoryStore;
 use flashgate::stock::single_use::MemorySingleUse;
 use flashgate::stock::{SaleKeys, StockStore};

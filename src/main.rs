@@ -222,7 +222,7 @@ enum StockAction {
 }
 
 fn main() -> ExitCode {
-    flashgate::logging::init();
+    flashgate::ground::logging::init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -435,7 +435,7 @@ fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyho
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for sub in uids {
-        if !flashgate::uid::valid(&sub) {
+        if !flashgate::ground::uid::valid(&sub) {
             anyhow::bail!(
                 "UID {sub:?} is outside the UID alphabet (README, \"User ids\"): the edge would refuse its token"
             );

@@ -54,7 +54,7 @@ pub fn run(data: &[u8]) {
         3 => {
             // A UID in its header form.
             if let Ok(text) = std::str::from_utf8(input) {
-                let _ = flashgate::uid::from_header(text);
+                let _ = flashgate::ground::uid::from_header(text);
             }
         }
         _ => {

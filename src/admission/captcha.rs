@@ -23,10 +23,11 @@ pub mod pow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::{Captcha, CaptchaSettings, Secret, MAX_POW_BITS};
-use crate::signing::{
+use crate::config::{Captcha, CaptchaSettings, MAX_POW_BITS};
+use crate::ground::signing::{
     challenge_mac, constant_time_eq, parse_signed_decimal, pass_mac, CHALLENGE_MAC_BYTES,
 };
+use crate::ground::Secret;
 
 use difficulty::Difficulty;
 

@@ -59,7 +59,8 @@ impl ProductFilter {
             ids.dedup();
             Listed::Exact(ids)
         } else {
-            let seed = crate::clock::now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+            let seed =
+                crate::ground::clock::now_ms() ^ u64::from(std::process::id()).rotate_left(32);
             let mut bloom = BlockedBloom::new(count, catalog.false_positive_rate, seed);
             catalog.listed.for_each(|id| bloom.insert(id))?;
             Listed::Bloom(bloom)

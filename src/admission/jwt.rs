@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use sha2::Sha256;
 
-use crate::config::Secret;
+use crate::ground::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 

@@ -8,7 +8,7 @@
 //! [`super::jwt`].
 
 use super::jwt::Hs256;
-use crate::config::Secret;
+use crate::ground::Secret;
 
 /// Name of the session cookie that may carry the login token.
 pub const SESSION_COOKIE: &str = "fg_session";
@@ -30,17 +30,17 @@ impl Login {
     }
 
     /// The user id of a valid token, or None for a missing, forged, expired, wrongly-signed or
-    /// malformed one, or one whose `sub` is outside the UID alphabet ([`crate::uid`]).
+    /// malformed one, or one whose `sub` is outside the UID alphabet ([`crate::ground::uid`]).
     pub fn verify(&self, token: &str) -> Option<String> {
-        let now_secs = crate::clock::now_ms() / 1000;
+        let now_secs = crate::ground::clock::now_ms() / 1000;
         let uid = self.jwt.verify(token, now_secs, LEEWAY_SECS).ok()?;
-        crate::uid::valid(&uid).then_some(uid)
+        crate::ground::uid::valid(&uid).then_some(uid)
     }
 }
 
 /// A login token for `uid`, signed HS256 with `secret` and expiring at `expires_at_secs` (Unix
 /// seconds): exactly what [`Login::verify`] accepts until then, if `uid` is in the UID
-/// alphabet ([`crate::uid::valid`]; the tests sign others too, to see them refused).
+/// alphabet ([`crate::ground::uid::valid`]; the tests sign others too, to see them refused).
 pub fn mint(secret: &Secret, uid: &str, expires_at_secs: u64) -> String {
     Hs256::new(secret).mint(uid, expires_at_secs)
 }

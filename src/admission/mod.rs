@@ -13,7 +13,7 @@
 //! 4. blocklist by UID (`blacklisted`)
 //! 5. the limits keyed on the user and the global ones (`rate_limited`)
 //! 6. captcha (`captcha_required`; sales with `captcha: none` skip it)
-//! 7. the waiting room's pass, for a sale with a `queue:` ([`queue_pass`], `queue_required`)
+//! 7. the waiting room's pass, for a sale with a `queue:` ([`crate::queue::pass`], `queue_required`)
 //! 8. local sold-out hint (`sold_out`)
 //!
 //! A captcha that checks out still has to be used only once. That needs state shared by every
@@ -33,14 +33,11 @@ pub mod catalog;
 pub mod client_ip;
 pub mod jwt;
 pub mod login;
-pub mod outcome;
-pub mod queue_pass;
 pub mod rate;
 pub mod sale;
 
+use crate::ground::Outcome;
 use std::net::IpAddr;
-
-pub use outcome::Outcome;
 
 use blocklist::Blocklist;
 use captcha::{CaptchaCheck, SaleCaptcha};

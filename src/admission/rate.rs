@@ -27,10 +27,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus::IntCounter;
-
-use crate::clock::now_ms;
 use crate::config::{Limit, LimitKey, Scope};
+use crate::ground::clock::now_ms;
+use crate::ground::metrics::RuleCounters;
 
 pub mod cluster;
 pub mod sketch;
@@ -68,15 +67,6 @@ pub struct ClusterRule<'a> {
     pub sync: Duration,
     /// Its counts.
     pub counts: &'a Arc<ClusterCounts>,
-}
-
-/// The counters of one rule, exported by the metrics.
-#[derive(Clone)]
-pub struct RuleCounters {
-    /// Requests the rule refused.
-    pub refused: IntCounter,
-    /// Requests a dry-run rule would have refused.
-    pub dry_run: IntCounter,
 }
 
 struct Rule {
@@ -321,8 +311,13 @@ mod tests {
 
     fn counter() -> impl Fn(&str) -> RuleCounters {
         |name| RuleCounters {
-            refused: IntCounter::new(format!("refused_{}", name.to_lowercase()), "test").unwrap(),
-            dry_run: IntCounter::new(format!("dry_{}", name.to_lowercase()), "test").unwrap(),
+            refused: prometheus::IntCounter::new(
+                format!("refused_{}", name.to_lowercase()),
+                "test",
+            )
+            .unwrap(),
+            dry_run: prometheus::IntCounter::new(format!("dry_{}", name.to_lowercase()), "test")
+                .unwrap(),
         }
     }
 

@@ -6,10 +6,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::config::{Captcha, Sale, Secret};
-use crate::signing::{constant_time_eq, sale_path_token};
+use crate::config::{Captcha, Sale};
+use crate::ground::signing::{constant_time_eq, sale_path_token};
+use crate::ground::Secret;
 
-use super::Outcome;
+use crate::ground::Outcome;
 
 /// A configured sale with its precomputed token and hint.
 pub struct SaleGate {
@@ -24,7 +25,7 @@ pub struct SaleGate {
     /// Shared with the gate of the same product it was carried over from on a reload.
     sold_out_until_ms: Arc<AtomicU64>,
     /// The waiting room's pass check, for a sale with a `queue:`.
-    pub queue: Option<super::queue_pass::QueuePass>,
+    pub queue: Option<crate::queue::pass::QueuePass>,
 }
 
 impl SaleGate {
@@ -52,7 +53,7 @@ impl SaleGate {
             sold_out_until_ms: previous
                 .filter(|p| p.product == sale.product)
                 .map_or_else(Default::default, |p| Arc::clone(&p.sold_out_until_ms)),
-            queue: super::queue_pass::QueuePass::of(sale, edge),
+            queue: crate::queue::pass::QueuePass::of(sale, edge),
         }
     }
 

@@ -119,7 +119,7 @@ impl Common {
 }
 
 fn main() -> ExitCode {
-    flashgate::logging::init();
+    flashgate::ground::logging::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -33,10 +33,11 @@ use crate::admission::captcha::{CaptchaCheck, Challenge};
 use crate::admission::catalog::{CatalogError, ProductFilter};
 use crate::admission::login::Login;
 use crate::admission::rate::RateLimiter;
-use crate::admission::{Admission, Admitted, BuyRequest, Outcome, Reject};
+use crate::admission::{Admission, Admitted, BuyRequest, Reject};
 use crate::config::{Config, ConfigError};
-use crate::logging::SharedThrottle;
-use crate::metrics::Metrics;
+use crate::ground::logging::SharedThrottle;
+use crate::ground::metrics::Metrics;
+use crate::ground::Outcome;
 use crate::stock::single_use::SingleUse;
 use crate::stock::{Attempt, Holding, Reservation, Reserve, StockStore, StoreError};
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::admission::captcha::SaleCaptcha;
 use crate::admission::sale::SaleGate;
-use crate::config::{CaptchaSettings, Sale as SaleConfig, Secret};
+use crate::config::{CaptchaSettings, Sale as SaleConfig};
+use crate::ground::Secret;
 use crate::stock::SaleKeys;
 
 /// A configured sale, ready for buys.

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use super::contract::{settlement, Forwarded, Settlement};
 use super::Checkout;
-use crate::clock::now_ms;
+use crate::ground::clock::now_ms;
 use crate::stock::{Reservation, SettledBy};
 
 /// Longest pause between two questions about one reservation.

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::*;
-use crate::clock::now_ms;
 use crate::config::{Config, Environment};
+use crate::ground::clock::now_ms;
 use crate::stock::memory::MemoryStore;
 use crate::stock::single_use::MemorySingleUse;
 use crate::stock::{Holding, SaleKeys, SaleStock, SettledBy, StoreError};
@@ -57,7 +57,7 @@ struct Buyer {
 
 fn buyer(checkout: &Checkout, uid: &str) -> Buyer {
     let exp = now_ms() / 1000 + 3600;
-    let secret = crate::config::Secret::new(LOGIN.as_bytes().to_vec());
+    let secret = crate::ground::Secret::new(LOGIN.as_bytes().to_vec());
     let token = crate::admission::login::mint(&secret, uid, exp);
     let path = checkout.sale(7).unwrap().gate.buy_path();
     Buyer { token, path }

@@ -23,9 +23,9 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use flashgate::clock::now_ms;
 use flashgate::config::Config;
-use flashgate::signing::origin_signature;
+use flashgate::ground::clock::now_ms;
+use flashgate::ground::signing::origin_signature;
 
 /// How old the probe's timestamp is: far beyond any origin's window, and any clock skew.
 const AGE: Duration = Duration::from_secs(3600);

@@ -32,7 +32,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// An error at the value at `path` about the TLS file it names (its cause kept).
-    pub(crate) fn tls_err(&self, path: &'static str, source: super::tls::TlsError) -> ConfigError {
+    pub(crate) fn tls_err(
+        &self,
+        path: &'static str,
+        source: super::error::TlsError,
+    ) -> ConfigError {
         ConfigError::Tls {
             file: self.file.to_path_buf(),
             at: self.loc.find(path),

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem;
+
 /// A position in a configuration file, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -112,7 +114,7 @@ pub enum ConfigError {
         /// The value's path, e.g. `tls.key`.
         path: &'static str,
         /// What is wrong with the file it names (boxed: the error stays small).
-        source: Box<super::tls::TlsError>,
+        source: Box<TlsError>,
     },
 }
 
@@ -133,6 +135,75 @@ impl ConfigError {
             ConfigError::Read { .. } => None,
         }
     }
+}
+
+/// Why a certificate or key file cannot serve; every variant names its file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not well-formed PEM.
+    #[error("{} is not valid PEM: {source}", file.display())]
+    Pem {
+        /// The file.
+        file: PathBuf,
+        /// What the PEM reader said.
+        source: pem::Error,
+    },
+    /// The chain file holds no certificate.
+    #[error(
+        "{} holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", leaf first",
+        file.display()
+    )]
+    NoCertificate {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The leaf certificate does not parse as X.509.
+    #[error("{}: the first certificate is not valid X.509: {reason}", file.display())]
+    Certificate {
+        /// The file.
+        file: PathBuf,
+        /// What the X.509 parser said.
+        reason: String,
+    },
+    /// The key file holds no private key.
+    #[error(
+        "{} holds no private key: expected a PEM block \"-----BEGIN PRIVATE KEY-----\" \
+         (PKCS#8), \"RSA PRIVATE KEY\" (PKCS#1) or \"EC PRIVATE KEY\" (SEC1)",
+        file.display()
+    )]
+    NoKey {
+        /// The file.
+        file: PathBuf,
+    },
+    /// The key is of a kind rustls cannot sign with.
+    #[error("{}: the private key cannot be used: {source}", file.display())]
+    Key {
+        /// The file.
+        file: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+    /// The key is not the one of the leaf certificate.
+    #[error(
+        "the private key in {} does not match the certificate in {} (a key from another \
+         certificate, or the chain's leaf is not first)",
+        key.display(),
+        cert.display()
+    )]
+    Mismatch {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
 }
 
 #[cfg(test)]

@@ -21,29 +21,29 @@ pub(crate) mod redis_target;
 mod schema;
 pub(crate) use schema::FileSentinel;
 mod showcase;
+mod store;
 mod tls;
 mod validate;
 mod values;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::stock::journal::Fsync;
+use crate::ground::Secret;
 
 pub use captcha::{CaptchaSettings, MAX_POW_BITS};
 pub use catalog::{Catalog, ListedError, ListedFile, ListedIds};
 pub use env::{expand as expand_env, Expanded};
+pub use error::TlsError;
 pub use error::{ConfigError, Position};
-pub use queue::{QueueMode, QueueSettings};
-pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, RateLimitHeaders, StoreKind};
+pub use queue::QueueSettings;
+pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, QueueMode, RateLimitHeaders, StoreKind};
 pub use showcase::{Image, Showcase, MAX_IMAGE_BYTES, MAX_PRICE_CHARS, MAX_TITLE_CHARS};
-pub use tls::{Identity, Tls, TlsError};
+pub use store::{Fsync, ReplicaWait, Store, Target};
+pub use tls::{Identity, Tls};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
 
@@ -154,48 +154,6 @@ pub enum LogTarget {
     File(PathBuf),
 }
 
-/// A secret key. Its `Debug` never shows the bytes. The HMAC-SHA256 keyed with it is made
-/// once, here, and cloned for each signature ([`Secret::hmac`]).
-#[derive(Clone)]
-pub struct Secret {
-    bytes: Box<[u8]>,
-    keyed: Hmac<Sha256>,
-}
-
-impl Secret {
-    /// Wrap raw key bytes.
-    pub fn new(bytes: impl Into<Box<[u8]>>) -> Self {
-        let bytes = bytes.into();
-        // HMAC takes a key of any length; this cannot fail.
-        let keyed = Hmac::new_from_slice(&bytes).expect("HMAC takes a key of any length");
-        Secret { bytes, keyed }
-    }
-
-    /// The key bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// An HMAC-SHA256 keyed with this secret, ready for its message.
-    pub fn hmac(&self) -> Hmac<Sha256> {
-        self.keyed.clone()
-    }
-}
-
-impl PartialEq for Secret {
-    fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
-    }
-}
-
-impl Eq for Secret {}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Secret({} bytes)", self.bytes.len())
-    }
-}
-
 /// `secrets:` resolved.
 #[derive(Debug, Clone)]
 pub struct Secrets {
@@ -226,37 +184,6 @@ pub struct Origin {
     /// Embedded store: how long after a forward whose outcome is unknown the edge asks the
     /// origin `GET {path}/{reservation}`; longer than the origin accepts a signed forward.
     pub settle_after: Duration,
-}
-
-/// `store:` resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Store {
-    /// Stock in this process (one machine only).
-    Memory {
-        /// Directory of the journal; None keeps nothing across a restart.
-        path: Option<PathBuf>,
-        /// When the journal reaches the disk.
-        fsync: Fsync,
-    },
-    /// Redis: one server, a Cluster, or a master found through Sentinel.
-    Redis {
-        /// Where.
-        target: crate::stock::redis::Target,
-        /// Per-call timeout.
-        timeout: Duration,
-        /// Wait for replicas to acknowledge each reservation (`store.wait`).
-        wait: Option<ReplicaWait>,
-    },
-}
-
-/// `store.wait`: after each reservation, Redis `WAIT replicas timeout` on the node that ran
-/// it; fewer acknowledgements in time make the buy `202 pending`, never forwarded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReplicaWait {
-    /// Replicas that must acknowledge.
-    pub replicas: u32,
-    /// How long to wait for them.
-    pub timeout: Duration,
 }
 
 /// One sale.

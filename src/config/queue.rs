@@ -1,53 +1,14 @@
 //! `sales[].queue:` — a sale's waiting room: how visitors are ordered (`fifo`, or `shuffle` for
 //! everyone who joined during the pre-queue), how long before the start they may join, how many
 //! are let through per second, how long a let-through visitor may buy, and how many passes may
-//! be out at once per unit left. Read as written ([`FileQueue`]) and resolved into
+//! be out at once per unit left. Read as written (`schema::FileQueue`) and resolved into
 //! [`QueueSettings`] with every error placed at its line and column.
 
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::context::Ctx;
-use super::values::HumanDuration;
-use super::ConfigError;
-
-/// `sales[].queue.mode`.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueMode {
-    /// Visitors are let through in the order they joined.
-    #[default]
-    Fifo,
-    /// Everyone who joined during the pre-queue gets a random place at the start (a verifiable
-    /// draw, `queue::draw`); later arrivals queue behind them in arrival order.
-    Shuffle,
-}
-
-impl QueueMode {
-    /// The name used in the config, `check` and `/api/queue/draw`.
-    pub fn name(self) -> &'static str {
-        match self {
-            QueueMode::Fifo => "fifo",
-            QueueMode::Shuffle => "shuffle",
-        }
-    }
-}
-
-/// `sales[].queue:` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileQueue {
-    #[serde(default)]
-    pub mode: QueueMode,
-    #[serde(default)]
-    pub prequeue: Option<HumanDuration>,
-    pub admit_per_second: u64,
-    #[serde(default)]
-    pub pass_ttl: Option<HumanDuration>,
-    #[serde(default)]
-    pub stock_multiple: Option<u64>,
-}
+use super::error::ConfigError;
+use super::schema::{FileQueue, QueueMode};
 
 /// A sale's waiting room, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 use super::context::Ctx;
 use super::error::ConfigError;
 use super::schema::FileSentinel;
-use crate::stock::redis::Target;
+use crate::config::Target;
 
 /// The three keys as a file wrote them, under `prefix` (`store.` on the edge, nothing in
 /// `orders.yaml`); `url_key` names the one-server key (`url`, `redis`).

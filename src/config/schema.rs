@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::stock::journal::Fsync;
+use super::store::Fsync;
 
 use super::values::{HumanDuration, IdRange, Network, Timestamp, UidValue};
 
@@ -361,7 +361,7 @@ pub struct FileSale {
     #[serde(default)]
     pub image: Option<String>,
     #[serde(default)]
-    pub queue: Option<super::queue::FileQueue>,
+    pub queue: Option<FileQueue>,
 }
 
 /// `limits[].key`.
@@ -463,4 +463,41 @@ fn default_access_log_buffer() -> usize {
 }
 fn default_single_use_capacity() -> usize {
     1_000_000
+}
+
+/// `sales[].queue:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileQueue {
+    #[serde(default)]
+    pub mode: QueueMode,
+    #[serde(default)]
+    pub prequeue: Option<HumanDuration>,
+    pub admit_per_second: u64,
+    #[serde(default)]
+    pub pass_ttl: Option<HumanDuration>,
+    #[serde(default)]
+    pub stock_multiple: Option<u64>,
+}
+
+/// `sales[].queue.mode`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueMode {
+    /// Visitors are let through in the order they joined.
+    #[default]
+    Fifo,
+    /// Everyone who joined during the pre-queue gets a random place at the start (a verifiable
+    /// draw, `queue::draw`); later arrivals queue behind them in arrival order.
+    Shuffle,
+}
+
+impl QueueMode {
+    /// The name used in the config, `check` and `/api/queue/draw`.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueMode::Fifo => "fifo",
+            QueueMode::Shuffle => "shuffle",
+        }
+    }
 }

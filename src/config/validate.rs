@@ -18,7 +18,7 @@ use super::{
     AccessLog, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret, Secrets,
     Store,
 };
-use crate::stock::redis::Target;
+use crate::config::Target;
 
 /// Development login secret, used only when `secrets.login` and `secrets.edge` both name unset
 /// variables.

@@ -23,9 +23,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use prometheus::IntCounter;
 use serde::Serialize;
 
-use crate::admission::Outcome;
 use crate::config::{AccessLog as Settings, LogRoute, LogTarget};
-use crate::metrics::Route;
+use crate::ground::metrics::Route;
+use crate::ground::Outcome;
 
 /// Why the access log could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,7 @@ pub enum AccessLogError {
 /// One request, as the proxy saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
-    /// When the answer was done, ms since the epoch (`crate::clock::now_ms`).
+    /// When the answer was done, ms since the epoch (`crate::ground::clock::now_ms`).
     pub time_ms: u64,
     /// The route.
     pub route: Route,

@@ -11,8 +11,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use super::Gateway;
-use crate::clock::now_ms;
-use crate::signing::constant_time_eq;
+use crate::ground::clock::now_ms;
+use crate::ground::signing::constant_time_eq;
 
 /// The admin HTTP app.
 pub struct Admin {

@@ -47,7 +47,8 @@ pub fn state_of(script: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Sale, Secret, Timestamp};
+    use crate::config::{Sale, Timestamp};
+    use crate::ground::Secret;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn gate() -> SaleGate {

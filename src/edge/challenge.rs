@@ -12,7 +12,7 @@
 //! parameter), `403 ended`, `404 not_found` (the sale asks for no proof of work).
 
 use crate::admission::captcha::Challenge;
-use crate::signing::parse_decimal;
+use crate::ground::signing::parse_decimal;
 
 /// The `product` parameter of a query string: its decimal digits ([`parse_decimal`]).
 pub fn product_param(query: Option<&str>) -> Option<u64> {

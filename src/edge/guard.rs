@@ -10,8 +10,8 @@
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora::http::RequestHeader;
 
-use crate::admission::Outcome;
 use crate::config::HttpLimits;
+use crate::ground::Outcome;
 
 /// What each header field costs toward `max_header_bytes`: its name, its value and the
 /// `": "` and CRLF around them, as on the wire.

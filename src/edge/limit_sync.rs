@@ -12,9 +12,9 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::Gateway;
-use crate::clock::now_ms;
 use crate::config::Store;
-use crate::logging::Throttle;
+use crate::ground::clock::now_ms;
+use crate::ground::logging::Throttle;
 use crate::stock::redis::client::RedisClient;
 use crate::stock::redis::limits::sync_counts;
 

@@ -25,6 +25,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod answer;
 pub mod button;
 pub mod challenge;
 pub mod fingerprint;
@@ -57,12 +58,13 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::checkout::Checkout;
+use crate::config::Target;
 use crate::config::{Config, Store};
-use crate::metrics::Metrics;
+use crate::ground::metrics::Metrics;
+use crate::queue::store::memory::MemoryQueue;
+use crate::queue::store::redis::RedisQueue;
 use crate::stock::memory::MemoryStore;
-use crate::stock::queue::memory::MemoryQueue;
-use crate::stock::queue::redis::RedisQueue;
-use crate::stock::redis::{RedisClient, RedisStore, Target};
+use crate::stock::redis::{RedisClient, RedisStore};
 use crate::stock::single_use::{MemorySingleUse, SingleUse};
 use crate::stock::{StockStore, StoreError};
 
@@ -96,7 +98,7 @@ const WRITE_BUFFER_BYTES: usize = 4096;
 
 /// How long `flashgate-orders` accepts a signed forward; `settle_after` should outlast it.
 const ORIGIN_SIGNATURE_WINDOW: std::time::Duration =
-    std::time::Duration::from_millis(crate::signing::FORWARD_FRESH_MS);
+    std::time::Duration::from_millis(crate::ground::signing::FORWARD_FRESH_MS);
 
 /// Everything the listeners share, held in an `Arc`: what the configuration decides ([`Live`],
 /// swapped whole by a reload) and what outlives any one configuration (metrics, access log).
@@ -108,7 +110,7 @@ pub struct Gateway {
     pub access_log: Option<access_log::AccessLog>,
     /// Failed forwards are reported once per period with a count: each winner of an origin
     /// outage sees one.
-    pub forward_failures: crate::logging::SharedThrottle,
+    pub forward_failures: crate::ground::logging::SharedThrottle,
     /// Held by the reload under way, so reloads run one at a time.
     reloading: tokio::sync::Mutex<()>,
     /// The waiting rooms: their store and every queued sale's view (kept across reloads).
@@ -202,7 +204,7 @@ impl Gateway {
         }
         // A join or tick is no buy: it may wait longer than store.timeout (as a limit sync).
         let queue_timeout = |t: &std::time::Duration| (*t).max(std::time::Duration::from_secs(1));
-        let queue_store: Arc<dyn crate::stock::queue::QueueStore> = match &config.store {
+        let queue_store: Arc<dyn crate::queue::store::QueueStore> = match &config.store {
             Store::Redis {
                 target, timeout, ..
             } if !store.kind().starts_with("memory") => Arc::new(RedisQueue::new(
@@ -220,9 +222,9 @@ impl Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
             access_log: None,
-            forward_failures: crate::logging::SharedThrottle::new(std::time::Duration::from_secs(
-                5,
-            )),
+            forward_failures: crate::ground::logging::SharedThrottle::new(
+                std::time::Duration::from_secs(5),
+            ),
             reloading: tokio::sync::Mutex::new(()),
             queues,
             handshakes: hello::Handshakes::default(),

@@ -1,8 +1,5 @@
-//! The background task that paces every waiting room: every [`TICK`] it runs the store's tick
-//! (`stock::queue::QueueStore::tick`) for each queued sale from its pre-queue's opening until
-//! `pass_ttl` after its end, hands what it read to the sale's view (`queue::view`), from which
-//! this edge answers polls, and updates the queue metrics. Each edge runs it; the store's clock
-//! paces admissions, so more edges do not admit faster. A failed tick is logged at most every
+//! The background task that paces every waiting room: every [`TICK`] it ticks each queued
+//! sale of the configuration in place (`queue::tick`). A failed tick is logged at most every
 //! 10 s; the view keeps what it knew.
 
 use std::sync::Arc;
@@ -13,11 +10,9 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use super::Gateway;
-use crate::clock::now_ms;
-use crate::logging::Throttle;
+use crate::ground::logging::Throttle;
 
-/// How often each queued sale is ticked.
-pub const TICK: Duration = Duration::from_millis(200);
+use crate::queue::tick::TICK;
 
 /// Ticks the queues of whatever configuration is in place.
 pub struct QueueSync {
@@ -46,46 +41,21 @@ impl BackgroundService for QueueSync {
             }
             let live = self.gateway.live();
             for sale in live.checkout.sales() {
-                let Some(view) = queues.view(&sale.gate.sale, &live.config.secrets.edge) else {
-                    continue;
-                };
-                let now = now_ms();
-                let ttl = view.settings.pass_ttl.as_millis() as u64;
-                if now < view.opens_ms || now > view.ends_ms.saturating_add(ttl) {
-                    continue;
-                }
-                match queues.store.tick(&sale.keys, &view.pace()).await {
-                    Ok(state) => {
-                        let now = now_ms();
-                        view.learn(state, now);
-                        let label = view.product.to_string();
-                        let waiting = if state.remaining == Some(0) {
-                            0
-                        } else {
-                            (state.sealed.unwrap_or(state.pre) + state.post)
-                                .saturating_sub(state.admitted)
-                        };
-                        metrics
-                            .waiting
-                            .with_label_values(&[&label])
-                            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
-                        metrics
-                            .admitted
-                            .with_label_values(&[&label])
-                            .inc_by(view.admitted_growth(state.admitted));
-                        metrics
-                            .abandoned
-                            .with_label_values(&[&label])
-                            .inc_by(view.abandoned_growth(now));
-                    }
-                    Err(e) => {
-                        if let Some(held) = failures.admit() {
-                            tracing::warn!(
-                                product = view.product,
-                                "queue tick failed: {e}; polls are answered from what this edge \
-                                 last knew ({held} more failures since the last report)"
-                            );
-                        }
+                let ticked = queues
+                    .tick(
+                        &sale.gate.sale,
+                        &sale.keys,
+                        &live.config.secrets.edge,
+                        metrics,
+                    )
+                    .await;
+                if let Err(e) = ticked {
+                    if let Some(held) = failures.admit() {
+                        tracing::warn!(
+                            product = sale.keys.product,
+                            "queue tick failed: {e}; polls are answered from what this edge \
+                             last knew ({held} more failures since the last report)"
+                        );
                     }
                 }
             }

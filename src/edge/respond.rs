@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 
 use super::rate_headers::{jitter, RateHeaders, MAX_HEADERS};
 use crate::admission::rate::RateLimited;
-use crate::admission::Outcome;
+use crate::ground::Outcome;
 
 /// Extra header pairs for an answer.
 pub type Extra<'a> = &'a [(&'static str, &'a str)];
@@ -43,10 +43,10 @@ pub async fn outcome(session: &mut Session, outcome: Outcome, extra: Extra<'_>) 
     ];
     write(
         session,
-        outcome.status(),
+        super::answer::status(outcome),
         JSON,
         extra,
-        Bytes::from_static(outcome.body()),
+        Bytes::from_static(super::answer::body(outcome)),
     )
     .await
 }

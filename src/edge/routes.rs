@@ -4,7 +4,7 @@
 
 use http::Method;
 
-use crate::signing::parse_decimal;
+use crate::ground::signing::parse_decimal;
 
 /// A classified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use pingora::services::background::BackgroundService;
 use super::Gateway;
 use crate::checkout::contract::settlement_answer;
 use crate::checkout::{LookupError, OriginLookup};
-use crate::clock::now_ms;
-use crate::signing::lookup_signature;
+use crate::ground::clock::now_ms;
+use crate::ground::signing::lookup_signature;
 use crate::stock::Reservation;
 
 /// Bytes escaped in the reservation id's path segment: all but RFC 3986's unreserved ones.

@@ -33,22 +33,12 @@ use pingora::protocols::{
     TimingDigest, UniqueID, UniqueIDType, ALPN,
 };
 use pingora::server::ShutdownWatch;
-use prometheus::IntCounter;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
 use super::Gateway;
-
-/// The counters of `flashgate_slow_clients_total`.
-#[derive(Clone)]
-pub struct SlowCounters {
-    /// Closed because a head took longer than `http.header_timeout`.
-    pub header_timeout: IntCounter,
-    /// Dropped because the TLS ClientHello took longer (`edge::hello`).
-    pub client_hello: IntCounter,
-    /// Shut down because the rest of the TLS handshake took longer (`edge::hello`).
-    pub tls_handshake: IntCounter,
-}
+use crate::ground::metrics::SlowCounters;
 
 /// A server app whose connections' heads are bounded in time.
 pub struct Guarded<A> {

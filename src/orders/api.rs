@@ -25,7 +25,7 @@ use super::db::{Payment, Refusal};
 use super::model::Source;
 use super::service::{OrderError, Orders, Placed};
 use super::verify::{verify, Unverified, FRESH_MS};
-use crate::clock::now_ms;
+use crate::ground::clock::now_ms;
 
 /// The router over `orders`.
 pub fn router(orders: Arc<Orders>) -> Router {

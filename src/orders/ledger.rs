@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::service::{OrderError, Orders};
-use crate::logging::Throttle;
+use crate::ground::logging::Throttle;
 use crate::orders::model::Source;
 use crate::stock::redis::ledger::{Entry, Ledgers};
 use crate::stock::{SaleKeys, StoreError};
@@ -352,7 +352,9 @@ impl Consumer {
         if self.failing.get(&key).is_some_and(|f| f.next > now) {
             return Ok(Handled::Later);
         }
-        if entry_ms(&entry.id).is_some_and(|at| crate::clock::now_ms() < at + self.grace_ms()) {
+        if entry_ms(&entry.id)
+            .is_some_and(|at| crate::ground::clock::now_ms() < at + self.grace_ms())
+        {
             // The edge's own forward settles first: an entry younger than the grace is left
             // until then (it stays pending; the retry pass comes back to it).
             return Ok(Handled::Later);

@@ -141,7 +141,7 @@ impl OrderMetrics {
     }
 
     /// Count one live reconcile pass over `product`'s sale.
-    pub fn reconciled(&self, product: u64, pass: &super::live::Pass) {
+    pub fn reconciled(&self, product: u64, pass: &super::model::Reconciled) {
         self.reconcile_runs.with_label_values(&["ok"]).inc();
         self.drift
             .with_label_values(&[&product.to_string()])

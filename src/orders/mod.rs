@@ -13,7 +13,7 @@
 pub mod api;
 pub mod db;
 pub mod ledger;
-pub mod live;
+pub mod live_reconcile;
 pub mod metrics;
 pub mod model;
 pub mod reconcile;
@@ -24,7 +24,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::logging::Throttle;
+use crate::ground::logging::Throttle;
 use crate::stock::redis::ledger::Ledgers;
 use crate::stock::redis::sales::RedisSales;
 use db::Db;
@@ -92,7 +92,10 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
     }
     let ledgers = Ledgers::new(settings.redis.clone(), REDIS_TIMEOUT);
     tokio::spawn(ledger::run(orders.clone(), ledgers, consumer));
-    tokio::spawn(live::run(orders.clone(), settings.reconcile_every));
+    tokio::spawn(live_reconcile::run(
+        orders.clone(),
+        settings.reconcile_every,
+    ));
     let sweep_orders = orders.clone();
     let every =
         (settings.payment_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));

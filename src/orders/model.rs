@@ -86,3 +86,16 @@ pub struct SaleSummary {
     /// Orders waiting for payment.
     pub pending: i64,
 }
+
+/// What one pass over one sale found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Units Redis would sell that do not exist, before the corrections (see the module doc).
+    pub drift: i64,
+    /// Lost orders whose units were taken back off sale.
+    pub restored: u64,
+    /// Lost orders restored with no unit left on sale to take back.
+    pub short: u64,
+    /// Units of cancelled orders returned.
+    pub released: u64,
+}

@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::db::{Db, DbError, Insert, Payment, Refusal, StockChange};
 use super::metrics::OrderMetrics;
 use super::model::{Order, Source};
-use crate::config::Secret;
+use crate::ground::Secret;
 use crate::stock::redis::sales::RedisSales;
 use crate::stock::{Reservation, StoreError};
 
@@ -102,8 +102,8 @@ pub struct Orders {
     /// Every metric.
     pub metrics: OrderMetrics,
     /// Failures answered 503 repeat per request during an outage: logged at most every 5 s.
-    pub failures: parking_lot::Mutex<crate::logging::Throttle>,
-    /// Wakes the live reconcile (`live::run`) before its time: the database just refused an
+    pub failures: parking_lot::Mutex<crate::ground::logging::Throttle>,
+    /// Wakes the live reconcile (`live_reconcile::run`) before its time: the database just refused an
     /// order for want of stock, so Redis may hold units that do not exist.
     pub reconcile_wanted: tokio::sync::Notify,
 }
@@ -124,7 +124,7 @@ fn same_reservation(existing: Order, r: &Reservation) -> Result<Order, OrderErro
 
 /// Now, in ms since the epoch, as the database stores times.
 pub fn now_ms() -> i64 {
-    i64::try_from(crate::clock::now_ms()).unwrap_or(i64::MAX)
+    i64::try_from(crate::ground::clock::now_ms()).unwrap_or(i64::MAX)
 }
 
 impl Orders {

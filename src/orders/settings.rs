@@ -16,11 +16,11 @@ use serde::Deserialize;
 use crate::config::context::Ctx;
 use crate::config::locate::Locations;
 use crate::config::redis_target::{redis_target, RedisKeys};
+use crate::config::Target;
 use crate::config::{
-    read, ConfigError, Environment, FileSentinel, HumanDuration, ProcessEnv, Secret,
-    DEV_EDGE_SECRET,
+    read, ConfigError, Environment, FileSentinel, HumanDuration, ProcessEnv, DEV_EDGE_SECRET,
 };
-use crate::stock::redis::Target;
+use crate::ground::Secret;
 
 /// Where the edge secret is read from when the file does not say.
 const DEFAULT_EDGE_SECRET: &str = "${FLASHGATE_EDGE_SECRET}";

@@ -1,14 +1,14 @@
 //! Is this order request really from the edge? Only requests carrying the four
 //! `X-Flashgate-*` facts and an `X-Flashgate-Signature` the edge made over them (see
-//! `crate::signing`), stamped within the freshness window, are accepted. Replays are caught by
+//! `crate::ground::signing`), stamped within the freshness window, are accepted. Replays are caught by
 //! the database (`used_signatures`), not here: this module is pure.
 
-use crate::config::Secret;
-use crate::signing::{parse_signed_decimal, verify_origin_signature};
+use crate::ground::signing::{parse_signed_decimal, verify_origin_signature};
+use crate::ground::Secret;
 use crate::stock::Reservation;
 
 /// How far a request's timestamp may be from now.
-pub const FRESH_MS: u64 = crate::signing::FORWARD_FRESH_MS;
+pub const FRESH_MS: u64 = crate::ground::signing::FORWARD_FRESH_MS;
 
 /// Why a request is refused (all answer 401).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -39,14 +39,14 @@ pub struct Signed {
 }
 
 /// Verify the edge's headers, looked up by `header(name)`. The UID arrives in its header form
-/// (`crate::uid`) and is decoded; the signature covers it as it arrived.
+/// (`crate::ground::uid`) and is decoded; the signature covers it as it arrived.
 pub fn verify<'a>(
     edge: &Secret,
     now_ms: u64,
     header: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<Signed, Unverified> {
     let uid = header("x-flashgate-uid")
-        .and_then(crate::uid::from_header)
+        .and_then(crate::ground::uid::from_header)
         .ok_or(Unverified::Unsigned)?;
     // Numbers in exactly the spelling the edge signed them in: `+42` or `042` is not the `42`
     // the signature covers, though it would read as the same number.
@@ -78,7 +78,7 @@ pub fn verify<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::origin_signature;
+    use crate::ground::signing::origin_signature;
     use std::collections::HashMap;
 
     fn key() -> Secret {

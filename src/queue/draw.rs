@@ -18,7 +18,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::ground::Secret;
 
 /// The seed of `product`'s draw for a sale starting at `starts_at_ms`.
 pub fn seed(edge: &Secret, product: u64, starts_at_ms: u64) -> [u8; 32] {

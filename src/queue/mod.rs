@@ -13,6 +13,9 @@
 //! `edge::queue_sync`.
 
 pub mod draw;
+pub mod pass;
+pub mod store;
+pub mod tick;
 pub mod ticket;
 pub mod view;
 
@@ -21,8 +24,9 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::config::{Sale, Secret};
-use crate::stock::queue::QueueStore;
+use crate::config::Sale;
+use crate::ground::Secret;
+use crate::queue::store::QueueStore;
 pub use view::{QueueView, State, Status};
 
 /// Every queued sale's view, and the store their queues live in.

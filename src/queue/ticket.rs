@@ -12,10 +12,10 @@
 //!
 //! Reading never panics and never allocates more than the text: anything malformed is `None`.
 
-use crate::config::Secret;
-use crate::signing::{
+use crate::ground::signing::{
     constant_time_eq, parse_signed_decimal, queue_pass_mac, queue_ticket_mac, QUEUE_MAC_BYTES,
 };
+use crate::ground::Secret;
 
 /// When a visitor joined: during the pre-queue, or after the start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

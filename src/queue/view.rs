@@ -15,8 +15,9 @@ use parking_lot::{Mutex, RwLock};
 
 use super::draw;
 use super::ticket::{Kind, Place, Signer};
-use crate::config::{QueueMode, QueueSettings, Sale, Secret};
-use crate::stock::queue::{Pace, QueueState};
+use crate::config::{QueueMode, QueueSettings, Sale};
+use crate::ground::Secret;
+use crate::queue::store::{Pace, QueueState};
 
 /// Where a visitor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -54,6 +54,8 @@ pub use lock::JournalLock;
 pub use writer::Appended;
 use writer::{Line, Shared};
 
+use crate::config::Fsync;
+
 /// The journal's file name inside the store directory.
 const JOURNAL_FILE: &str = "journal";
 /// Where a compacted journal is written before it replaces [`JOURNAL_FILE`].
@@ -65,21 +67,6 @@ const LOCK_FILE: &str = "lock";
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How often a waiting [`Journal::lock`] tries again.
 const LOCK_POLL: Duration = Duration::from_millis(50);
-
-/// When appended records reach the disk (like Redis's appendfsync).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Fsync {
-    /// Acknowledge after the record's batch is written and fsynced: nothing acknowledged is
-    /// lost, even on power loss.
-    Always,
-    /// Acknowledge after the write; fsync at most once a second. Power loss can lose about the
-    /// last second of acknowledged records.
-    #[default]
-    Everysec,
-    /// Acknowledge after the write and leave flushing to the OS.
-    No,
-}
 
 /// One journal record. Serialized as one JSON object per line (serde, tagged by "op").
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -27,11 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 
-use super::journal::{Appended, Fsync, Journal, Record};
+use super::journal::{Appended, Journal, Record};
 use super::{
     Attempt, Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
 };
-use crate::clock::now_ms;
+use crate::config::Fsync;
+use crate::ground::clock::now_ms;
 
 /// The unit one user holds.
 #[derive(Debug, Clone)]

@@ -12,8 +12,6 @@
 //! differently per store, as [`StockStore::settled_by`] says: on Redis by the order backend's
 //! ledger consumer, on the embedded store by the edge asking the origin (`checkout::settle`).
 //!
-//! [`queue::QueueStore`] holds the waiting rooms of sales with a `queue:` beside their stock.
-//!
 //! [`keys::SaleKeys`] names a sale's state in a store; [`single_use::SingleUse`], a small trait
 //! of its own, remembers which captchas were used.
 
@@ -22,7 +20,6 @@ pub mod breaker;
 pub mod journal;
 pub mod keys;
 pub mod memory;
-pub mod queue;
 pub mod redis;
 pub mod single_use;
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 
 use super::{SaleKeys, StoreError};
-use crate::logging::Throttle;
+use crate::ground::logging::Throttle;
 
 /// Remembers which captchas were used.
 #[async_trait]

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::signing::decimal;
+use crate::ground::signing::decimal;
 
 /// Leading zero bits of a hash.
 pub fn leading_zero_bits(hash: &[u8]) -> u32 {

@@ -2,7 +2,7 @@
 //! one wrong refused.
 
 use super::*;
-use crate::signing::pass_token;
+use crate::ground::signing::pass_token;
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -22,6 +22,8 @@ use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use crate::stock::redis::limits::Push;
+
 /// Independent locks, so that requests of different keys rarely wait for each other.
 const SHARDS: usize = 64;
 
@@ -46,14 +48,6 @@ impl Entry {
             others: 0,
         }
     }
-}
-
-/// What a sync sends for one key: this edge's new requests in `window`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Push {
-    pub key: Box<str>,
-    pub window: u64,
-    pub delta: u64,
 }
 
 /// The entries of the keys one lock covers.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use flashgate::config::Secret;
+use flashgate::ground::Secret;
 use serde_json::Value;
 
 use super::origin::{self, Orders};

@@ -18,8 +18,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use flashgate::config::Secret;
-use flashgate::signing::verify_origin_signature;
+use flashgate::ground::signing::verify_origin_signature;
+use flashgate::ground::Secret;
 
 /// What the stand-in origin has received.
 #[derive(Default)]
@@ -88,7 +88,7 @@ fn answer(req: &Request<Incoming>, orders: &Orders, edge: &Secret) -> Response<F
             .unwrap_or("")
     };
     let reservation = header("x-flashgate-reservation");
-    let uid = flashgate::uid::from_header(header("x-flashgate-uid")).unwrap_or_default();
+    let uid = flashgate::ground::uid::from_header(header("x-flashgate-uid")).unwrap_or_default();
     let signed = verify_origin_signature(
         edge,
         &uid,

@@ -18,14 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flashgate::clock::now_ms;
+use flashgate::ground::clock::now_ms;
 
 use ::http::{Method, Uri};
 use anyhow::{bail, Context};
 use flashgate::admission::captcha::pow;
 use flashgate::admission::login;
-use flashgate::config::Secret;
-use flashgate::signing::pass_token;
+use flashgate::ground::signing::pass_token;
+use flashgate::ground::Secret;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
@@ -379,7 +379,7 @@ fn outcome_of(body: &[u8]) -> &'static str {
         .ok()
         .and_then(|v| v["outcome"].as_str().map(str::to_string));
     name.and_then(|n| {
-        flashgate::admission::Outcome::ALL
+        flashgate::ground::Outcome::ALL
             .iter()
             .map(|o| o.name())
             .find(|known| *known == n)

@@ -7,8 +7,8 @@
 
 use pingora::proxy::Session;
 
-use crate::admission::Outcome;
 use crate::config::HttpLimits;
+use crate::ground::Outcome;
 
 /// Read the body of the request in `session` (announced as `length` bytes) into the replay
 /// buffer, within `limits.header_timeout`. The refusal when it is not exactly `length` bytes,

@@ -7,10 +7,10 @@ use pingora::proxy::Session;
 
 use super::{Ctx, Edge};
 use crate::admission::client_ip;
-use crate::clock::now_ms;
 use crate::edge::access_log::Line;
 use crate::edge::Live;
-use crate::metrics::Route;
+use crate::ground::clock::now_ms;
+use crate::ground::metrics::Route;
 
 impl Edge {
     /// The client of `session`: its TCP peer, or what `X-Forwarded-For` says when the peer is

@@ -44,12 +44,13 @@ mod status;
 
 use super::routes::{classify, Route as Path};
 use super::{guard, respond, Gateway, Live};
-use crate::admission::{login, BuyRequest, Outcome, Reject};
+use crate::admission::{login, BuyRequest, Reject};
 use crate::checkout::contract::{settlement, Settlement};
 use crate::checkout::{Decision, Forwarded};
-use crate::clock::now_ms;
-use crate::metrics::Route;
-use crate::signing::origin_signature;
+use crate::ground::clock::now_ms;
+use crate::ground::metrics::Route;
+use crate::ground::signing::origin_signature;
+use crate::ground::Outcome;
 use crate::stock::Reservation;
 
 /// Per-request state.
@@ -343,7 +344,7 @@ impl ProxyHttp for Edge {
         upstream.insert_header("host", origin.host.as_str())?;
         upstream.insert_header(
             "x-flashgate-uid",
-            crate::uid::to_header(&reservation.uid).as_ref(),
+            crate::ground::uid::to_header(&reservation.uid).as_ref(),
         )?;
         upstream.insert_header("x-flashgate-product", reservation.product.to_string())?;
         upstream.insert_header("x-flashgate-reservation", reservation.id.as_str())?;

@@ -9,10 +9,11 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Ctx, Edge};
-use crate::admission::{login, Outcome};
-use crate::clock::now_ms;
+use crate::admission::login;
 use crate::edge::{button, challenge, respond, static_files};
-use crate::metrics::Route;
+use crate::ground::clock::now_ms;
+use crate::ground::metrics::Route;
+use crate::ground::Outcome;
 
 impl Edge {
     pub(super) async fn serve_static(

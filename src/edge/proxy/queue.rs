@@ -14,10 +14,10 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{Ctx, Edge};
-use crate::admission::Outcome;
-use crate::clock::now_ms;
 use crate::edge::{challenge, respond};
-use crate::metrics::Route;
+use crate::ground::clock::now_ms;
+use crate::ground::metrics::Route;
+use crate::ground::Outcome;
 use crate::queue::ticket::Ticket;
 use crate::queue::{QueueView, State, Status};
 

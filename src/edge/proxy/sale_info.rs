@@ -10,9 +10,9 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 use super::{Ctx, Edge};
-use crate::admission::Outcome;
 use crate::edge::{challenge, respond, sale_info, static_files};
-use crate::metrics::Route;
+use crate::ground::metrics::Route;
+use crate::ground::Outcome;
 
 impl Edge {
     /// `GET /api/sale?product=ID` (see `sale_info`); counted with the button script, the other

@@ -33,9 +33,9 @@ use pingora::proxy::Session;
 use serde_json::json;
 
 use super::{Ctx, Edge};
-use crate::admission::Outcome;
-use crate::edge::{challenge, respond};
-use crate::metrics::Route;
+use crate::edge::{answer, challenge, respond};
+use crate::ground::metrics::Route;
+use crate::ground::Outcome;
 use crate::stock::{Attempt, Holding};
 
 /// Seconds between two polls of a pending buy.
@@ -97,7 +97,7 @@ impl Edge {
         let poll = POLL_AFTER_S.to_string();
         respond::write(
             session,
-            Outcome::Pending.status(),
+            answer::status(Outcome::Pending),
             &JSON_NO_STORE,
             &[("location", &url), ("retry-after", &poll)],
             Bytes::from(body),
@@ -130,7 +130,7 @@ impl Edge {
         }
         respond::write(
             session,
-            Outcome::Duplicate.status(),
+            answer::status(Outcome::Duplicate),
             &JSON_NO_STORE,
             &[],
             Bytes::from(body.to_string()),

@@ -7,7 +7,8 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Fsync, Journal, JournalError, Record, JOURNAL_FILE, LOCK_FILE, LOCK_POLL, TMP_FILE};
+use super::{Journal, JournalError, Record, JOURNAL_FILE, LOCK_FILE, LOCK_POLL, TMP_FILE};
+use crate::config::Fsync;
 
 /// The journal directory, locked for this process: read it, then start the [`Journal`].
 ///

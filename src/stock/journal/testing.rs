@@ -3,7 +3,8 @@
 use std::fs::{self, File};
 use std::path::Path;
 
-use super::{Fsync, Journal, JOURNAL_FILE};
+use super::{Journal, JOURNAL_FILE};
+use crate::config::Fsync;
 
 impl Journal {
     /// A journal in `dir` whose every write fails (its file is opened read-only), as on a full

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::{Fsync, JournalError};
+use super::JournalError;
+use crate::config::Fsync;
 
 /// `everysec`: the longest a written record stays unsynced.
 pub(super) const SYNC_INTERVAL: Duration = Duration::from_secs(1);

@@ -21,7 +21,8 @@ use redis::{FromRedisValue, RedisError, Script, ScriptInvocation};
 
 use super::super::breaker::Breaker;
 use super::super::StoreError;
-use crate::clock::now_ms;
+use crate::config::Target;
+use crate::ground::clock::now_ms;
 
 /// Failures in a row that open the circuit.
 const BREAKER_THRESHOLD: u32 = 3;
@@ -75,34 +76,6 @@ fn reconnect(e: &StoreError) -> bool {
         .redis()
         .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly));
     demoted || unavailable(e)
-}
-
-/// Where a client connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// One Redis server.
-    Single(String),
-    /// A Redis Cluster, by seed nodes.
-    Cluster(Vec<String>),
-    /// The master the sentinels at `nodes` monitor as `master`.
-    Sentinel {
-        /// The monitored master's name.
-        master: String,
-        /// Sentinel URLs.
-        nodes: Vec<String>,
-    },
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Single(url) => f.write_str(url),
-            Target::Cluster(urls) => write!(f, "cluster [{}]", urls.join(", ")),
-            Target::Sentinel { master, nodes } => {
-                write!(f, "sentinel master {master} [{}]", nodes.join(", "))
-            }
-        }
-    }
 }
 
 #[derive(Clone)]

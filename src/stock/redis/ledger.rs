@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
 
-use super::client::{RedisClient, Target};
+use super::client::RedisClient;
+use crate::config::Target;
 use crate::stock::{Reservation, SaleKeys, StoreError};
 
 /// The consumer group every backend instance joins.

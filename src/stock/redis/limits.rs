@@ -5,9 +5,19 @@
 use redis::pipe;
 
 use super::client::RedisClient;
-use crate::admission::rate::cluster::Push;
 use crate::stock::keys::rate_count;
 use crate::stock::StoreError;
+
+/// What a sync sends for one key: this edge's new requests in `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// The rule's key (an address, a UID, or nothing for a global rule).
+    pub key: Box<str>,
+    /// The window the requests fell in.
+    pub window: u64,
+    /// How many.
+    pub delta: u64,
+}
 
 /// Add `pushes` of rule `rule` (windows of `per_ms`) and return each with its total.
 pub async fn sync_counts(

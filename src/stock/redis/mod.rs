@@ -37,8 +37,8 @@ use super::single_use::SingleUse;
 use super::{
     Attempt, Holding, Reservation, Reserve, SaleKeys, SaleStock, SettledBy, StockStore, StoreError,
 };
-use crate::config::ReplicaWait;
-pub use client::{RedisClient, Target};
+use crate::config::{ReplicaWait, Target};
+pub use client::RedisClient;
 
 /// The edge's stock in Redis.
 pub struct RedisStore {

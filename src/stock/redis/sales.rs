@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::client::{RedisClient, Target};
+use super::client::RedisClient;
 use super::{discard_invocation, read_stock, release_invocation};
+use crate::config::Target;
 use crate::stock::keys::SALES_REGISTRY;
 use crate::stock::{Reservation, SaleKeys, SaleStock, StoreError};
 
