@@ -1,6 +1,6 @@
 //! The answers the edge gives by itself. Each outcome has one fixed HTTP status and one fixed
 //! JSON body (`{"outcome":"<name>"}`), both known at compile time so a reject allocates nothing.
-//! The table is the contract in DESIGN.md; dashboards count by these names.
+//! The table is the contract in README.md ("Outcomes"); dashboards count by these names.
 
 /// Every outcome of a request that the edge answers or forwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
