@@ -45,7 +45,7 @@ enum Command {
         require_secrets: bool,
         /// Take the listening sockets over from the flashgate running on the same port, which
         /// then drains and exits: a new binary or a listener change without refusing a
-        /// connection (README, "Upgrading without a gap").
+        /// connection (docs/reload-and-upgrade.md, "Upgrading without a gap").
         #[arg(long)]
         upgrade: bool,
     },
@@ -437,7 +437,7 @@ fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyho
     for sub in uids {
         if !flashgate::ground::uid::valid(&sub) {
             anyhow::bail!(
-                "UID {sub:?} is outside the UID alphabet (README, \"User ids\"): the edge would refuse its token"
+                "UID {sub:?} is outside the UID alphabet (docs/origin-contract.md, \"User ids\"): the edge would refuse its token"
             );
         }
         let token = login::mint(&config.secrets.login, &sub, exp);

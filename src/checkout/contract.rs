@@ -1,5 +1,5 @@
 //! The origin contract: what the edge does with a reserved unit once its forward is over. It is
-//! the promise between the edge and every origin, written down in the README and followed by
+//! the promise between the edge and every origin, written down in docs/origin-contract.md and followed by
 //! `flashgate-orders`:
 //!
 //! | what the forward came to | the origin's meaning | the unit |

@@ -19,7 +19,7 @@ use flashgate::config::{Captcha, Config, LimitKey, Store};
 
 /// Store calls per second one Redis node takes for one sale, when `store.capacity` does not
 /// say: a sale's keys share one hash slot, so one node (even in a Cluster) serves all of its
-/// reservations. Measured: 17.7 µs of Redis CPU per reserve script (README, "Measured"), that
+/// reservations. Measured: 17.7 µs of Redis CPU per reserve script (docs/performance.md, "The storm alone"), that
 /// is ~56,000 a second on one core before any network I/O; 30,000 leaves room for the I/O and
 /// the ledger's readers.
 pub const REDIS_CALLS_PER_SECOND: u64 = 30_000;

@@ -61,7 +61,7 @@ pub struct FileConfig {
     pub http: FileHttp,
 }
 
-/// `http:` — the public listener's limits on what one client sends (README, "Limits on the
+/// `http:` — the public listener's limits on what one client sends (docs/configuration.md, "Limits on the
 /// public listener").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,7 +87,7 @@ pub struct FileHttp {
     pub h2: FileH2,
 }
 
-/// `http.h2:` — what one HTTP/2 connection may do (README, "Limits on the public listener").
+/// `http.h2:` — what one HTTP/2 connection may do (docs/configuration.md, "Limits on the public listener").
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileH2 {

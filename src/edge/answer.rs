@@ -1,6 +1,6 @@
 //! What the edge answers for each outcome: one fixed HTTP status and one fixed JSON body
 //! (`{"outcome":"<name>"}`), both known at compile time so a reject allocates nothing. The table
-//! is the README's outcome table.
+//! is the outcome table (README.md, "Outcomes").
 
 use crate::ground::Outcome;
 

@@ -1,7 +1,7 @@
 //! Zero-downtime upgrade: a new `flashgate run --upgrade` takes the listening sockets over
 //! from the one running on the same port, through Pingora's upgrade socket.
 //!
-//! The steps (README, "Upgrading without a gap"):
+//! The steps (docs/reload-and-upgrade.md, "Upgrading without a gap"):
 //!
 //! 1. Every running gateway writes its process id to [`pid_file`] (one per public port).
 //! 2. `flashgate run --upgrade` loads and checks its configuration, reads that file, and sends

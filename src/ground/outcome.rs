@@ -1,6 +1,6 @@
 //! What became of a request, by name: the outcome of every request the edge answers or forwards.
-//! The names are the contract of the README's outcome table: JSON bodies carry them and
-//! dashboards count by them. Each outcome's HTTP status and fixed body are the edge's
+//! The names are the contract of the outcome table (README.md, "Outcomes"): JSON bodies carry
+//! them and dashboards count by them. Each outcome's HTTP status and fixed body are the edge's
 //! (`edge::answer`); admission, checkout and metrics know only the names.
 
 /// Every outcome of a request that the edge answers or forwards.

@@ -13,6 +13,7 @@ mod cluster_limits;
 mod config;
 mod dashboards;
 mod demo;
+mod docs_links;
 mod edge_captcha;
 mod edge_sale;
 mod failover;

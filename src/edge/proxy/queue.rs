@@ -1,4 +1,4 @@
-//! The waiting room's routes (the contract is in the README, "Waiting room"):
+//! The waiting room's routes (the contract is in docs/waiting-room.md, "The contract"):
 //!
 //! - `POST /api/queue?product=ID`: join (login and the buy route's address checks), or find
 //!   the place this user holds — one store call;
