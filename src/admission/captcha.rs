@@ -1,6 +1,6 @@
 //! The captcha a sale asks for, checked after the rate limits and before the local sold-out
 //! hint. Pure: no HTTP, no store; the one stateful step — that a challenge or pass is used only
-//! once — is the [`Pass`] this check hands back, which the edge claims in the single-use store
+//! once — is the [`CaptchaPass`] this check hands back, which the edge claims in the single-use store
 //! (`stock::single_use`) after every local check has passed, so a reject never costs a store
 //! round trip.
 //!
@@ -51,7 +51,7 @@ pub struct Challenge {
 
 /// A captcha that checked out and must now be claimed as used, once.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pass {
+pub struct CaptchaPass {
     /// The sale.
     pub product: u64,
     /// Unique key of the challenge or pass (`p:` or `t:` and its id).
@@ -64,10 +64,10 @@ pub struct Pass {
 /// and product: the buy is answered `captcha_required`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("captcha missing, malformed, forged, expired, unworked, or for another user or product")]
-pub struct Refused;
+pub struct CaptchaRefused;
 
 /// One sale's captcha: what it asks for and, for `pow`, the difficulty of its challenges. Held
-/// by the sale (`checkout::Sale`), so a buy finds it with the sale's one lookup.
+/// by the sale (`checkout::Offer`), so a buy finds it with the sale's one lookup.
 pub struct SaleCaptcha {
     mode: Captcha,
     /// Shared with the sale it was carried over from on a reload.
@@ -156,7 +156,7 @@ impl CaptchaCheck {
     /// Check the `X-Captcha` value of a buy by `uid` of `product` (whose sale's captcha is
     /// `sale`) at `now_ms`. `Ok(None)`: the
     /// sale asks for no captcha. `Ok(Some(pass))`: valid; the pass must still be claimed.
-    /// `Err(Refused)`: answer `captcha_required`.
+    /// `Err(CaptchaRefused)`: answer `captcha_required`.
     pub fn check(
         &self,
         sale: &SaleCaptcha,
@@ -164,18 +164,18 @@ impl CaptchaCheck {
         product: u64,
         header: Option<&str>,
         now_ms: u64,
-    ) -> Result<Option<Pass>, Refused> {
+    ) -> Result<Option<CaptchaPass>, CaptchaRefused> {
         match sale.mode {
             Captcha::None => Ok(None),
             Captcha::Pow => {
                 if let Some(d) = &sale.pow {
                     d.observe(now_ms);
                 }
-                self.check_pow(uid, product, header.ok_or(Refused)?, now_ms)
+                self.check_pow(uid, product, header.ok_or(CaptchaRefused)?, now_ms)
                     .map(Some)
             }
             Captcha::Token => self
-                .check_pass(uid, product, header.ok_or(Refused)?, now_ms)
+                .check_pass(uid, product, header.ok_or(CaptchaRefused)?, now_ms)
                 .map(Some),
         }
     }
@@ -186,11 +186,11 @@ impl CaptchaCheck {
         product: u64,
         header: &str,
         now_ms: u64,
-    ) -> Result<Pass, Refused> {
+    ) -> Result<CaptchaPass, CaptchaRefused> {
         if header.len() > MAX_HEADER_BYTES {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
-        let (challenge, nonce) = header.trim().rsplit_once('.').ok_or(Refused)?;
+        let (challenge, nonce) = header.trim().rsplit_once('.').ok_or(CaptchaRefused)?;
         let mut parts = challenge.split('-');
         let (Some(expires), Some(bits), Some(id), Some(mac), None) = (
             parts.next(),
@@ -199,31 +199,31 @@ impl CaptchaCheck {
             parts.next(),
             parts.next(),
         ) else {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         };
         // In the one spelling the edge wrote: `+8` or `08` would be another challenge text
         // under the same MAC.
-        let expires_ms = parse_signed_decimal(expires).ok_or(Refused)?;
+        let expires_ms = parse_signed_decimal(expires).ok_or(CaptchaRefused)?;
         let difficulty = parse_signed_decimal(bits)
             .and_then(|b| u8::try_from(b).ok())
-            .ok_or(Refused)?;
+            .ok_or(CaptchaRefused)?;
         if difficulty > MAX_POW_BITS
             || id.is_empty()
             || id.len() > 40
             || !id.bytes().all(|b| b.is_ascii_hexdigit())
         {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
         let mut given = [0u8; CHALLENGE_MAC_BYTES];
-        hex::decode_to_slice(mac, &mut given).map_err(|_| Refused)?;
+        hex::decode_to_slice(mac, &mut given).map_err(|_| CaptchaRefused)?;
         if now_ms >= expires_ms || expires_ms > now_ms + self.ttl_ms + PASS_SKEW_MS {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
         let expected = challenge_mac(&self.edge, uid, product, expires_ms, difficulty, id);
         if !constant_time_eq(&expected, &given) || !pow::work_ok(challenge, nonce, difficulty) {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
-        Ok(Pass {
+        Ok(CaptchaPass {
             product,
             key: format!("p:{id}"),
             expires_ms,
@@ -236,35 +236,35 @@ impl CaptchaCheck {
         product: u64,
         header: &str,
         now_ms: u64,
-    ) -> Result<Pass, Refused> {
-        let secret = self.token_secret.as_ref().ok_or(Refused)?;
+    ) -> Result<CaptchaPass, CaptchaRefused> {
+        let secret = self.token_secret.as_ref().ok_or(CaptchaRefused)?;
         if header.len() > MAX_HEADER_BYTES {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
         let mut parts = header.trim().split('-');
         let (Some(expires), Some(id), Some(mac), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         };
-        let expires_ms = parse_signed_decimal(expires).ok_or(Refused)?;
+        let expires_ms = parse_signed_decimal(expires).ok_or(CaptchaRefused)?;
         if id.is_empty()
             || id.len() > MAX_PASS_ID_BYTES
             || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
         let mut given = [0u8; 32];
-        hex::decode_to_slice(mac, &mut given).map_err(|_| Refused)?;
+        hex::decode_to_slice(mac, &mut given).map_err(|_| CaptchaRefused)?;
         // A pass living longer than a challenge could outlive its entry in the single-use set.
         if now_ms >= expires_ms || expires_ms > now_ms + self.ttl_ms + PASS_SKEW_MS {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
         let expected = pass_mac(secret, uid, product, expires_ms, id);
         if !constant_time_eq(&expected, &given) {
-            return Err(Refused);
+            return Err(CaptchaRefused);
         }
-        Ok(Pass {
+        Ok(CaptchaPass {
             product,
             key: format!("t:{id}"),
             expires_ms,

@@ -11,14 +11,12 @@ use std::fmt;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
+use hmac::Mac;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
-use sha2::Sha256;
 
+use crate::ground::signing::HmacSha256;
 use crate::ground::Secret;
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// `base64url({"alg":"HS256","typ":"JWT"})`, the header nearly every issuer writes.
 const USUAL_HEADER: &[u8] = b"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
@@ -30,7 +28,7 @@ const STACK_CLAIMS: usize = 1024;
 /// Why a token is refused. Callers treat every reason alike (the client is not logged in);
 /// the reasons exist for tests and for anyone debugging a login service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
+pub enum TokenRefused {
     /// Not three base64url parts, or a part that is not base64url.
     #[error("not a JWT")]
     Malformed,
@@ -74,26 +72,32 @@ impl Hs256 {
 
     /// The subject of `token` if it is signed with this secret, names HS256, and is valid at
     /// `now_secs` give or take `leeway_secs`.
-    pub fn verify(&self, token: &str, now_secs: u64, leeway_secs: u64) -> Result<String, Refused> {
+    pub fn verify(
+        &self,
+        token: &str,
+        now_secs: u64,
+        leeway_secs: u64,
+    ) -> Result<String, TokenRefused> {
         let bytes = token.as_bytes();
-        let dot2 = memrchr(b'.', bytes).ok_or(Refused::Malformed)?;
+        let dot2 = memrchr(b'.', bytes).ok_or(TokenRefused::Malformed)?;
         let (message, signature) = (&bytes[..dot2], &bytes[dot2 + 1..]);
         let dot1 = message
             .iter()
             .position(|&b| b == b'.')
-            .ok_or(Refused::Malformed)?;
+            .ok_or(TokenRefused::Malformed)?;
         let (header, claims) = (&message[..dot1], &message[dot1 + 1..]);
 
         if signature.len() != SIGNATURE_CHARS {
-            return Err(Refused::Signature);
+            return Err(TokenRefused::Signature);
         }
         let mut mac = [0u8; 32];
         URL_SAFE_NO_PAD
             .decode_slice(signature, &mut mac)
-            .map_err(|_| Refused::Malformed)?;
+            .map_err(|_| TokenRefused::Malformed)?;
         let mut hmac = self.keyed.clone();
         hmac.update(message);
-        hmac.verify_slice(&mac).map_err(|_| Refused::Signature)?;
+        hmac.verify_slice(&mac)
+            .map_err(|_| TokenRefused::Signature)?;
 
         if header != USUAL_HEADER {
             check_header(header)?;
@@ -103,29 +107,29 @@ impl Hs256 {
         let json: &[u8] = if claims.len() / 4 * 3 + 3 <= STACK_CLAIMS {
             let n = URL_SAFE_NO_PAD
                 .decode_slice(claims, &mut stack)
-                .map_err(|_| Refused::Malformed)?;
+                .map_err(|_| TokenRefused::Malformed)?;
             &stack[..n]
         } else {
             heap = URL_SAFE_NO_PAD
                 .decode(claims)
-                .map_err(|_| Refused::Malformed)?;
+                .map_err(|_| TokenRefused::Malformed)?;
             &heap
         };
         // An object, not the array serde would also read positionally into the struct.
         if json.trim_ascii_start().first() != Some(&b'{') {
-            return Err(Refused::Claims);
+            return Err(TokenRefused::Claims);
         }
-        let claims: Claims<'_> = serde_json::from_slice(json).map_err(|_| Refused::Claims)?;
-        let exp = claims.exp.ok_or(Refused::NoExpiry)?.0;
+        let claims: Claims<'_> = serde_json::from_slice(json).map_err(|_| TokenRefused::Claims)?;
+        let exp = claims.exp.ok_or(TokenRefused::NoExpiry)?.0;
         if exp < now_secs.saturating_sub(leeway_secs) {
-            return Err(Refused::Expired);
+            return Err(TokenRefused::Expired);
         }
         if let Some(Seconds(nbf)) = claims.nbf {
             if nbf > now_secs.saturating_add(leeway_secs) {
-                return Err(Refused::NotYetValid);
+                return Err(TokenRefused::NotYetValid);
             }
         }
-        match claims.sub.ok_or(Refused::NoSubject)? {
+        match claims.sub.ok_or(TokenRefused::NoSubject)? {
             Subject::Text(s) => Ok(s.into_owned()),
             Subject::Number(n) => Ok(n),
         }
@@ -163,7 +167,7 @@ fn memrchr(needle: u8, haystack: &[u8]) -> Option<usize> {
 }
 
 /// A header other than the usual bytes: JSON whose `alg` is `HS256`.
-fn check_header(header: &[u8]) -> Result<(), Refused> {
+fn check_header(header: &[u8]) -> Result<(), TokenRefused> {
     #[derive(Deserialize)]
     struct Header<'a> {
         #[serde(borrow)]
@@ -171,16 +175,17 @@ fn check_header(header: &[u8]) -> Result<(), Refused> {
     }
     let mut buf = [0u8; 256];
     if header.len() / 4 * 3 + 3 > buf.len() {
-        return Err(Refused::Algorithm);
+        return Err(TokenRefused::Algorithm);
     }
     let n = URL_SAFE_NO_PAD
         .decode_slice(header, &mut buf)
-        .map_err(|_| Refused::Malformed)?;
-    let parsed: Header<'_> = serde_json::from_slice(&buf[..n]).map_err(|_| Refused::Algorithm)?;
+        .map_err(|_| TokenRefused::Malformed)?;
+    let parsed: Header<'_> =
+        serde_json::from_slice(&buf[..n]).map_err(|_| TokenRefused::Algorithm)?;
     if parsed.alg == "HS256" {
         Ok(())
     } else {
-        Err(Refused::Algorithm)
+        Err(TokenRefused::Algorithm)
     }
 }
 
@@ -301,7 +306,11 @@ mod tests {
             "not json",
         ] {
             let t = token(header, r#"{"sub":"u","exp":1800000060}"#, KEY);
-            assert_eq!(j.verify(&t, NOW, 5), Err(Refused::Algorithm), "{header}");
+            assert_eq!(
+                j.verify(&t, NOW, 5),
+                Err(TokenRefused::Algorithm),
+                "{header}"
+            );
         }
     }
 
@@ -321,36 +330,45 @@ mod tests {
             Ok("u")
         );
         assert_eq!(ok(r#"{"sub":"u","exp":1799999995}"#).as_deref(), Ok("u"));
-        assert_eq!(ok(r#"{"sub":"u","exp":1799999994}"#), Err(Refused::Expired));
-        assert_eq!(ok(r#"{"sub":"u"}"#), Err(Refused::NoExpiry));
-        assert_eq!(ok(r#"{"sub":"u","exp":null}"#), Err(Refused::NoExpiry));
+        assert_eq!(
+            ok(r#"{"sub":"u","exp":1799999994}"#),
+            Err(TokenRefused::Expired)
+        );
+        assert_eq!(ok(r#"{"sub":"u"}"#), Err(TokenRefused::NoExpiry));
+        assert_eq!(ok(r#"{"sub":"u","exp":null}"#), Err(TokenRefused::NoExpiry));
         assert_eq!(ok(r#"{"sub":"u","exp":1.8e9}"#).as_deref(), Ok("u"));
         assert_eq!(
             ok(r#"{"sub":"u","exp":1799999994.4}"#),
-            Err(Refused::Expired)
+            Err(TokenRefused::Expired)
         );
-        assert_eq!(ok(r#"{"sub":"u","exp":-1}"#), Err(Refused::Claims));
+        assert_eq!(ok(r#"{"sub":"u","exp":-1}"#), Err(TokenRefused::Claims));
         assert_eq!(
             ok(r#"{"sub":"u","exp":"1800000000"}"#),
-            Err(Refused::Claims)
+            Err(TokenRefused::Claims)
         );
-        assert_eq!(ok(r#"{"exp":1800000000}"#), Err(Refused::NoSubject));
-        assert_eq!(ok(r#"{"sub":1.5,"exp":1800000000}"#), Err(Refused::Claims));
-        assert_eq!(ok(r#"{"sub":true,"exp":1800000000}"#), Err(Refused::Claims));
+        assert_eq!(ok(r#"{"exp":1800000000}"#), Err(TokenRefused::NoSubject));
+        assert_eq!(
+            ok(r#"{"sub":1.5,"exp":1800000000}"#),
+            Err(TokenRefused::Claims)
+        );
+        assert_eq!(
+            ok(r#"{"sub":true,"exp":1800000000}"#),
+            Err(TokenRefused::Claims)
+        );
         assert_eq!(
             ok(r#"{"sub":"u","sub":"v","exp":1800000000}"#),
-            Err(Refused::Claims)
+            Err(TokenRefused::Claims)
         );
         assert_eq!(
             ok(r#"{"sub":"u","exp":1800000100,"nbf":1800000006}"#),
-            Err(Refused::NotYetValid)
+            Err(TokenRefused::NotYetValid)
         );
         assert_eq!(
             ok(r#"{"sub":"u","exp":1800000100,"nbf":1800000005}"#).as_deref(),
             Ok("u")
         );
-        assert_eq!(ok("[]"), Err(Refused::Claims));
-        assert_eq!(ok(r#"["u",1800000000]"#), Err(Refused::Claims));
+        assert_eq!(ok("[]"), Err(TokenRefused::Claims));
+        assert_eq!(ok(r#"["u",1800000000]"#), Err(TokenRefused::Claims));
         let long = format!(
             r#"{{"sub":"u","exp":1800000000,"pad":"{}"}}"#,
             "x".repeat(4000)
@@ -372,7 +390,7 @@ mod tests {
             r#"{"sub":"u","exp":1800000000}"#,
             b"another key",
         );
-        assert_eq!(j.verify(&other, NOW, 5), Err(Refused::Signature));
+        assert_eq!(j.verify(&other, NOW, 5), Err(TokenRefused::Signature));
         let (message, _) = good.rsplit_once('.').unwrap();
         for bad in [
             format!("{message}."),

@@ -69,7 +69,7 @@ pub struct Admitted {
     /// The logged-in user.
     pub uid: String,
     /// The captcha to claim as used before reserving (sales with `captcha: pow | token`).
-    pub pass: Option<captcha::Pass>,
+    pub pass: Option<captcha::CaptchaPass>,
 }
 
 /// A request turned away, and why.
@@ -218,7 +218,7 @@ impl Admission {
         sale_captcha: &SaleCaptcha,
         req: &BuyRequest<'_>,
         uid: &str,
-    ) -> Result<Option<captcha::Pass>, Reject> {
+    ) -> Result<Option<captcha::CaptchaPass>, Reject> {
         if self.blocklist.blocks_uid(uid) {
             return Err(Outcome::Blacklisted.into());
         }

@@ -25,7 +25,7 @@ pub struct SaleGate {
     /// Shared with the gate of the same product it was carried over from on a reload.
     sold_out_until_ms: Arc<AtomicU64>,
     /// The waiting room's pass check, for a sale with a `queue:`.
-    pub queue: Option<crate::queue::pass::QueuePass>,
+    pub queue: Option<crate::queue::pass::PassCheck>,
 }
 
 impl SaleGate {
@@ -53,7 +53,7 @@ impl SaleGate {
             sold_out_until_ms: previous
                 .filter(|p| p.product == sale.product)
                 .map_or_else(Default::default, |p| Arc::clone(&p.sold_out_until_ms)),
-            queue: crate::queue::pass::QueuePass::of(sale, edge),
+            queue: crate::queue::pass::PassCheck::of(sale, edge),
         }
     }
 

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! edge: facts from the headers ──► Checkout::buy(facts)
-//!     product known? (catalog Bloom filter, then the one Sale lookup)
+//!     product known? (catalog Bloom filter, then the one Offer lookup)
 //!     admission (window, path token, login, blocklist, limits, captcha, queue pass,
 //!     sold-out hint)
 //!     claim the captcha (captcha sales only) ─► reserve(sale, uid)
@@ -13,7 +13,7 @@
 //!     keep │ return │ defer (ledger consumer on Redis; ask the origin on the embedded store)
 //! ```
 //!
-//! - [`sale`]: one [`Sale`] per product holds everything a request for it needs.
+//! - [`offer`]: one [`Offer`] per product on sale holds everything a request for it needs.
 //! - [`contract`]: the origin contract — which forward outcomes keep, return or defer a unit.
 //! - [`settle`]: applying it, and the embedded store's settlement by asking the origin.
 //!
@@ -21,7 +21,7 @@
 //! settlement questions.
 
 pub mod contract;
-pub mod sale;
+pub mod offer;
 pub mod settle;
 
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ use crate::stock::single_use::SingleUse;
 use crate::stock::{Attempt, Holding, Reservation, Reserve, StockStore, StoreError};
 
 pub use contract::Forwarded;
-pub use sale::Sale;
+pub use offer::Offer;
 pub use settle::{LookupError, OriginLookup};
 
 /// What the checkout decided about a buy.
@@ -105,7 +105,7 @@ pub enum BuildError {
 /// Sales, checks and stock: everything a buy needs.
 pub struct Checkout {
     products: ProductFilter,
-    sales: HashMap<u64, Sale>,
+    sales: HashMap<u64, Offer>,
     admission: Admission,
     store: Arc<dyn StockStore>,
     single_use: Arc<dyn SingleUse>,
@@ -195,7 +195,7 @@ impl Checkout {
             .sales
             .iter()
             .map(|s| {
-                let sale = Sale::carrying(
+                let sale = Offer::carrying(
                     s,
                     &config.secrets.edge,
                     config.sold_out_hint,
@@ -225,7 +225,7 @@ impl Checkout {
     }
 
     /// The sale of `product`, if the product is in the catalog and on sale here.
-    pub fn sale(&self, product: u64) -> Option<&Sale> {
+    pub fn sale(&self, product: u64) -> Option<&Offer> {
         if !self.products.may_contain(product) {
             return None;
         }
@@ -233,7 +233,7 @@ impl Checkout {
     }
 
     /// Every sale.
-    pub fn sales(&self) -> impl Iterator<Item = &Sale> {
+    pub fn sales(&self) -> impl Iterator<Item = &Offer> {
         self.sales.values()
     }
 
@@ -259,7 +259,7 @@ impl Checkout {
     /// on.
     pub async fn holding(
         &self,
-        sale: &Sale,
+        sale: &Offer,
         uid: &str,
         attempt: Option<&Attempt>,
     ) -> Result<Holding, StoreError> {
@@ -309,7 +309,7 @@ impl Checkout {
     }
 
     /// The store's part of an admitted buy: claim its captcha, reserve a unit.
-    async fn take(&self, sale: &Sale, request: &BuyRequest<'_>, admitted: &Admitted) -> Decision {
+    async fn take(&self, sale: &Offer, request: &BuyRequest<'_>, admitted: &Admitted) -> Decision {
         if let Some(pass) = &admitted.pass {
             // The captcha's single use: a store call, made only once every local check passed.
             let started = Instant::now();

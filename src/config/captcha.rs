@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 use super::schema::{Captcha, FileConfig};
 use super::{Secret, MIN_SECRET_BYTES};
@@ -47,7 +47,7 @@ impl CaptchaSettings {
     /// Resolve `captcha:` and check the sales that ask for a captcha against it. `others` are the
     /// login and edge secrets, which the token secret must differ from.
     pub(super) fn resolve(
-        cx: &Ctx,
+        cx: &Reading,
         file: &FileConfig,
         others: [&Secret; 2],
     ) -> Result<CaptchaSettings, ConfigError> {

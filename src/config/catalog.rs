@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::{ConfigError, Position};
 use super::schema::FileConfig;
 use super::values::IdRange;
@@ -128,7 +128,7 @@ impl Catalog {
     }
 }
 
-pub(super) fn resolve_catalog(cx: &Ctx, file: &FileConfig) -> Result<Catalog, ConfigError> {
+pub(super) fn resolve_catalog(cx: &Reading, file: &FileConfig) -> Result<Catalog, ConfigError> {
     let fpr = file.catalog.false_positive_rate;
     if !(fpr > 0.0 && fpr < 0.5) {
         return Err(cx.err(

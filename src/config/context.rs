@@ -14,16 +14,16 @@ use super::{Environment, Secret, MIN_SECRET_BYTES};
 
 /// One file being resolved: errors are placed by the path of the value they are about
 /// (`sales[0].ends_at`), and `${NAME}` is looked up in `env`.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct Reading<'a> {
     file: &'a Path,
     loc: &'a Locations,
     env: &'a dyn Environment,
 }
 
-impl<'a> Ctx<'a> {
+impl<'a> Reading<'a> {
     /// Resolve values of `file`, whose positions are `loc`, against `env`.
     pub(crate) fn new(file: &'a Path, loc: &'a Locations, env: &'a dyn Environment) -> Self {
-        Ctx { file, loc, env }
+        Reading { file, loc, env }
     }
 
     /// An error at the value at `path` (or its nearest parent that is in the file).

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 use super::schema::{FileConfig, FileHttp, LimitKey, LimitScope, StoreKind};
 use super::{H2Limits, HttpLimits, Limit, Scope};
@@ -27,7 +27,7 @@ const MAX_BODY_BYTES: u64 = 64 * 1024;
 /// defaults to `max_header_bytes` plus this for each of `max_header_count` fields.
 const H2_FIELD_OVERHEAD: usize = 32;
 
-pub(super) fn resolve_http(cx: &Ctx, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
+pub(super) fn resolve_http(cx: &Reading, http: &FileHttp) -> Result<HttpLimits, ConfigError> {
     let at_least = |key: &str, value: u64, least: u64, most: u64| {
         if value < least || value > most {
             Err(cx.err(
@@ -121,7 +121,7 @@ const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_millis(500);
 /// The shortest sync interval: each sync is one pipeline per rule.
 const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
-pub(super) fn resolve_limits(cx: &Ctx, file: &FileConfig) -> Result<Vec<Limit>, ConfigError> {
+pub(super) fn resolve_limits(cx: &Reading, file: &FileConfig) -> Result<Vec<Limit>, ConfigError> {
     let mut names = HashSet::new();
     let mut limits = Vec::with_capacity(file.limits.len());
     for (i, l) in file.limits.iter().enumerate() {

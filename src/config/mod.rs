@@ -91,7 +91,7 @@ pub struct Config {
     /// Which rate-limit headers a `429` carries.
     pub rate_limit_headers: RateLimitHeaders,
     /// The access log, if one is configured.
-    pub access_log: Option<AccessLog>,
+    pub access_log: Option<AccessLogSettings>,
     /// Bearer token of `POST /admin/reload`; without one, only SIGHUP reloads.
     pub admin_token: Option<Secret>,
     /// HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN); None: plain HTTP/1.1.
@@ -136,7 +136,7 @@ pub struct H2Limits {
 
 /// `access_log:` resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessLog {
+pub struct AccessLogSettings {
     /// Where the lines go.
     pub target: LogTarget,
     /// The routes logged.

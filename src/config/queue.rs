@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 use super::schema::{FileQueue, QueueMode};
 
@@ -36,7 +36,11 @@ pub const DEFAULT_STOCK_MULTIPLE: u64 = 2;
 pub const MAX_ADMIT_PER_SECOND: u64 = 1_000_000;
 
 /// Resolve `sales[index].queue`.
-pub(crate) fn resolve(cx: &Ctx, index: usize, q: &FileQueue) -> Result<QueueSettings, ConfigError> {
+pub(crate) fn resolve(
+    cx: &Reading,
+    index: usize,
+    q: &FileQueue,
+) -> Result<QueueSettings, ConfigError> {
     let at = |key: &str| format!("sales[{index}].queue.{key}");
     if q.admit_per_second == 0 || q.admit_per_second > MAX_ADMIT_PER_SECOND {
         return Err(cx.err(

@@ -4,7 +4,7 @@
 //! `redis | cluster | sentinel` are read by this one function, so they accept and refuse the
 //! same things with the same words.
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 use super::schema::FileSentinel;
 use crate::config::Target;
@@ -22,7 +22,7 @@ pub(crate) struct RedisKeys<'a> {
 /// The target the keys name, `${NAME}`s expanded; None when none is given. Two given is an
 /// error, shown at the later of them; an empty cluster or sentinel list, or an empty master
 /// name, too.
-pub(crate) fn redis_target(cx: &Ctx, keys: &RedisKeys) -> Result<Option<Target>, ConfigError> {
+pub(crate) fn redis_target(cx: &Reading, keys: &RedisKeys) -> Result<Option<Target>, ConfigError> {
     let RedisKeys {
         prefix,
         url_key,

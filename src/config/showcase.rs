@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 
 /// The most characters of a `title`.
@@ -39,7 +39,7 @@ pub enum Image {
 
 /// Check the showcase fields of `sales[index]`; `static_dir` is where image paths must exist.
 pub(crate) fn resolve(
-    cx: &Ctx,
+    cx: &Reading,
     index: usize,
     title: Option<&str>,
     price: Option<&str>,

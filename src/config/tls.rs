@@ -16,7 +16,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::{ConfigError, TlsError};
 use super::schema::FileTls;
 use super::Timestamp;
@@ -194,7 +194,7 @@ fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 
 /// Resolve `tls:`: both files read and checked; an error points at the value naming the file
 /// it is about.
-pub(super) fn resolve(cx: &Ctx, file: &Option<FileTls>) -> Result<Option<Tls>, ConfigError> {
+pub(super) fn resolve(cx: &Reading, file: &Option<FileTls>) -> Result<Option<Tls>, ConfigError> {
     let Some(tls) = file else {
         return Ok(None);
     };

@@ -9,14 +9,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 
 use super::captcha::CaptchaSettings;
-use super::context::Ctx;
+use super::context::Reading;
 use super::error::ConfigError;
 use super::locate::Locations;
 use super::redis_target::RedisKeys;
 use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
 use super::{
-    AccessLog, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret, Secrets,
-    Store,
+    AccessLogSettings, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret,
+    Secrets, Store,
 };
 use crate::config::Target;
 
@@ -34,7 +34,7 @@ pub fn resolve(
     loc: &Locations,
     env: &dyn Environment,
 ) -> Result<Config, ConfigError> {
-    let cx = Ctx::new(file_path, loc, env);
+    let cx = Reading::new(file_path, loc, env);
     if file.threads == 0 {
         return Err(cx.err("threads", "threads must be at least 1"));
     }
@@ -107,7 +107,10 @@ pub fn resolve(
 /// The most lines an access log may hold back for its writer (each is a few hundred bytes).
 const MAX_ACCESS_LOG_BUFFER: usize = 1 << 22;
 
-fn resolve_access_log(cx: &Ctx, file: &FileConfig) -> Result<Option<AccessLog>, ConfigError> {
+fn resolve_access_log(
+    cx: &Reading,
+    file: &FileConfig,
+) -> Result<Option<AccessLogSettings>, ConfigError> {
     let Some(log) = &file.access_log else {
         return Ok(None);
     };
@@ -140,7 +143,7 @@ fn resolve_access_log(cx: &Ctx, file: &FileConfig) -> Result<Option<AccessLog>, 
             ),
         ));
     }
-    Ok(Some(AccessLog {
+    Ok(Some(AccessLogSettings {
         target,
         routes,
         buffer: log.buffer,
@@ -152,7 +155,7 @@ fn resolve_access_log(cx: &Ctx, file: &FileConfig) -> Result<Option<AccessLog>, 
 /// (and the binaries warn loudly); with one set and the other not, the deployment is
 /// half-configured and refused, naming what is missing, rather than sign with a public key.
 fn resolve_secrets(
-    cx: &Ctx,
+    cx: &Reading,
     file: &FileConfig,
 ) -> Result<(Secret, Secret, Vec<&'static str>), ConfigError> {
     let login = cx.secret("secrets.login", &file.secrets.login)?;
@@ -179,7 +182,7 @@ fn resolve_secrets(
     }
 }
 
-fn half_configured(cx: &Ctx, path: &str, missing: &str, set: &str) -> ConfigError {
+fn half_configured(cx: &Reading, path: &str, missing: &str, set: &str) -> ConfigError {
     cx.err(
         path,
         format!(
@@ -189,7 +192,7 @@ fn half_configured(cx: &Ctx, path: &str, missing: &str, set: &str) -> ConfigErro
     )
 }
 
-fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
+fn resolve_origin(cx: &Reading, file: &FileConfig) -> Result<Origin, ConfigError> {
     let url = cx.required("origin.url", &file.origin.url)?;
     let uri: http::Uri = url.parse().map_err(|e| {
         cx.err(
@@ -239,7 +242,7 @@ fn resolve_origin(cx: &Ctx, file: &FileConfig) -> Result<Origin, ConfigError> {
     })
 }
 
-fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
+fn resolve_store(cx: &Reading, store: &FileStore) -> Result<Store, ConfigError> {
     let timeout = store.timeout.0;
     if store.capacity == Some(0) {
         return Err(cx.err(
@@ -268,7 +271,7 @@ fn resolve_store(cx: &Ctx, store: &FileStore) -> Result<Store, ConfigError> {
 }
 
 /// `store.url`, `store.cluster` or `store.sentinel`: exactly one.
-fn redis_target(cx: &Ctx, store: &FileStore) -> Result<Target, ConfigError> {
+fn redis_target(cx: &Reading, store: &FileStore) -> Result<Target, ConfigError> {
     let keys = RedisKeys {
         prefix: "store.",
         url_key: "url",
@@ -285,7 +288,7 @@ fn redis_target(cx: &Ctx, store: &FileStore) -> Result<Target, ConfigError> {
 }
 
 /// `store.wait`, checked: at least one replica, a timeout above zero and within the store's.
-fn replica_wait(cx: &Ctx, store: &FileStore) -> Result<Option<ReplicaWait>, ConfigError> {
+fn replica_wait(cx: &Reading, store: &FileStore) -> Result<Option<ReplicaWait>, ConfigError> {
     let Some(wait) = &store.wait else {
         return Ok(None);
     };
@@ -310,7 +313,11 @@ fn replica_wait(cx: &Ctx, store: &FileStore) -> Result<Option<ReplicaWait>, Conf
     }))
 }
 
-fn resolve_sales(cx: &Ctx, file: &FileConfig, catalog: &Catalog) -> Result<Vec<Sale>, ConfigError> {
+fn resolve_sales(
+    cx: &Reading,
+    file: &FileConfig,
+    catalog: &Catalog,
+) -> Result<Vec<Sale>, ConfigError> {
     let mut seen = HashSet::new();
     let mut sales = Vec::with_capacity(file.sales.len());
     for (i, s) in file.sales.iter().enumerate() {

@@ -23,7 +23,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use prometheus::IntCounter;
 use serde::Serialize;
 
-use crate::config::{AccessLog as Settings, LogRoute, LogTarget};
+use crate::config::{AccessLogSettings, LogRoute, LogTarget};
 use crate::ground::metrics::Route;
 use crate::ground::Outcome;
 
@@ -115,7 +115,7 @@ fn route_of(r: LogRoute) -> Route {
 impl AccessLog {
     /// Open the log `settings` describe and start its writer thread; dropped lines are counted
     /// in `dropped`.
-    pub fn open(settings: &Settings, dropped: IntCounter) -> Result<Self, AccessLogError> {
+    pub fn open(settings: &AccessLogSettings, dropped: IntCounter) -> Result<Self, AccessLogError> {
         let out: Box<dyn Write + Send> = match &settings.target {
             LogTarget::Stdout => Box::new(io::stdout()),
             LogTarget::File(path) => Box::new(
@@ -247,7 +247,7 @@ mod tests {
     #[test]
     fn only_the_routes_named_are_logged() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = Settings {
+        let settings = AccessLogSettings {
             target: LogTarget::File(dir.path().join("access.log")),
             routes: vec![LogRoute::Buy, LogRoute::Challenge],
             buffer: 16,

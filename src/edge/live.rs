@@ -11,7 +11,7 @@ use pingora::upstreams::peer::HttpPeer;
 use super::rate_headers::RateHeaders;
 use super::sale_info::SaleInfo;
 use super::static_files::StaticFiles;
-use super::BuildError;
+use super::GatewayError;
 use crate::checkout::Checkout;
 use crate::config::Config;
 
@@ -33,7 +33,7 @@ pub struct Live {
 
 impl Live {
     /// Everything `config` decides around `checkout` (built from the same configuration).
-    pub fn build(config: Config, checkout: Checkout) -> Result<Self, BuildError> {
+    pub fn build(config: Config, checkout: Checkout) -> Result<Self, GatewayError> {
         let static_files = StaticFiles::load(&config.static_dir)?;
         let sale_info = SaleInfo::build(&config.sales, &static_files);
         let origin = origin_peer(&config);

@@ -74,7 +74,7 @@ pub use reload::{ReloadError, Reloaded};
 
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
-pub enum BuildError {
+pub enum GatewayError {
     /// The checkout (blocklist, catalog) could not be built.
     #[error(transparent)]
     Checkout(#[from] crate::checkout::BuildError),
@@ -122,17 +122,17 @@ pub struct Gateway {
 impl Gateway {
     /// Assemble the gateway from `config`, with the store the configuration names (opening
     /// the embedded store's journal, when it has one).
-    pub fn build(config: Config) -> Result<Self, BuildError> {
+    pub fn build(config: Config) -> Result<Self, GatewayError> {
         Self::build_waiting(config, crate::stock::journal::LOCK_WAIT)
     }
 
     /// [`Gateway::build`] for an upgrade: the journal's lock is waited for as long as the old
     /// process may take to hand over and drain ([`upgrade::LOCK_WAIT`]).
-    pub fn build_for_upgrade(config: Config) -> Result<Self, BuildError> {
+    pub fn build_for_upgrade(config: Config) -> Result<Self, GatewayError> {
         Self::build_waiting(config, upgrade::LOCK_WAIT)
     }
 
-    fn build_waiting(config: Config, lock_wait: std::time::Duration) -> Result<Self, BuildError> {
+    fn build_waiting(config: Config, lock_wait: std::time::Duration) -> Result<Self, GatewayError> {
         let redis = |target: &Target, timeout, wait| {
             let store = Arc::new(RedisStore::new(target.clone(), timeout).waiting(wait));
             (
@@ -186,7 +186,7 @@ impl Gateway {
     /// Assemble the gateway from `config` to look at, without opening its store: the journal
     /// of `store.path` belongs to the running gateway, and `flashgate check` must neither wait
     /// for its lock nor rewrite it.
-    pub fn inspect(config: Config) -> Result<Self, BuildError> {
+    pub fn inspect(config: Config) -> Result<Self, GatewayError> {
         let store = MemoryStore::new(config.sales.iter().map(|s| (s.product, s.stock)));
         let used = MemorySingleUse::new(1);
         Self::with_stores(config, Arc::new(store), Arc::new(used))
@@ -197,7 +197,7 @@ impl Gateway {
         config: Config,
         store: Arc<dyn StockStore>,
         single_use: Arc<dyn SingleUse>,
-    ) -> Result<Self, BuildError> {
+    ) -> Result<Self, GatewayError> {
         let metrics = Arc::new(Metrics::new()?);
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);

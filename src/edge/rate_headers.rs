@@ -38,7 +38,7 @@ pub const MAX_HEADERS: usize = 6;
 
 /// The header lines of one refusal, formatted; see [`RateHeaders::refusal`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal<'a> {
+pub struct LimitedHeaders<'a> {
     /// `Retry-After`, in seconds.
     pub retry_after: String,
     /// `RateLimit` (draft), if sent.
@@ -49,7 +49,7 @@ pub struct Refusal<'a> {
     pub legacy: Option<[String; 3]>,
 }
 
-impl Refusal<'_> {
+impl LimitedHeaders<'_> {
     /// Write the headers as (name, value) pairs into `out`, in the order they are sent, and
     /// say how many there are.
     pub fn pairs<'s>(&'s self, out: &mut [(&'static str, &'s str); MAX_HEADERS]) -> usize {
@@ -116,7 +116,7 @@ impl RateHeaders {
 
     /// The headers for `limited`, with `jitter` (0 to 1) placing `Retry-After` within its
     /// spread; the edge passes [`jitter`].
-    pub fn refusal(&self, limited: &RateLimited, jitter: f64) -> Refusal<'_> {
+    pub fn refusal(&self, limited: &RateLimited, jitter: f64) -> LimitedHeaders<'_> {
         let reset = limited.reset_secs.max(1);
         let draft = matches!(self.mode, RateLimitHeaders::Draft | RateLimitHeaders::Both);
         let legacy = matches!(self.mode, RateLimitHeaders::Legacy | RateLimitHeaders::Both);
@@ -127,7 +127,7 @@ impl RateHeaders {
             ),
             _ => (None, None),
         };
-        Refusal {
+        LimitedHeaders {
             retry_after: retry_after(reset, jitter).to_string(),
             ratelimit,
             policy,

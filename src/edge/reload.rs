@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::live::Live;
-use super::{BuildError, Gateway};
+use super::{Gateway, GatewayError};
 use crate::config::locate::Locations;
 use crate::config::{read, Config, ConfigError, ProcessEnv, Store};
 use crate::stock::SaleKeys;
@@ -44,13 +44,13 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     /// What the file names (blocklist, catalog, static files) does not load.
     #[error(transparent)]
-    Build(#[from] BuildError),
+    Build(#[from] GatewayError),
     /// The reload's work stopped before it was done.
     #[error("the reload did not finish: {0}")]
     Interrupted(String),
 }
 
-struct Prepared {
+struct Staged {
     live: Live,
     text: String,
     changed: Vec<&'static str>,
@@ -99,7 +99,7 @@ impl Gateway {
             .await
             .map_err(|e| ReloadError::Interrupted(e.to_string()))??;
         let warnings = check_sales(&old, &prepared).await?;
-        let Prepared {
+        let Staged {
             live,
             changed,
             restart_needed,
@@ -115,15 +115,15 @@ impl Gateway {
 }
 
 /// Read, check and build the new configuration next to `old`.
-fn prepare(old: &Live) -> Result<Prepared, ReloadError> {
+fn prepare(old: &Live) -> Result<Staged, ReloadError> {
     let file = &old.config.file;
     let text = read::text(file)?;
     let mut config = Config::parse(file, &text, &ProcessEnv)?;
     let restart_needed = pin(&old.config, &mut config);
     let changed = changes(&old.config, &config);
-    let checkout = old.checkout.rebuild(&config).map_err(BuildError::from)?;
+    let checkout = old.checkout.rebuild(&config).map_err(GatewayError::from)?;
     let live = Live::build(config, checkout)?;
-    Ok(Prepared {
+    Ok(Staged {
         live,
         text,
         changed,
@@ -261,7 +261,7 @@ fn changes(old: &Config, new: &Config) -> Vec<&'static str> {
 
 /// The new sales against the store: a sale the embedded store does not hold refuses the
 /// reload (it takes new sales only at a start); the rest is worth a warning.
-async fn check_sales(old: &Live, new: &Prepared) -> Result<Vec<String>, ReloadError> {
+async fn check_sales(old: &Live, new: &Staged) -> Result<Vec<String>, ReloadError> {
     let config = &new.live.config;
     let embedded = matches!(config.store, Store::Memory { .. });
     let store = new.live.checkout.store();

@@ -8,7 +8,7 @@ use crate::ground::signing::parse_decimal;
 
 /// A classified request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
+pub enum Endpoint<'a> {
     /// `GET /`: the sale page.
     Index,
     /// `GET /static/<rest>`: a file of static_dir (`rest` still percent-encoded).
@@ -39,80 +39,80 @@ pub enum Route<'a> {
 }
 
 /// Classify `method` and `path` (the path without the query).
-pub fn classify<'a>(method: &Method, path: &'a str) -> Route<'a> {
+pub fn classify<'a>(method: &Method, path: &'a str) -> Endpoint<'a> {
     let readable = method == Method::GET || method == Method::HEAD;
     if path == "/" {
         return if readable {
-            Route::Index
+            Endpoint::Index
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if let Some(rest) = path.strip_prefix("/static/") {
         return if readable {
-            Route::Static(rest)
+            Endpoint::Static(rest)
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if let Some(rest) = path.strip_prefix("/sale/") {
         let Some(product) = rest.strip_suffix("/button.js").and_then(parse_decimal) else {
-            return Route::NotFound;
+            return Endpoint::NotFound;
         };
         return if readable {
-            Route::Button(product)
+            Endpoint::Button(product)
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if path == "/api/challenge" {
         return if readable {
-            Route::Challenge
+            Endpoint::Challenge
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if path == "/api/sale" {
         return if readable {
-            Route::SaleInfo
+            Endpoint::SaleInfo
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if path == "/api/queue" {
         return if readable {
-            Route::Queue(false)
+            Endpoint::Queue(false)
         } else if method == Method::POST {
-            Route::Queue(true)
+            Endpoint::Queue(true)
         } else {
-            Route::WrongMethod("GET, HEAD, POST")
+            Endpoint::WrongMethod("GET, HEAD, POST")
         };
     }
     if path == "/api/buy/status" {
         return if readable {
-            Route::BuyStatus
+            Endpoint::BuyStatus
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if path == "/api/queue/draw" {
         return if readable {
-            Route::QueueDraw
+            Endpoint::QueueDraw
         } else {
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         };
     }
     if let Some(rest) = path.strip_prefix("/buy/") {
         if method != Method::POST {
-            return Route::WrongMethod("POST");
+            return Endpoint::WrongMethod("POST");
         }
         let (product, token) = rest.split_once('/').unwrap_or((rest, ""));
-        return Route::Buy {
+        return Endpoint::Buy {
             product: parse_decimal(product),
             token,
         };
     }
-    Route::NotFound
+    Endpoint::NotFound
 }
 
 #[cfg(test)]
@@ -121,73 +121,85 @@ mod tests {
 
     #[test]
     fn classifies_every_route() {
-        assert_eq!(classify(&Method::GET, "/"), Route::Index);
+        assert_eq!(classify(&Method::GET, "/"), Endpoint::Index);
         assert_eq!(
             classify(&Method::GET, "/static/a/b.css"),
-            Route::Static("a/b.css")
+            Endpoint::Static("a/b.css")
         );
         assert_eq!(
             classify(&Method::GET, "/sale/42/button.js"),
-            Route::Button(42)
+            Endpoint::Button(42)
         );
-        assert_eq!(classify(&Method::GET, "/sale/x/button.js"), Route::NotFound);
+        assert_eq!(
+            classify(&Method::GET, "/sale/x/button.js"),
+            Endpoint::NotFound
+        );
         assert_eq!(
             classify(&Method::POST, "/buy/42/abc"),
-            Route::Buy {
+            Endpoint::Buy {
                 product: Some(42),
                 token: "abc"
             }
         );
         assert_eq!(
             classify(&Method::POST, "/buy/zz"),
-            Route::Buy {
+            Endpoint::Buy {
                 product: None,
                 token: ""
             }
         );
         assert_eq!(
             classify(&Method::GET, "/buy/42/abc"),
-            Route::WrongMethod("POST")
+            Endpoint::WrongMethod("POST")
         );
         assert_eq!(
             classify(&Method::POST, "/"),
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         );
-        assert_eq!(classify(&Method::GET, "/etc/passwd"), Route::NotFound);
+        assert_eq!(classify(&Method::GET, "/etc/passwd"), Endpoint::NotFound);
         // Found by the property tests (tests/properties): a sign was read as part of the id.
         assert_eq!(
             classify(&Method::POST, "/buy/+42/abc"),
-            Route::Buy {
+            Endpoint::Buy {
                 product: None,
                 token: "abc"
             }
         );
         assert_eq!(
             classify(&Method::GET, "/sale/+0/button.js"),
-            Route::NotFound
+            Endpoint::NotFound
         );
-        assert_eq!(classify(&Method::GET, "/api/challenge"), Route::Challenge);
-        assert_eq!(classify(&Method::HEAD, "/api/sale"), Route::SaleInfo);
+        assert_eq!(
+            classify(&Method::GET, "/api/challenge"),
+            Endpoint::Challenge
+        );
+        assert_eq!(classify(&Method::HEAD, "/api/sale"), Endpoint::SaleInfo);
         assert_eq!(
             classify(&Method::POST, "/api/sale"),
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         );
-        assert_eq!(classify(&Method::GET, "/api/sale/"), Route::NotFound);
-        assert_eq!(classify(&Method::GET, "/api/queue"), Route::Queue(false));
-        assert_eq!(classify(&Method::POST, "/api/queue"), Route::Queue(true));
+        assert_eq!(classify(&Method::GET, "/api/sale/"), Endpoint::NotFound);
+        assert_eq!(classify(&Method::GET, "/api/queue"), Endpoint::Queue(false));
+        assert_eq!(classify(&Method::POST, "/api/queue"), Endpoint::Queue(true));
         assert_eq!(
             classify(&Method::DELETE, "/api/queue"),
-            Route::WrongMethod("GET, HEAD, POST")
+            Endpoint::WrongMethod("GET, HEAD, POST")
         );
-        assert_eq!(classify(&Method::GET, "/api/queue/draw"), Route::QueueDraw);
-        assert_eq!(classify(&Method::GET, "/api/buy/status"), Route::BuyStatus);
+        assert_eq!(
+            classify(&Method::GET, "/api/queue/draw"),
+            Endpoint::QueueDraw
+        );
+        assert_eq!(
+            classify(&Method::GET, "/api/buy/status"),
+            Endpoint::BuyStatus
+        );
         assert_eq!(
             classify(&Method::POST, "/api/buy/status"),
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         );
         assert_eq!(
             classify(&Method::POST, "/api/challenge"),
-            Route::WrongMethod("GET, HEAD")
+            Endpoint::WrongMethod("GET, HEAD")
         );
     }
 }

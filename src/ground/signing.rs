@@ -30,7 +30,8 @@ use subtle::ConstantTimeEq;
 
 use crate::ground::Secret;
 
-type HmacSha256 = Hmac<Sha256>;
+/// HMAC-SHA256, the one MAC of everything signed here.
+pub type HmacSha256 = Hmac<Sha256>;
 
 /// Hex characters of the sale path token (128 bits).
 pub const SALE_TOKEN_HEX: usize = 32;

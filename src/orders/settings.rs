@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::context::Ctx;
+use crate::config::context::Reading;
 use crate::config::locate::Locations;
 use crate::config::redis_target::{redis_target, RedisKeys};
 use crate::config::Target;
@@ -142,7 +142,7 @@ pub fn resolve_with(flags: Overrides, env: &dyn Environment) -> Result<Settings,
         None => {
             // No file: an error (a short FLASHGATE_EDGE_SECRET) has nowhere better to point.
             let nowhere = Locations::default();
-            let cx = Ctx::new(Path::new("(flags)"), &nowhere, env);
+            let cx = Reading::new(Path::new("(flags)"), &nowhere, env);
             settle(&cx, OrdersFile::default(), flags)
         }
     }
@@ -157,12 +157,12 @@ pub fn parse(
     env: &dyn Environment,
 ) -> Result<Settings, ConfigError> {
     let (file, locations) = read::parse::<OrdersFile>(path, text)?;
-    let cx = Ctx::new(path, &locations, env);
+    let cx = Reading::new(path, &locations, env);
     settle(&cx, file, flags)
 }
 
 /// The file's values under the flags, with the defaults for what neither gives.
-fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, ConfigError> {
+fn settle(cx: &Reading, file: OrdersFile, flags: Overrides) -> Result<Settings, ConfigError> {
     let written = file.edge_secret.as_deref().unwrap_or(DEFAULT_EDGE_SECRET);
     let (edge_secret, development_secret) =
         cx.secret_or_development("edge_secret", written, DEV_EDGE_SECRET)?;
@@ -204,7 +204,7 @@ fn settle(cx: &Ctx, file: OrdersFile, flags: Overrides) -> Result<Settings, Conf
 /// The file's `redis`, `cluster` or `sentinel` (one at most, read as the edge reads its
 /// `store`; `redis://127.0.0.1:6379` when none is given).
 fn file_target(
-    cx: &Ctx,
+    cx: &Reading,
     redis: Option<String>,
     cluster: Option<Vec<String>>,
     sentinel: Option<FileSentinel>,
@@ -241,7 +241,7 @@ pub fn sentinel_flag(flag: &str) -> Result<Target, String> {
 /// A duration of at least a second (`default_secs` when unset): a zero `retry_for` would
 /// dead-letter on the first blip, a zero `claim_idle` make instances steal each other's work.
 fn at_least(
-    cx: &Ctx,
+    cx: &Reading,
     path: &str,
     value: Option<HumanDuration>,
     default_secs: u64,

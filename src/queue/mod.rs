@@ -27,7 +27,7 @@ use parking_lot::RwLock;
 use crate::config::Sale;
 use crate::ground::Secret;
 use crate::queue::store::QueueStore;
-pub use view::{QueueView, State, Status};
+pub use view::{PollAnswer, QueueView, State};
 
 /// Every queued sale's view, and the store their queues live in.
 pub struct Queues {

@@ -8,14 +8,14 @@ use crate::config::Sale;
 use crate::ground::{Outcome, Secret};
 
 /// The pass check of one queued sale.
-pub struct QueuePass {
+pub struct PassCheck {
     signer: Signer,
 }
 
-impl QueuePass {
+impl PassCheck {
     /// The check of `sale`, if it has a queue.
     pub fn of(sale: &Sale, edge: &Secret) -> Option<Self> {
-        sale.queue.map(|_| QueuePass {
+        sale.queue.map(|_| PassCheck {
             signer: Signer::new(edge, sale.product, sale.starts_at.unix_millis()),
         })
     }
@@ -47,7 +47,7 @@ mod tests {
             showcase: Default::default(),
             queue: None,
         };
-        assert!(QueuePass::of(&sale, &edge).is_none(), "no queue, no check");
+        assert!(PassCheck::of(&sale, &edge).is_none(), "no queue, no check");
         sale.queue = Some(QueueSettings {
             mode: QueueMode::Fifo,
             prequeue: Duration::from_secs(60),
@@ -55,7 +55,7 @@ mod tests {
             pass_ttl: Duration::from_secs(60),
             stock_multiple: 2,
         });
-        let check = QueuePass::of(&sale, &edge).unwrap();
+        let check = PassCheck::of(&sale, &edge).unwrap();
         let place = Place {
             kind: Kind::Pre,
             number: 1,

@@ -46,7 +46,7 @@ impl State {
 
 /// A poll's answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Status {
+pub struct PollAnswer {
     /// Where the visitor stands.
     pub state: State,
     /// Visitors ahead not yet let through (0 once admitted).
@@ -193,10 +193,10 @@ impl QueueView {
     }
 
     /// Where the holder of `place` stands at `now_ms`.
-    pub fn status(&self, place: Place, now_ms: u64) -> Status {
+    pub fn status(&self, place: Place, now_ms: u64) -> PollAnswer {
         let k = self.known.read();
         let rate = self.settings.admit_per_second.max(1);
-        let mut status = Status {
+        let mut status = PollAnswer {
             state: State::Waiting,
             position: 0,
             eta_s: 0,

@@ -35,7 +35,7 @@ impl Fixture {
         product: u64,
         header: Option<&str>,
         now: u64,
-    ) -> Result<Option<Pass>, Refused> {
+    ) -> Result<Option<CaptchaPass>, CaptchaRefused> {
         self.check
             .check(&self.sales[&product], uid, product, header, now)
     }
@@ -149,12 +149,12 @@ fn refuses_missing_forged_foreign_expired_and_unworked() {
         };
         assert_eq!(
             c.check(uid, product, header.as_deref(), now),
-            Err(Refused),
+            Err(CaptchaRefused),
             "{what} must be refused"
         );
     }
     let huge = format!("{}.{}", "1".repeat(300), 1);
-    assert_eq!(c.check("alice", 2, Some(&huge), NOW), Err(Refused));
+    assert_eq!(c.check("alice", 2, Some(&huge), NOW), Err(CaptchaRefused));
 }
 
 #[test]
@@ -166,7 +166,10 @@ fn a_challenge_from_another_edge_secret_is_refused() {
     };
     let foreign = Fixture::new(&settings, &Secret::new(vec![1u8; 32]), &[(2, Captcha::Pow)]);
     let ch = foreign.issue("alice", 2, NOW).unwrap();
-    assert_eq!(c.check("alice", 2, Some(&solved(&ch)), NOW), Err(Refused));
+    assert_eq!(
+        c.check("alice", 2, Some(&solved(&ch)), NOW),
+        Err(CaptchaRefused)
+    );
 }
 
 #[test]
@@ -189,7 +192,7 @@ fn a_signed_number_in_another_spelling_is_refused() {
         });
         assert_eq!(
             c.check("alice", 2, Some(&header), NOW),
-            Err(Refused),
+            Err(CaptchaRefused),
             "{respelt}"
         );
     }
@@ -198,7 +201,7 @@ fn a_signed_number_in_another_spelling_is_refused() {
     for respelt in [format!("+{good}"), format!("0{good}")] {
         assert_eq!(
             c.check("bob", 3, Some(&respelt), NOW),
-            Err(Refused),
+            Err(CaptchaRefused),
             "{respelt}"
         );
     }
@@ -242,7 +245,7 @@ fn pass_tokens_are_checked_like_challenges() {
     ] {
         assert_eq!(
             c.check(uid, product, header.as_deref(), now),
-            Err(Refused),
+            Err(CaptchaRefused),
             "{what}"
         );
     }

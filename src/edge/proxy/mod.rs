@@ -42,7 +42,7 @@ mod queue;
 mod sale_info;
 mod status;
 
-use super::routes::{classify, Route as Path};
+use super::routes::{classify, Endpoint};
 use super::{guard, respond, Gateway, Live};
 use crate::admission::{login, BuyRequest, Reject};
 use crate::checkout::contract::{settlement, Settlement};
@@ -249,13 +249,13 @@ impl ProxyHttp for Edge {
         // Borrow the path from an owned copy of the URI: the session is needed mutably below.
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
-        let path = classify(&method, uri.path());
+        let endpoint = classify(&method, uri.path());
         let http = ctx.live.config.http;
         // For the next request on this connection: how long it may idle, and that pipelined
         // requests are answered in order (RFC 9112 §9.3.2) rather than dropped.
         session.set_keepalive(Some(http.keepalive_secs));
         session.set_pipelining_enabled(true);
-        let buy = matches!(path, Path::Buy { .. });
+        let buy = matches!(endpoint, Endpoint::Buy { .. });
         let has_body = !session.is_body_empty();
         let length = guard::content_length(session.req_header());
         let mut refusal = guard::refuse(
@@ -277,22 +277,22 @@ impl ProxyHttp for Edge {
             session.set_keepalive(None);
             return self.answer(session, ctx, refusal).await;
         }
-        match path {
-            Path::Index => self.serve_static(session, ctx, "index.html").await,
-            Path::Static(rest) => self.serve_static(session, ctx, rest).await,
-            Path::Button(product) => self.serve_button(session, ctx, product).await,
-            Path::Challenge => self.serve_challenge(session, ctx, uri.query()).await,
-            Path::SaleInfo => self.serve_sale_info(session, ctx, uri.query()).await,
-            Path::Queue(join) => self.serve_queue(session, ctx, uri.query(), join).await,
-            Path::QueueDraw => self.serve_draw(session, ctx, uri.query()).await,
-            Path::BuyStatus => self.serve_buy_status(session, ctx, uri.query()).await,
-            Path::Buy { product, token } => self.buy(session, ctx, product, token).await,
-            Path::WrongMethod(allow) => {
+        match endpoint {
+            Endpoint::Index => self.serve_static(session, ctx, "index.html").await,
+            Endpoint::Static(rest) => self.serve_static(session, ctx, rest).await,
+            Endpoint::Button(product) => self.serve_button(session, ctx, product).await,
+            Endpoint::Challenge => self.serve_challenge(session, ctx, uri.query()).await,
+            Endpoint::SaleInfo => self.serve_sale_info(session, ctx, uri.query()).await,
+            Endpoint::Queue(join) => self.serve_queue(session, ctx, uri.query(), join).await,
+            Endpoint::QueueDraw => self.serve_draw(session, ctx, uri.query()).await,
+            Endpoint::BuyStatus => self.serve_buy_status(session, ctx, uri.query()).await,
+            Endpoint::Buy { product, token } => self.buy(session, ctx, product, token).await,
+            Endpoint::WrongMethod(allow) => {
                 ctx.outcome = Outcome::MethodNotAllowed;
                 respond::outcome(session, Outcome::MethodNotAllowed, &[("allow", allow)]).await?;
                 Ok(true)
             }
-            Path::NotFound => self.answer(session, ctx, Outcome::NotFound).await,
+            Endpoint::NotFound => self.answer(session, ctx, Outcome::NotFound).await,
         }
     }
 

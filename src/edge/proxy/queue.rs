@@ -19,7 +19,7 @@ use crate::ground::clock::now_ms;
 use crate::ground::metrics::Route;
 use crate::ground::Outcome;
 use crate::queue::ticket::Ticket;
-use crate::queue::{QueueView, State, Status};
+use crate::queue::{PollAnswer, QueueView, State};
 
 const JSON_NO_STORE: [(&str, &str); 2] = [
     ("content-type", "application/json"),
@@ -27,7 +27,7 @@ const JSON_NO_STORE: [(&str, &str); 2] = [
 ];
 
 /// When the visitor should ask again, in seconds.
-fn poll_after_s(status: &Status, now_ms: u64) -> u64 {
+fn poll_after_s(status: &PollAnswer, now_ms: u64) -> u64 {
     match status.state {
         State::Waiting => (status.eta_s / 4).clamp(1, 30),
         State::Admitted => status
@@ -41,7 +41,7 @@ fn poll_after_s(status: &Status, now_ms: u64) -> u64 {
 }
 
 /// The JSON answer for `ticket`'s holder.
-fn body(view: &QueueView, uid: &str, ticket: &Ticket, status: &Status, now_ms: u64) -> String {
+fn body(view: &QueueView, uid: &str, ticket: &Ticket, status: &PollAnswer, now_ms: u64) -> String {
     let mut v = json!({
         "state": status.state.name(),
         "position": status.position,

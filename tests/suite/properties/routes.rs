@@ -4,7 +4,7 @@
 //! sign, no spaces, nothing else.
 
 use flashgate::edge::challenge::product_param;
-use flashgate::edge::routes::{classify, Route};
+use flashgate::edge::routes::{classify, Endpoint};
 use http::Method;
 use proptest::prelude::*;
 
@@ -80,29 +80,29 @@ proptest! {
         let route = classify(&method, &path);
         let expected = if path == "/" || path == "/api/challenge" || path.starts_with("/static/") {
             if !readable {
-                Route::WrongMethod("GET, HEAD")
+                Endpoint::WrongMethod("GET, HEAD")
             } else if path == "/" {
-                Route::Index
+                Endpoint::Index
             } else if path == "/api/challenge" {
-                Route::Challenge
+                Endpoint::Challenge
             } else {
-                Route::Static(&path["/static/".len()..])
+                Endpoint::Static(&path["/static/".len()..])
             }
         } else if let Some(rest) = path.strip_prefix("/sale/") {
             match rest.strip_suffix("/button.js").and_then(decimal) {
-                None => Route::NotFound,
-                Some(_) if !readable => Route::WrongMethod("GET, HEAD"),
-                Some(product) => Route::Button(product),
+                None => Endpoint::NotFound,
+                Some(_) if !readable => Endpoint::WrongMethod("GET, HEAD"),
+                Some(product) => Endpoint::Button(product),
             }
         } else if let Some(rest) = path.strip_prefix("/buy/") {
             if method != Method::POST {
-                Route::WrongMethod("POST")
+                Endpoint::WrongMethod("POST")
             } else {
                 let (product, token) = rest.split_once('/').unwrap_or((rest, ""));
-                Route::Buy { product: decimal(product), token }
+                Endpoint::Buy { product: decimal(product), token }
             }
         } else {
-            Route::NotFound
+            Endpoint::NotFound
         };
         prop_assert_eq!(route, expected, "{} {:?}", method, path);
     }
@@ -115,7 +115,7 @@ proptest! {
         let path = format!("/buy/{product}/{token}");
         prop_assert_eq!(
             classify(&Method::POST, &path),
-            Route::Buy { product: Some(product), token: &token }
+            Endpoint::Buy { product: Some(product), token: &token }
         );
     }
 

@@ -13,7 +13,7 @@ use flashgate::admission::rate::RateLimiter;
 use flashgate::admission::sale::SaleGate;
 use flashgate::admission::{Admission, BuyRequest};
 use flashgate::config::{Captcha, CaptchaSettings, Sale, Timestamp};
-use flashgate::edge::routes::{classify, Route};
+use flashgate::edge::routes::{classify, Endpoint};
 use flashgate::ground::signing::{sale_path_token, SALE_TOKEN_HEX};
 use flashgate::ground::Outcome;
 use flashgate::ground::Secret;
@@ -93,7 +93,7 @@ proptest! {
         let g = gate(product, starts, length, &edge_secret());
         let path = g.buy_path();
         match classify(&Method::POST, &path) {
-            Route::Buy { product: Some(p), token } => {
+            Endpoint::Buy { product: Some(p), token } => {
                 prop_assert_eq!(p, product);
                 prop_assert!(g.token_matches(token));
             }

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use crate::admission::captcha::SaleCaptcha;
 use crate::admission::sale::SaleGate;
-use crate::config::{CaptchaSettings, Sale as SaleConfig};
+use crate::config::{CaptchaSettings, Sale};
 use crate::ground::Secret;
 use crate::stock::SaleKeys;
 
 /// A configured sale, ready for buys.
-pub struct Sale {
+pub struct Offer {
     /// Window, buy-path token, sold-out hint.
     pub gate: SaleGate,
     /// The captcha it asks for.
@@ -21,29 +21,24 @@ pub struct Sale {
     pub keys: SaleKeys,
 }
 
-impl Sale {
+impl Offer {
     /// Prepare `config`'s sale: its token from the `edge` secret, its sold-out `hint`, its
     /// captcha from `captcha`.
-    pub fn new(
-        config: &SaleConfig,
-        edge: &Secret,
-        hint: Duration,
-        captcha: &CaptchaSettings,
-    ) -> Self {
+    pub fn new(config: &Sale, edge: &Secret, hint: Duration, captcha: &CaptchaSettings) -> Self {
         Self::carrying(config, edge, hint, captcha, None)
     }
 
-    /// [`Sale::new`] for a reload: what the running sale of the same product knows — its
+    /// [`Offer::new`] for a reload: what the running sale of the same product knows — its
     /// sold-out hint, and its proof-of-work difficulty if those settings did not change —
     /// carries over from `previous`. (Its stock and buyers are the store's: nothing to carry.)
     pub fn carrying(
-        config: &SaleConfig,
+        config: &Sale,
         edge: &Secret,
         hint: Duration,
         captcha: &CaptchaSettings,
-        previous: Option<&Sale>,
+        previous: Option<&Offer>,
     ) -> Self {
-        Sale {
+        Offer {
             gate: SaleGate::carrying(config, edge, hint, previous.map(|p| &p.gate)),
             captcha: SaleCaptcha::carrying(config.captcha, captcha, previous.map(|p| &p.captcha)),
             keys: SaleKeys::of(config.product),
