@@ -15,6 +15,7 @@
 //!
 //! | layer | modules | what it owns |
 //! |---|---|---|
+//! | root | [`root`] | the composition root: the stores the configuration names, opened; the gateway assembled; each warning, given once |
 //! | edge | [`edge`] | the Pingora services: routing, the proxy phases, the admin listener, reload and upgrade; moves bytes, decides no buy |
 //! | checkout | [`checkout`] | a buy's whole life: admission, captcha claim, reserve, settling the unit by the origin contract |
 //! | admission, orders | [`admission`], [`orders`] | one small module per check of a buy, each a pure function, no HTTP; the order backend (API, database, ledger consumer, payment timeout, reconcile) |
@@ -35,4 +36,5 @@ pub mod edge;
 pub mod ground;
 pub mod orders;
 pub mod queue;
+pub mod root;
 pub mod stock;

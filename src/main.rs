@@ -18,9 +18,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flashgate::admission::login;
 use flashgate::config::{Config, IdRange};
-use flashgate::edge::{self, Gateway};
+use flashgate::{edge, root};
 
-use cli::{demo, probe, stock, storm, summary, warnings};
+use cli::{demo, probe, stock, storm, summary};
 
 #[derive(Parser)]
 #[command(
@@ -288,46 +288,28 @@ fn serve(config: &std::path::Path, require_secrets: bool, upgrade: bool) -> anyh
                 config.secrets.development.join(", ")
             );
         }
-        warn_development_secrets(&config);
     }
     // The sockets first (in an upgrade, from the running process), then the store: the
     // embedded store's journal is free only once that process has drained.
     let prepared = edge::prepare(&config, upgrade)?;
-    let gateway = if upgrade {
-        Gateway::build_for_upgrade(config)?
+    let opening = if upgrade {
+        root::Opening::Upgrade
     } else {
-        Gateway::build(config)?
+        root::Opening::Start
     };
-    for w in risks(&gateway) {
-        // The development secrets have their banner and an undurable store its own warning.
-        if !matches!(
-            w.kind,
-            warnings::Kind::DevelopmentSecrets | warnings::Kind::NotDurable
-        ) {
-            tracing::warn!("{}", w.text);
-        }
+    let gateway = root::gateway(config, opening)?;
+    for w in root::risks(&gateway) {
+        w.log();
     }
     edge::run(prepared, gateway)
-}
-
-/// What `check` warns about, for `gateway`'s configuration now, on this machine.
-fn risks(gateway: &Gateway) -> Vec<warnings::Warning> {
-    let live = gateway.live();
-    let (_, ips, nets) = live.checkout.admission().blocklist().counts();
-    warnings::warnings(
-        &live.config,
-        ips + nets,
-        SystemTime::now(),
-        warnings::machine_memory(),
-    )
 }
 
 /// `flashgate check`: the summary, and with `--probe-origin` the probe's verdict.
 fn check(config: &std::path::Path, probe_origin: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(config)?;
-    let gateway = Gateway::inspect(config)?;
+    let gateway = root::inspected(config)?;
     print!("{}", summary::summary(&gateway.live()));
-    let found = risks(&gateway);
+    let found = root::risks(&gateway);
     if found.is_empty() {
         println!("  warnings    none");
     } else {
@@ -410,16 +392,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting a runtime")
-}
-
-fn warn_development_secrets(config: &Config) {
-    let bar = "!".repeat(78);
-    tracing::warn!(
-        "\n{bar}\n!! DEVELOPMENT SECRETS IN USE ({}): anyone can mint logins and forge sale paths.\n\
-         !! Set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET (32+ bytes each) before a real sale,\n\
-         !! and start with --require-secrets so this can never happen unnoticed.\n{bar}",
-        config.secrets.development.join(", ")
-    );
 }
 
 fn mint_tokens(config: &Config, uid: &str, prefix: &str, ttl: Duration) -> anyhow::Result<()> {

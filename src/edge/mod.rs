@@ -58,14 +58,10 @@ use pingora::services::background::GenBackgroundService;
 use pingora::services::listening::Service;
 
 use crate::checkout::Checkout;
-use crate::config::Target;
-use crate::config::{Config, Store};
+use crate::config::Config;
 use crate::ground::metrics::Metrics;
-use crate::queue::store::memory::MemoryQueue;
-use crate::queue::store::redis::RedisQueue;
-use crate::stock::memory::MemoryStore;
-use crate::stock::redis::{RedisClient, RedisStore};
-use crate::stock::single_use::{MemorySingleUse, SingleUse};
+use crate::queue::store::QueueStore;
+use crate::stock::single_use::SingleUse;
 use crate::stock::{StockStore, StoreError};
 
 pub use live::Live;
@@ -96,9 +92,16 @@ pub enum GatewayError {
 /// sale page) leave in one send.
 const WRITE_BUFFER_BYTES: usize = 4096;
 
-/// How long `flashgate-orders` accepts a signed forward; `settle_after` should outlast it.
-const ORIGIN_SIGNATURE_WINDOW: std::time::Duration =
-    std::time::Duration::from_millis(crate::ground::signing::FORWARD_FRESH_MS);
+/// The stores a gateway works over, opened from the configuration's `store:` by the
+/// composition root (`crate::root`).
+pub struct Stores {
+    /// Where stock lives.
+    pub stock: Arc<dyn StockStore>,
+    /// Where used captchas are remembered.
+    pub single_use: Arc<dyn SingleUse>,
+    /// Where the waiting rooms live.
+    pub queue: Arc<dyn QueueStore>,
+}
 
 /// Everything the listeners share, held in an `Arc`: what the configuration decides ([`Live`],
 /// swapped whole by a reload) and what outlives any one configuration (metrics, access log).
@@ -120,98 +123,22 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Assemble the gateway from `config`, with the store the configuration names (opening
-    /// the embedded store's journal, when it has one).
-    pub fn build(config: Config) -> Result<Self, GatewayError> {
-        Self::build_waiting(config, crate::stock::journal::LOCK_WAIT)
-    }
-
-    /// [`Gateway::build`] for an upgrade: the journal's lock is waited for as long as the old
-    /// process may take to hand over and drain ([`upgrade::LOCK_WAIT`]).
-    pub fn build_for_upgrade(config: Config) -> Result<Self, GatewayError> {
-        Self::build_waiting(config, upgrade::LOCK_WAIT)
-    }
-
-    fn build_waiting(config: Config, lock_wait: std::time::Duration) -> Result<Self, GatewayError> {
-        let redis = |target: &Target, timeout, wait| {
-            let store = Arc::new(RedisStore::new(target.clone(), timeout).waiting(wait));
-            (
-                store.clone() as Arc<dyn StockStore>,
-                store as Arc<dyn SingleUse>,
-            )
-        };
-        let (store, single_use) = match &config.store {
-            Store::Memory { path, fsync } => {
-                let sales = config.sales.iter().map(|s| (s.product, s.stock));
-                let origin = &config.origin;
-                if origin.settle_after < origin.timeout + ORIGIN_SIGNATURE_WINDOW {
-                    tracing::warn!(
-                        settle_after = ?origin.settle_after,
-                        "origin.settle_after is shorter than origin.timeout plus the 30 s in which \
-                         flashgate-orders accepts a signed forward: the edge may ask the origin \
-                         about a forward it can still accept"
-                    );
-                }
-                let store = match path {
-                    Some(dir) => MemoryStore::open_waiting(sales, dir, *fsync, lock_wait)?,
-                    None => {
-                        tracing::warn!(
-                            "store.path is not set: the embedded store keeps the sale in memory only, \
-                             and a restart sells every unit again; set store.path for a durable sale"
-                        );
-                        MemoryStore::new(sales)
-                    }
-                };
-                let used = MemorySingleUse::new(config.captcha.single_use_capacity);
-                (
-                    Arc::new(store) as Arc<dyn StockStore>,
-                    Arc::new(used) as Arc<dyn SingleUse>,
-                )
-            }
-            Store::Redis {
-                target,
-                timeout,
-                wait,
-            } => redis(target, *timeout, *wait),
-        };
-        let access_log = config.access_log.clone();
-        let mut gateway = Self::with_stores(config, store, single_use)?;
-        if let Some(settings) = &access_log {
-            let dropped = gateway.metrics.access_log_dropped.clone();
-            gateway.access_log = Some(access_log::AccessLog::open(settings, dropped)?);
-        }
-        Ok(gateway)
-    }
-
-    /// Assemble the gateway from `config` to look at, without opening its store: the journal
-    /// of `store.path` belongs to the running gateway, and `flashgate check` must neither wait
-    /// for its lock nor rewrite it.
-    pub fn inspect(config: Config) -> Result<Self, GatewayError> {
-        let store = MemoryStore::new(config.sales.iter().map(|s| (s.product, s.stock)));
-        let used = MemorySingleUse::new(1);
-        Self::with_stores(config, Arc::new(store), Arc::new(used))
-    }
-
-    /// Assemble the gateway from `config` around existing stock and single-use stores.
-    pub fn with_stores(
+    /// Assemble the gateway from `config` around `stores` (opened by the composition root,
+    /// `crate::root`), writing the access log to `access_log` when one is open.
+    pub fn assemble(
         config: Config,
-        store: Arc<dyn StockStore>,
-        single_use: Arc<dyn SingleUse>,
+        stores: Stores,
+        access_log: Option<access_log::AccessLog>,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, GatewayError> {
-        let metrics = Arc::new(Metrics::new()?);
         for sale in &config.sales {
             metrics.set_remaining(sale.product, sale.stock);
         }
-        // A join or tick is no buy: it may wait longer than store.timeout (as a limit sync).
-        let queue_timeout = |t: &std::time::Duration| (*t).max(std::time::Duration::from_secs(1));
-        let queue_store: Arc<dyn crate::queue::store::QueueStore> = match &config.store {
-            Store::Redis {
-                target, timeout, ..
-            } if !store.kind().starts_with("memory") => Arc::new(RedisQueue::new(
-                RedisClient::new(target.clone(), queue_timeout(timeout)),
-            )),
-            _ => Arc::new(MemoryQueue::new(store.clone())),
-        };
+        let Stores {
+            stock: store,
+            single_use,
+            queue: queue_store,
+        } = stores;
         let queues = Arc::new(crate::queue::Queues::new(queue_store));
         for sale in config.sales.iter().filter(|s| s.queue.is_some()) {
             metrics.queue_sale(sale.product);
@@ -221,7 +148,7 @@ impl Gateway {
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
-            access_log: None,
+            access_log,
             forward_failures: crate::ground::logging::SharedThrottle::new(
                 std::time::Duration::from_secs(5),
             ),

@@ -1,6 +1,7 @@
-//! What `flashgate check` warns about: settings that load but are risky on sale day. Each is a
-//! pure function of the configuration (and the clock, and the machine's memory), so each is
-//! tested without a file or a socket. `flashgate run` logs the same warnings at start.
+//! What is risky about a configuration that loads: settings that work but may hurt on sale day.
+//! Each is a pure function of the configuration (and the clock, and the machine's memory), so
+//! each is tested without a file or a socket. `flashgate check` prints them and `flashgate run`
+//! logs them at start ([`Warning::log`]): the same list, given once.
 //!
 //! - a sale whose window is already over;
 //! - the development secrets;
@@ -10,12 +11,15 @@
 //! - a global limit above what the store can take (or none at all, on Redis);
 //! - the memory each limit's count–min sketch takes, and all of them against the machine's;
 //! - an embedded store that keeps nothing across a restart;
+//! - an `origin.settle_after` shorter than the time in which the origin may still accept a
+//!   forward;
 //! - a TLS certificate that has expired, is not valid yet, or expires within two weeks.
 
 use std::time::{Duration, SystemTime};
 
-use flashgate::admission::rate::{sketch_bytes, slots_for};
-use flashgate::config::{Captcha, Config, LimitKey, Store};
+use crate::admission::rate::{sketch_bytes, slots_for};
+use crate::config::{Captcha, Config, LimitKey, Store};
+use crate::ground::signing::FORWARD_FRESH_MS;
 
 /// Store calls per second one Redis node takes for one sale, when `store.capacity` does not
 /// say: a sale's keys share one hash slot, so one node (even in a Cluster) serves all of its
@@ -30,9 +34,9 @@ const CERTIFICATE_EXPIRES_SOON: Duration = Duration::from_secs(14 * 24 * 3600);
 /// A limit whose sketch takes this much is worth a line.
 const LARGE_SKETCH: usize = 64 * 1024 * 1024;
 
-/// What a warning is about (so `run` can leave out what it already says its own way).
+/// What a warning is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum WarningKind {
     /// A sale whose window is over.
     SaleOver,
     /// The built-in development secrets.
@@ -45,6 +49,8 @@ pub enum Kind {
     SketchMemory,
     /// The embedded store keeps nothing across a restart.
     NotDurable,
+    /// The edge may ask the origin about a forward the origin can still accept.
+    SettleTooSoon,
     /// The TLS certificate has expired, is not valid yet, or expires soon.
     Certificate,
 }
@@ -53,13 +59,30 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning {
     /// What it is about.
-    pub kind: Kind,
+    pub kind: WarningKind,
     /// What to tell the operator.
     pub text: String,
 }
 
-fn warn(kind: Kind, text: String) -> Warning {
+fn warn(kind: WarningKind, text: String) -> Warning {
     Warning { kind, text }
+}
+
+impl Warning {
+    /// Log it at start (`flashgate run`): as a banner for the development secrets, which must
+    /// not scroll past unseen, as one line otherwise.
+    pub fn log(&self) {
+        if self.kind == WarningKind::DevelopmentSecrets {
+            let bar = "!".repeat(78);
+            tracing::warn!(
+                "\n{bar}\n!! {}\n!! Start with --require-secrets so this can never happen \
+                 unnoticed.\n{bar}",
+                self.text
+            );
+        } else {
+            tracing::warn!("{}", self.text);
+        }
+    }
 }
 
 /// Every warning about `c`, as of `now`. `ip_blocks` is the number of `ip:` and `cidr:`
@@ -74,10 +97,11 @@ pub fn warnings(
     sales_over(c, now, &mut out);
     if !c.secrets.development.is_empty() {
         out.push(warn(
-            Kind::DevelopmentSecrets,
+            WarningKind::DevelopmentSecrets,
             format!(
-                "DEVELOPMENT secrets ({}): anyone can mint logins and forge sale paths; set \
-                 FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET (32+ bytes each)",
+                "DEVELOPMENT SECRETS IN USE ({}): anyone can mint logins and forge sale paths; \
+                 set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET (32+ bytes each) before a \
+                 real sale",
                 c.secrets.development.join(", ")
             ),
         ));
@@ -85,13 +109,28 @@ pub fn warnings(
     forwarded_for(c, ip_blocks, &mut out);
     global_limit(c, &mut out);
     sketches(c, memory, &mut out);
-    if let Store::Memory { path: None, .. } = c.store {
-        out.push(warn(
-            Kind::NotDurable,
-            "store.path is not set: the embedded store keeps the sale in memory only, and a \
-             restart sells every unit again"
-                .to_string(),
-        ));
+    if let Store::Memory { path, .. } = &c.store {
+        if path.is_none() {
+            out.push(warn(
+                WarningKind::NotDurable,
+                "store.path is not set: the embedded store keeps the sale in memory only, and a \
+                 restart sells every unit again; set store.path for a durable sale"
+                    .to_string(),
+            ));
+        }
+        let accepts = Duration::from_millis(FORWARD_FRESH_MS);
+        if c.origin.settle_after < c.origin.timeout + accepts {
+            out.push(warn(
+                WarningKind::SettleTooSoon,
+                format!(
+                    "origin.settle_after ({}) is shorter than origin.timeout plus the {} in which \
+                     flashgate-orders accepts a signed forward: the edge may ask the origin about \
+                     a forward it can still accept",
+                    ago(c.origin.settle_after),
+                    ago(accepts)
+                ),
+            ));
+        }
     }
     certificate(c, now, &mut out);
     out
@@ -128,7 +167,7 @@ fn certificate(c: &Config, now: SystemTime, out: &mut Vec<Warning>) {
             Some(_) => return,
         }
     };
-    out.push(warn(Kind::Certificate, text));
+    out.push(warn(WarningKind::Certificate, text));
 }
 
 /// `d` to the second, the minute past an hour, the hour past a day.
@@ -146,7 +185,7 @@ fn sales_over(c: &Config, now: SystemTime, out: &mut Vec<Warning>) {
     for sale in &c.sales {
         if let Ok(since) = now.duration_since(sale.ends_at.0) {
             out.push(warn(
-                Kind::SaleOver,
+                WarningKind::SaleOver,
                 format!(
                     "the sale of product {} ended at {} ({} ago): every buy of it is \
                      403 ended",
@@ -190,7 +229,7 @@ fn forwarded_for(c: &Config, ip_blocks: usize, out: &mut Vec<Warning>) {
         harm.push("X-Real-IP sent to the origin would be the proxy's address".to_string());
     }
     out.push(warn(
-        Kind::ForwardedFor,
+        WarningKind::ForwardedFor,
         format!(
             "X-Forwarded-For is believed from no proxy on another machine (trusted_proxies: {}), \
              yet {} serves plain HTTP to other machines: shoppers' browsers speak HTTPS, so a \
@@ -238,7 +277,7 @@ fn global_limit(c: &Config, out: &mut Vec<Warning>) {
         .min_by(|a, b| a.1.total_cmp(&b.1));
     match tightest {
         None => out.push(warn(
-            Kind::GlobalLimit,
+            WarningKind::GlobalLimit,
             format!(
                 "no global limit (one that is not dry_run): until a sale sells out, every buy \
                  that passes the other checks reaches the store, which takes about {capacity} \
@@ -246,7 +285,7 @@ fn global_limit(c: &Config, out: &mut Vec<Warning>) {
             ),
         )),
         Some((limit, rate)) if rate * calls as f64 > capacity as f64 => out.push(warn(
-            Kind::GlobalLimit,
+            WarningKind::GlobalLimit,
             format!(
                 "the global limit {} lets {rate:.0} buys a second through{}, above the {capacity} \
                  calls a second the store takes ({source}); and each edge counts its own, so \
@@ -274,7 +313,7 @@ fn sketches(c: &Config, memory: Option<u64>, out: &mut Vec<Warning>) {
         total = total.saturating_add(bytes);
         if bytes >= LARGE_SKETCH {
             out.push(warn(
-                Kind::SketchMemory,
+                WarningKind::SketchMemory,
                 format!(
                     "limit {} takes {} for its count–min sketch (4 rows of {} counters, {} \
                      byte(s) each for a limit of {}), sized for expected_keys {}: set \
@@ -292,7 +331,7 @@ fn sketches(c: &Config, memory: Option<u64>, out: &mut Vec<Warning>) {
     if let Some(memory) = memory {
         if total as u64 > memory / 4 {
             out.push(warn(
-                Kind::SketchMemory,
+                WarningKind::SketchMemory,
                 format!(
                     "the limits' sketches take {} together, over a quarter of this machine's {}",
                     mib(total),

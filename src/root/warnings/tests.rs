@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use flashgate::config::{Config, Environment};
+use crate::config::{Config, Environment};
 
 use super::*;
 
@@ -45,7 +45,7 @@ fn at(rfc3339: &str) -> SystemTime {
 
 const GIB: u64 = 1 << 30;
 
-fn kinds(text: &str, now: &str, ip_blocks: usize) -> Vec<Kind> {
+fn kinds(text: &str, now: &str, ip_blocks: usize) -> Vec<WarningKind> {
     warnings(&config(text), ip_blocks, at(now), Some(16 * GIB))
         .into_iter()
         .map(|w| w.kind)
@@ -62,7 +62,7 @@ fn a_safe_configuration_has_none() {
 fn a_sale_already_over() {
     let found = warnings(&config(SAFE), 0, at("2030-01-01T02:00:00Z"), None);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].kind, Kind::SaleOver);
+    assert_eq!(found[0].kind, WarningKind::SaleOver);
     assert!(
         found[0]
             .text
@@ -80,7 +80,7 @@ fn development_secrets() {
         .replace("${EDGE}", "${UNSET_E}");
     assert_eq!(
         kinds(&text, "2027-01-01T00:00:00Z", 0),
-        [Kind::DevelopmentSecrets]
+        [WarningKind::DevelopmentSecrets]
     );
 }
 
@@ -90,7 +90,7 @@ fn forwarded_for_from_no_proxy_in_front_of_plain_http() {
     let found = warnings(&config(&text), 2, at("2027-01-01T00:00:00Z"), None);
     assert_eq!(found.len(), 1, "{found:?}");
     let w = &found[0];
-    assert_eq!(w.kind, Kind::ForwardedFor);
+    assert_eq!(w.kind, WarningKind::ForwardedFor);
     for says in [
         "trusted_proxies: none",
         "0.0.0.0:8080 serves plain HTTP",
@@ -104,7 +104,7 @@ fn forwarded_for_from_no_proxy_in_front_of_plain_http() {
     let loopback = SAFE.replace("[10.0.0.0/8]", "[127.0.0.1/32]");
     assert_eq!(
         kinds(&loopback, "2027-01-01T00:00:00Z", 0),
-        [Kind::ForwardedFor]
+        [WarningKind::ForwardedFor]
     );
     // A listener only this machine reaches is fronted by a local proxy, or nothing.
     let local = text.replace("listen: 0.0.0.0:8080", "listen: 127.0.0.1:8080");
@@ -122,7 +122,7 @@ fn a_global_limit_above_the_store() {
     let high = redis.replace("requests: 20000, per: 1s", "requests: 100000, per: 2s");
     let found = warnings(&config(&high), 0, at("2027-01-01T00:00:00Z"), None);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].kind, Kind::GlobalLimit);
+    assert_eq!(found[0].kind, WarningKind::GlobalLimit);
     assert!(
         found[0].text.contains("lets 50000 buys a second through"),
         "{}",
@@ -140,7 +140,7 @@ fn a_global_limit_above_the_store() {
     );
     assert_eq!(
         kinds(&captcha, "2027-01-01T00:00:00Z", 0),
-        [Kind::GlobalLimit]
+        [WarningKind::GlobalLimit]
     );
     // store.capacity says what this store takes.
     let measured = captcha.replace(
@@ -153,9 +153,15 @@ fn a_global_limit_above_the_store() {
         "  - { name: global, key: global, requests: 20000, per: 1s }\n",
         "",
     );
-    assert_eq!(kinds(&none, "2027-01-01T00:00:00Z", 0), [Kind::GlobalLimit]);
+    assert_eq!(
+        kinds(&none, "2027-01-01T00:00:00Z", 0),
+        [WarningKind::GlobalLimit]
+    );
     let dry = redis.replace("per: 1s }", "per: 1s, dry_run: true }");
-    assert_eq!(kinds(&dry, "2027-01-01T00:00:00Z", 0), [Kind::GlobalLimit]);
+    assert_eq!(
+        kinds(&dry, "2027-01-01T00:00:00Z", 0),
+        [WarningKind::GlobalLimit]
+    );
     // The embedded store: no estimate unless store.capacity gives one.
     let memory_high = SAFE.replace("requests: 20000, per: 1s", "requests: 100000, per: 1s");
     assert!(kinds(&memory_high, "2027-01-01T00:00:00Z", 0).is_empty());
@@ -205,7 +211,10 @@ fn the_memory_of_each_sketch_and_of_all() {
 #[test]
 fn an_embedded_store_without_a_journal() {
     let text = SAFE.replace(", path: /tmp/never-opened", "");
-    assert_eq!(kinds(&text, "2027-01-01T00:00:00Z", 0), [Kind::NotDurable]);
+    assert_eq!(
+        kinds(&text, "2027-01-01T00:00:00Z", 0),
+        [WarningKind::NotDurable]
+    );
 }
 
 #[test]
@@ -259,7 +268,7 @@ fn a_certificate_that_expires_soon_and_no_proxy_warning_on_tls() {
     let soon = now + std::time::Duration::from_secs(28 * day + day / 2);
     let found = warnings(&c, 0, soon, None);
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].kind, Kind::Certificate);
+    assert_eq!(found[0].kind, WarningKind::Certificate);
     assert!(
         found[0].text.contains("CN=shop.test") && found[0].text.contains("expires in 1day"),
         "{}",
