@@ -281,13 +281,11 @@ fn serve(config: &std::path::Path, require_secrets: bool, upgrade: bool) -> anyh
     // First of all: a SIGHUP while the configuration loads must not end the process.
     edge::hangup::take_over()?;
     let config = Config::load(config)?;
-    if !config.secrets.development.is_empty() {
-        if require_secrets {
-            anyhow::bail!(
-                "development secrets in use ({}); set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET",
-                config.secrets.development.join(", ")
-            );
-        }
+    if require_secrets && !config.secrets.development.is_empty() {
+        anyhow::bail!(
+            "development secrets in use ({}); set FLASHGATE_LOGIN_SECRET and FLASHGATE_EDGE_SECRET",
+            config.secrets.development.join(", ")
+        );
     }
     // The sockets first (in an upgrade, from the running process), then the store: the
     // embedded store's journal is free only once that process has drained.
