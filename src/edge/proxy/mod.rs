@@ -37,6 +37,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 mod body;
 mod facts;
+mod forward;
 mod pages;
 mod queue;
 mod sale_info;
@@ -45,13 +46,12 @@ mod status;
 use super::routes::{classify, Endpoint};
 use super::{guard, respond, Gateway, Live};
 use crate::admission::{login, BuyRequest, Reject};
-use crate::checkout::contract::{settlement, Settlement};
-use crate::checkout::{Decision, Forwarded};
+use crate::checkout::Decision;
 use crate::ground::clock::now_ms;
 use crate::ground::metrics::Route;
 use crate::ground::signing::origin_signature;
 use crate::ground::Outcome;
-use crate::stock::Reservation;
+use forward::Forward;
 
 /// Per-request state.
 pub struct Ctx {
@@ -60,33 +60,31 @@ pub struct Ctx {
     live: Arc<Live>,
     route: Route,
     outcome: Outcome,
-    /// The unit of a forwarded winner, until its forward is settled.
-    reservation: Option<Reservation>,
+    /// A winner's forward, from its reservation to its settlement.
+    forward: Forward,
     /// The client, once resolved (buys; for the access log, any request).
     client_ip: Option<IpAddr>,
-    /// Whether any attempt of the forward reached the origin. Never reset by a retry.
-    reached: bool,
-    forwarded_at: Option<Instant>,
     /// When the request arrived, for the access log's latency.
     started: Instant,
     /// Whose buy it was, once the login checked out (access log).
     uid: Option<String>,
     /// A winner's reservation id, kept for the access log (only when it logs buys).
     reservation_id: Option<String>,
-    /// The product of a forward that reached the origin and ended without a definite answer:
-    /// the buyer is told `202 pending`.
-    pending: Option<u64>,
 }
 
-impl Ctx {
-    /// How the forward ended when it failed without an answer.
-    fn failed(&self) -> Forwarded {
-        if self.reached {
-            Forwarded::Failed
-        } else {
-            Forwarded::Unreached
-        }
-    }
+/// The error of a phase that finds no reserved unit where only reserved winners may be: no
+/// request reaches the origin without one.
+fn unreserved() -> Box<Error> {
+    Error::explain(ErrorType::InternalError, "forward without a reservation")
+}
+
+/// The login token a request carries (`Authorization: Bearer`, or the session cookie).
+fn login_token(session: &Session) -> Option<&str> {
+    let headers = &session.req_header().headers;
+    login::token_from(
+        headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+        headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
+    )
 }
 
 /// The public listener's proxy logic.
@@ -112,29 +110,25 @@ impl Edge {
     ) -> Result<Option<String>> {
         let client = Self::client_ip(session, live);
         ctx.client_ip = Some(client);
-        let headers = &session.req_header().headers;
-        let login_token = login::token_from(
-            headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-            headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
-        );
-        match live
-            .checkout
-            .admission()
-            .identify_visitor(client, login_token, limit)
-        {
+        let identified =
+            live.checkout
+                .admission()
+                .identify_visitor(client, login_token(session), limit);
+        match identified {
             Ok(uid) => Ok(Some(uid)),
-            Err(Reject {
-                rate: Some(limited),
-                ..
-            }) => {
+            Err(reject) => self.refuse(session, ctx, reject).await.map(|_| None),
+        }
+    }
+
+    /// Answer a refusal: a rate limit's `429` with its headers, any other with its outcome.
+    async fn refuse(&self, session: &mut Session, ctx: &mut Ctx, reject: Reject) -> Result<bool> {
+        match reject.rate {
+            Some(limited) => {
                 ctx.outcome = Outcome::RateLimited;
-                respond::rate_limited(session, limited, &live.rate_headers).await?;
-                Ok(None)
+                respond::rate_limited(session, limited, &ctx.live.rate_headers).await?;
+                Ok(true)
             }
-            Err(reject) => self
-                .answer(session, ctx, reject.outcome)
-                .await
-                .map(|_| None),
+            None => self.answer(session, ctx, reject.outcome).await,
         }
     }
 
@@ -168,10 +162,7 @@ impl Edge {
         let request = BuyRequest {
             product,
             token,
-            login_token: login::token_from(
-                headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-                headers.get_all(COOKIE).iter().map(|v| v.as_bytes()),
-            ),
+            login_token: login_token(session),
             client_ip: client,
             now_ms: now,
             captcha: headers
@@ -188,19 +179,11 @@ impl Edge {
                 if self.logs(Route::Buy) {
                     ctx.reservation_id = Some(reservation.id.clone());
                 }
-                ctx.reservation = Some(reservation);
+                ctx.forward = Forward::of(reservation);
                 ctx.outcome = Outcome::Won;
                 Ok(false)
             }
-            Decision::Answer(Reject {
-                rate: Some(limited),
-                ..
-            }) => {
-                ctx.outcome = Outcome::RateLimited;
-                respond::rate_limited(session, limited, &live.rate_headers).await?;
-                Ok(true)
-            }
-            Decision::Answer(reject) => self.answer(session, ctx, reject.outcome).await,
+            Decision::Answer(reject) => self.refuse(session, ctx, reject).await,
             Decision::Pending(reservation) => {
                 if self.logs(Route::Buy) {
                     ctx.reservation_id = Some(reservation.id);
@@ -234,14 +217,11 @@ impl ProxyHttp for Edge {
             live: self.gw.live(),
             route: Route::Other,
             outcome: Outcome::NotFound,
-            reservation: None,
+            forward: Forward::None,
             client_ip: None,
-            reached: false,
-            forwarded_at: None,
             started: Instant::now(),
             uid: None,
             reservation_id: None,
-            pending: None,
         }
     }
 
@@ -297,13 +277,9 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        // Called again for every retry; `ctx.reached` keeps what earlier attempts did.
-        if ctx.reservation.is_none() {
-            // Only reserved winners are ever forwarded.
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "forward without a reservation",
-            ));
+        // Called again for every retry; the forward keeps what earlier attempts reached.
+        if ctx.forward.reservation().is_none() {
+            return Err(unreserved());
         }
         Ok(Box::new(ctx.live.origin.clone()))
     }
@@ -314,13 +290,10 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let Some(reservation) = &ctx.reservation else {
-            return Err(Error::explain(
-                ErrorType::InternalError,
-                "forward without a reservation",
-            ));
-        };
         let live = Arc::clone(&ctx.live);
+        let Some(reservation) = ctx.forward.reservation() else {
+            return Err(unreserved());
+        };
         let origin = &live.config.origin;
         upstream.set_method(Method::POST);
         upstream.set_uri(origin.path.parse::<http::Uri>().map_err(header_err)?);
@@ -352,7 +325,7 @@ impl ProxyHttp for Edge {
         upstream.insert_header("x-flashgate-signature", signature)?;
         let client = ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         upstream.insert_header("x-real-ip", client.to_string())?;
-        ctx.forwarded_at = Some(Instant::now());
+        ctx.forward.sending();
         Ok(())
     }
 
@@ -366,7 +339,7 @@ impl ProxyHttp for Edge {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        ctx.reached = true;
+        ctx.forward.reached();
         Ok(())
     }
 
@@ -380,24 +353,13 @@ impl ProxyHttp for Edge {
         if status < 200 {
             return Ok(()); // informational: the answer is still to come
         }
-        if let Some(at) = ctx.forwarded_at.take() {
-            self.gw
-                .metrics
-                .upstream_seconds
-                .observe(at.elapsed().as_secs_f64());
-        }
         // The origin has spoken: settle before the buyer sees the answer, so a returned unit
         // is back on sale by then.
-        let ask = settlement(Forwarded::Answered(status)) == Settlement::Ask;
-        if let Some(reservation) = ctx.reservation.take() {
-            if ask {
-                ctx.pending = Some(reservation.product);
-            }
-            ctx.live
-                .checkout
-                .settle(reservation, Forwarded::Answered(status))
-                .await;
-        }
+        let live = Arc::clone(&ctx.live);
+        ctx.forward
+            .settle(Some(status), &live.checkout, &self.gw.metrics)
+            .await;
+        let ask = ctx.forward.pending().is_some();
         if ask {
             // An answer that says neither "order made" (2xx) nor "no order" (4xx) — a 5xx, a
             // redirect — never reaches the public, nor do an origin's error page or internals:
@@ -442,19 +404,20 @@ impl ProxyHttp for Edge {
                 can_reuse_downstream: false,
             };
         }
-        if let Some(reservation) = ctx.reservation.take() {
-            let forwarded = ctx.failed();
-            if forwarded == Forwarded::Failed {
-                ctx.pending = Some(reservation.product);
-            }
+        let live = Arc::clone(&ctx.live);
+        let reservation = ctx.forward.reservation().map(|r| r.id.clone());
+        if let Some(forwarded) = ctx
+            .forward
+            .settle(None, &live.checkout, &self.gw.metrics)
+            .await
+        {
             // Every winner sees an origin outage: one line per period, with a count.
             if let Some(held) = self.gw.forward_failures.admit() {
                 tracing::error!(
-                    reservation = %reservation.id, error = %e, ?forwarded,
+                    reservation = reservation.as_deref().unwrap_or(""), error = %e, ?forwarded,
                     "forward failed ({held} more failed forwards since the last report)"
                 );
             }
-            ctx.live.checkout.settle(reservation, forwarded).await;
         }
         let was_forwarded = ctx.outcome == Outcome::Won;
         if !was_forwarded || session.response_written().is_some() {
@@ -469,7 +432,7 @@ impl ProxyHttp for Edge {
         // Pingora does not reuse a connection after a failed proxy; turning keepalive off makes
         // it say `Connection: close`, so no client sends its next request into a closing socket.
         session.set_keepalive(None);
-        let (written, status) = match ctx.pending {
+        let (written, status) = match ctx.forward.pending() {
             // The origin was reached: it may hold the order. The buyer learns which later.
             Some(product) => (self.answer_pending(session, ctx, product, None).await, 202),
             None => {
@@ -490,10 +453,10 @@ impl ProxyHttp for Edge {
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         // Every forward is settled by now; one that ended some other way (the client went away
         // mid-proxy) settles by what it reached.
-        if let Some(reservation) = ctx.reservation.take() {
-            let forwarded = ctx.failed();
-            ctx.live.checkout.settle(reservation, forwarded).await;
-        }
+        let live = Arc::clone(&ctx.live);
+        ctx.forward
+            .settle(None, &live.checkout, &self.gw.metrics)
+            .await;
         self.gw.metrics.request(ctx.route, ctx.outcome);
         self.access_log(session, ctx);
     }
