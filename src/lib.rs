@@ -29,6 +29,20 @@
 // than in Cargo.toml's [lints], which would reach into the integration tests as well.
 #![deny(clippy::unwrap_used)]
 
+/// A module the binaries do not need: private to the crate, so that the dead-code lint sees
+/// what nothing uses, and public only with the `test-util` feature, for the integration tests
+/// (`tests/suite`), which enable it.
+macro_rules! internal {
+    ($(#[$attr:meta])* mod $name:ident) => {
+        $(#[$attr])*
+        #[cfg(feature = "test-util")]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-util"))]
+        pub(crate) mod $name;
+    };
+}
+
 pub mod admission;
 pub mod checkout;
 pub mod config;

@@ -17,7 +17,7 @@
 //! Either way a failure is `403 captcha_required`. Checking allocates nothing until it
 //! succeeds.
 
-pub mod difficulty;
+internal!(mod difficulty);
 pub mod pow;
 
 use std::sync::atomic::{AtomicU64, Ordering};

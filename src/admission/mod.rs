@@ -3,7 +3,7 @@
 //! request's facts and local state; none knows of HTTP or Pingora, so each is tested without a
 //! socket. The checkout (`checkout::Checkout::buy`) finds the product's sale once — the
 //! catalog's Bloom filter ([`catalog`], `unknown_product`), then the sale itself — and
-//! [`Admission::check`] runs the rest cheapest-first against that sale:
+//! [`Admission::identify`] and [`Admission::admit`] run the rest cheapest-first against that sale:
 //!
 //! 1. sale window (`not_started`, `ended`), then the secret buy-path token (`bad_sale_path`)
 //! 2. what the address alone decides: the blocklist's `ip:`/`cidr:` entries (`blacklisted`) and
@@ -26,15 +26,15 @@
 //! because the window belongs to a product's sale: there is no window to check until the
 //! product is known. Both are a handful of nanoseconds.
 
-pub mod blocklist;
-pub mod bloom;
+internal!(mod blocklist);
+internal!(mod bloom);
 pub mod captcha;
-pub mod catalog;
-pub mod client_ip;
-pub mod jwt;
+internal!(mod catalog);
+internal!(mod client_ip);
+internal!(mod jwt);
 pub mod login;
 pub mod rate;
-pub mod sale;
+internal!(mod sale);
 
 use crate::ground::Outcome;
 use std::net::IpAddr;
@@ -132,19 +132,6 @@ impl Admission {
     /// The rate limits.
     pub fn rates(&self) -> &RateLimiter {
         &self.rates
-    }
-
-    /// Run the chain for a buy of the sale whose gate and captcha are given. On success the
-    /// caller asks the store for a unit.
-    pub fn check(
-        &self,
-        gate: &SaleGate,
-        sale_captcha: &SaleCaptcha,
-        req: &BuyRequest<'_>,
-    ) -> Result<Admitted, Reject> {
-        let uid = self.identify(gate, req)?;
-        self.admit(gate, sale_captcha, req, uid)
-            .map_err(|(reject, _)| reject)
     }
 
     /// The first checks, up to the login: the sale window, the buy-path token, what the

@@ -31,8 +31,8 @@ use crate::config::{Limit, LimitKey, Scope};
 use crate::ground::clock::now_ms;
 use crate::ground::metrics::RuleCounters;
 
-pub mod cluster;
-pub mod sketch;
+internal!(mod cluster);
+internal!(mod sketch);
 
 pub use cluster::ClusterCounts;
 pub use sketch::WindowSketch;

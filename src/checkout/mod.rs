@@ -20,9 +20,9 @@
 //! Every branch is tested without a socket (`tests.rs`): a fake origin lookup answers the
 //! settlement questions.
 
-pub mod contract;
-pub mod offer;
-pub mod settle;
+internal!(mod contract);
+internal!(mod offer);
+internal!(mod settle);
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -23,13 +23,8 @@ pub struct Offer {
 
 impl Offer {
     /// Prepare `config`'s sale: its token from the `edge` secret, its sold-out `hint`, its
-    /// captcha from `captcha`.
-    pub fn new(config: &Sale, edge: &Secret, hint: Duration, captcha: &CaptchaSettings) -> Self {
-        Self::carrying(config, edge, hint, captcha, None)
-    }
-
-    /// [`Offer::new`] for a reload: what the running sale of the same product knows — its
-    /// sold-out hint, and its proof-of-work difficulty if those settings did not change —
+    /// captcha from `captcha`. On a reload, what the running sale of the same product knows —
+    /// its sold-out hint, and its proof-of-work difficulty if those settings did not change —
     /// carries over from `previous`. (Its stock and buyers are the store's: nothing to carry.)
     pub fn carrying(
         config: &Sale,

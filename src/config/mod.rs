@@ -26,7 +26,7 @@ mod tls;
 mod validate;
 mod values;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -290,10 +290,5 @@ impl Config {
     /// The sale of `product`, if one is configured.
     pub fn sale(&self, product: u64) -> Option<&Sale> {
         self.sales.iter().find(|s| s.product == product)
-    }
-
-    /// Whether `ip` is a trusted proxy.
-    pub fn is_trusted_proxy(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|n| n.contains(&ip))
     }
 }

@@ -23,12 +23,12 @@
 //! - `tls`: HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN), presenting the
 //!   certificate of the configuration in place, so a reload renews it.
 
-pub mod access_log;
-pub mod admin;
-pub mod answer;
+internal!(mod access_log);
+internal!(mod admin);
+internal!(mod answer);
 pub mod button;
-pub mod challenge;
-pub mod fingerprint;
+internal!(mod challenge);
+internal!(mod fingerprint);
 mod guard;
 pub mod hangup;
 mod hello;
@@ -36,16 +36,16 @@ mod limit_sync;
 mod live;
 mod proxy;
 mod queue_sync;
-pub mod rate_headers;
+internal!(mod rate_headers);
 mod reload;
-pub mod respond;
-pub mod routes;
-pub mod sale_info;
+internal!(mod respond);
+internal!(mod routes);
+internal!(mod sale_info);
 mod settler;
-pub mod slow;
-pub mod static_files;
-pub mod tls;
-pub mod upgrade;
+internal!(mod slow);
+internal!(mod static_files);
+internal!(mod tls);
+internal!(mod upgrade);
 mod warmup;
 
 use std::sync::Arc;

@@ -54,11 +54,6 @@ impl<A> Guarded<A> {
             gateway,
         }
     }
-
-    /// The wrapped app (to set its options before the service starts).
-    pub fn inner_mut(&mut self) -> Option<&mut A> {
-        Arc::get_mut(&mut self.inner)
-    }
 }
 
 #[async_trait]

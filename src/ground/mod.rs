@@ -13,9 +13,9 @@
 
 pub mod clock;
 pub mod logging;
-pub mod metrics;
-pub mod outcome;
-pub mod secret;
+internal!(mod metrics);
+internal!(mod outcome);
+internal!(mod secret);
 pub mod signing;
 pub mod uid;
 

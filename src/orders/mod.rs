@@ -10,16 +10,16 @@
 //! - `reconcile`: compare Redis with the database and repair Redis from it.
 //! - `settings`, `metrics`, `model`: the rest.
 
-pub mod api;
-pub mod db;
-pub mod ledger;
-pub mod live_reconcile;
-pub mod metrics;
-pub mod model;
+internal!(mod api);
+internal!(mod db);
+internal!(mod ledger);
+internal!(mod live_reconcile);
+internal!(mod metrics);
+internal!(mod model);
 pub mod reconcile;
-pub mod service;
+internal!(mod service);
 pub mod settings;
-pub mod verify;
+internal!(mod verify);
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,13 +83,6 @@ pub async fn serve(settings: Settings) -> Result<(), StartError> {
         claim_idle: settings.claim_idle,
         retry_for: settings.retry_for,
     };
-    if settings.max_deliveries_ignored {
-        tracing::warn!(
-            "ledger.max_deliveries is no longer used: a ledger entry is tried for ledger.retry_for ({:?}) \
-             with backoff, then held for reconcile",
-            settings.retry_for
-        );
-    }
     let ledgers = Ledgers::new(settings.redis.clone(), REDIS_TIMEOUT);
     tokio::spawn(ledger::run(orders.clone(), ledgers, consumer));
     tokio::spawn(live_reconcile::run(

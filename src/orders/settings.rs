@@ -64,9 +64,6 @@ pub struct ReconcileFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerFile {
-    /// No longer used (entries are retried for `retry_for`); accepted with a warning so an
-    /// older file still starts.
-    pub max_deliveries: Option<u32>,
     /// How long an entry that cannot become an order is tried before it is dead-lettered, its
     /// unit held for `reconcile --fix` (default 1h).
     pub retry_for: Option<HumanDuration>,
@@ -102,8 +99,6 @@ pub struct Settings {
     pub grace: Duration,
     /// The ledger consumer's name.
     pub consumer: String,
-    /// Whether the file set `ledger.max_deliveries`, which is no longer used.
-    pub max_deliveries_ignored: bool,
     /// How often the live reconcile runs.
     pub reconcile_every: Duration,
 }
@@ -196,7 +191,6 @@ fn settle(cx: &Reading, file: OrdersFile, flags: Overrides) -> Result<Settings, 
             .ledger
             .consumer
             .unwrap_or_else(|| format!("orders-{}-{}", host_name(), listen.port())),
-        max_deliveries_ignored: file.ledger.max_deliveries.is_some(),
         reconcile_every: at_least(cx, "reconcile.every", file.reconcile.every, 10)?,
     })
 }

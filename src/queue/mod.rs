@@ -13,11 +13,11 @@
 //! `edge::queue_sync`.
 
 pub mod draw;
-pub mod pass;
-pub mod store;
-pub mod tick;
-pub mod ticket;
-pub mod view;
+internal!(mod pass);
+internal!(mod store);
+internal!(mod tick);
+internal!(mod ticket);
+internal!(mod view);
 
 use std::collections::HashMap;
 use std::sync::Arc;

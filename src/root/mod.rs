@@ -9,7 +9,7 @@
 //!   it: the running gateway owns them.
 //! - [`warnings`]: each risk, a pure function of the configuration.
 
-pub mod warnings;
+internal!(mod warnings);
 
 use std::sync::Arc;
 use std::time::Duration;

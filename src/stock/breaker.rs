@@ -32,11 +32,6 @@ impl Breaker {
         now_ms >= self.open_until_ms.load(Ordering::Acquire)
     }
 
-    /// Whether the circuit is open at `now_ms`.
-    pub fn is_open(&self, now_ms: u64) -> bool {
-        !self.allows(now_ms)
-    }
-
     /// Record a successful call: the circuit closes.
     pub fn success(&self) {
         if self.failures.swap(0, Ordering::AcqRel) != 0 {

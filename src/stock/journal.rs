@@ -273,6 +273,7 @@ impl Journal {
     /// Lock `dir`, creating it if missing. If another process holds the lock, try again for up
     /// to 10 s (a previous process finishing during an upgrade), then fail with
     /// [`JournalError::Locked`]. Blocks: call it at startup.
+    #[cfg(test)]
     pub fn lock(dir: &Path) -> Result<JournalLock, JournalError> {
         Journal::lock_with_wait(dir, LOCK_WAIT)
     }
@@ -290,6 +291,7 @@ impl Journal {
     /// appending (an upgrade), a replay taken before this call can miss its last records, which
     /// the compaction would erase: then use [`Journal::lock`], [`JournalLock::replay`] and
     /// [`JournalLock::create`], which replay under the lock.
+    #[cfg(test)]
     pub fn create(dir: &Path, fsync: Fsync, snapshot: &[Record]) -> Result<Journal, JournalError> {
         Journal::lock(dir)?.create(fsync, snapshot)
     }
@@ -348,6 +350,7 @@ impl Journal {
 
     /// How many fsyncs the writer has done since [`Journal::create`] (the compaction's not
     /// counted).
+    #[cfg(test)]
     pub fn fsyncs(&self) -> u64 {
         self.shared.fsyncs()
     }

@@ -105,6 +105,7 @@ impl MemoryStore {
     /// A durable store journaled in `dir`: the sales the journal holds, with their buyers, plus
     /// the `(product, stock)` sales it does not hold yet. A sale the journal holds keeps its
     /// journaled stock even if the configuration now says otherwise (logged).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn open(
         sales: impl IntoIterator<Item = (u64, u64)>,
         dir: &Path,
@@ -187,6 +188,7 @@ impl MemoryStore {
     }
 
     /// The journal's file, when the store is durable.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn journal_path(&self) -> Option<&Path> {
         self.journal.as_ref().map(Journal::path)
     }

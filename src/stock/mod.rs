@@ -15,13 +15,13 @@
 //! [`keys::SaleKeys`] names a sale's state in a store; [`single_use::SingleUse`], a small trait
 //! of its own, remembers which captchas were used.
 
-pub mod attempt;
-pub mod breaker;
-pub mod journal;
-pub mod keys;
-pub mod memory;
+internal!(mod attempt);
+internal!(mod breaker);
+internal!(mod journal);
+internal!(mod keys);
+internal!(mod memory);
 pub mod redis;
-pub mod single_use;
+internal!(mod single_use);
 
 use std::time::Duration;
 

@@ -63,11 +63,13 @@ impl MemorySingleUse {
     }
 
     /// Keys remembered now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.inner.lock().live.len()
     }
 
     /// Whether no key is remembered.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

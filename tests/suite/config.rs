@@ -474,7 +474,6 @@ fn orders_settings_resolve_and_flags_override_the_file() {
     assert_eq!(s.retry_for, Duration::from_secs(600));
     assert_eq!(s.claim_idle, Duration::from_secs(30));
     assert!(s.consumer.ends_with("-8081"), "{}", s.consumer);
-    assert!(!s.max_deliveries_ignored);
 
     let flags = Overrides {
         listen: Some("127.0.0.1:9999".parse().unwrap()),
@@ -537,13 +536,12 @@ fn orders_settings_on_a_redis_cluster_like_the_edge() {
     let err = orders(&both, Overrides::default()).unwrap_err().to_string();
     assert!(err.starts_with("orders.yaml:3:"), "{err}");
     assert!(err.contains("not two"), "{err}");
-    // A file from before retry_for still starts, and the backend says max_deliveries is unused.
+    // The retired ledger.max_deliveries (entries are retried for retry_for) is an unknown key,
+    // placed in the file.
     let old = "ledger: { max_deliveries: 5 }\n";
-    assert!(
-        orders(old, Overrides::default())
-            .unwrap()
-            .max_deliveries_ignored
-    );
+    let err = orders(old, Overrides::default()).unwrap_err().to_string();
+    assert!(err.starts_with("orders.yaml:1:"), "{err}");
+    assert!(err.contains("max_deliveries"), "{err}");
     // A zero retry_for would dead-letter on the first blip; a zero claim_idle would have
     // instances steal each other's entries.
     for key in ["retry_for", "claim_idle"] {

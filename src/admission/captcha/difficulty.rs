@@ -47,11 +47,6 @@ impl Difficulty {
         self.current.load(Ordering::Relaxed)
     }
 
-    /// The configured calm difficulty.
-    pub fn base(&self) -> u8 {
-        self.base
-    }
-
     /// Whether `other` was made with the same settings (a reload keeps this one then).
     pub fn same_settings(&self, other: &Difficulty) -> bool {
         (self.base, self.max, self.raise_above) == (other.base, other.max, other.raise_above)

@@ -81,6 +81,7 @@ impl Frontier {
     }
 
     /// Visitors joined and not yet let through.
+    #[cfg(test)]
     pub fn waiting(&self) -> u64 {
         (self.sealed.unwrap_or(self.pre) + self.post).saturating_sub(self.admitted)
     }

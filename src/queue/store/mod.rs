@@ -11,9 +11,9 @@
 //!   (cluster-safe), deciding pre-queue or not and pacing admissions by Redis's clock
 //!   (`TIME`), so the edges' clocks do not matter and several edges share one queue.
 
-pub mod frontier;
-pub mod memory;
-pub mod redis;
+internal!(mod frontier);
+internal!(mod memory);
+internal!(mod redis);
 
 use async_trait::async_trait;
 

@@ -28,11 +28,6 @@ impl JournalLock {
         super::replay(&self.dir)
     }
 
-    /// The locked directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Compact the journal to `snapshot` and open it for appending; see [`Journal::create`].
     pub fn create(self, fsync: Fsync, snapshot: &[Record]) -> Result<Journal, JournalError> {
         let path = self.dir.join(JOURNAL_FILE);

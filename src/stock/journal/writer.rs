@@ -49,6 +49,7 @@ impl Shared {
         &self.path
     }
 
+    #[cfg(test)]
     pub(super) fn fsyncs(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
     }

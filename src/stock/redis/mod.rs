@@ -22,9 +22,9 @@
 //! "try again" who holds an order. The same consumer settles a forward whose outcome the edge
 //! cannot know ([`SettledBy::Ledger`]).
 
-pub mod client;
+internal!(mod client);
 pub mod ledger;
-pub mod limits;
+internal!(mod limits);
 pub mod sales;
 
 use std::time::Duration;
