@@ -1,16 +1,21 @@
-//! The waiting room of a sale with a `queue:` (issue 13): visitors join before or after the
-//! start, wait for their turn, and are let through at `admit_per_second`, never more than the
-//! stock can serve; a buy of a queued sale needs the pass the queue gave
-//! (`admission::queue_pass`). Nothing here knows HTTP or a store's commands:
+//! The waiting room of a sale with a `queue:`, whole: visitors join before or after the start,
+//! wait for their turn, and are let through at `admit_per_second`, never more than the stock
+//! can serve; a buy of a queued sale needs the pass the queue gave. Nothing here knows HTTP.
 //!
 //! - [`ticket`]: the signed tickets (a place) and passes (let through, until when).
+//! - [`pass`]: the buy route's check of a pass (`queue_required`), run by admission.
 //! - [`draw`]: the shuffle's verifiable draw, from a seed whose hash is published first.
 //! - [`view`]: one edge's knowledge of one sale's queue and the answer to a poll from it.
-//! - [`Queues`]: the views of every queued sale, kept across reloads.
+//! - [`store`]: the shared state — join counters, UID → place, the admission frontier — in
+//!   memory (the embedded store) or in Redis (`lua/queue_join.lua`, `lua/queue_tick.lua`).
+//! - [`tick`]: one tick of one sale's queue: the store's, the view's and the metrics'.
+//! - [`Queues`]: the views of every queued sale and their store, kept across reloads.
 //!
-//! The shared state (join counters, UID → place, the admission frontier) lives in the store
-//! (`stock::queue`); the edge's routes are in `edge::proxy::queue`, its ticks in
-//! `edge::queue_sync`.
+//! What belongs to other layers and serves the waiting room: its settings are read with the
+//! rest of the file (`config::QueueSettings`, from `config/queue.rs`); its HTTP routes
+//! (`/api/queue`, `/api/queue/draw`) are the edge's, `edge::proxy::queue`, and so is the
+//! background task that calls [`tick`] every [`tick::TICK`] (`edge::queue_sync`); the storm
+//! that rehearses it is the binary's (`src/cli/storm/queue.rs`).
 
 pub mod draw;
 internal!(mod pass);

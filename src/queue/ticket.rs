@@ -8,7 +8,7 @@
 //!   process: a restart begins a new epoch, and older tickets no longer verify).
 //! - A pass, `{kind}{number}.{expires_ms}.{mac}`, says the holder of that place was let
 //!   through and may buy until `expires_ms`. The buy route of a queued sale requires one
-//!   (`admission::queue_pass`).
+//!   ([`super::pass`]).
 //!
 //! Reading never panics and never allocates more than the text: anything malformed is `None`.
 

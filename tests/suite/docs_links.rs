@@ -59,6 +59,56 @@ fn every_relative_link_of_every_markdown_file_resolves() {
     );
 }
 
+/// The top directories of the repository a Markdown file may name a path in, in backticks.
+const NAMED_DIRS: [&str; 11] = [
+    "src",
+    "lua",
+    "conf",
+    "tests",
+    "scripts",
+    "benches",
+    "static",
+    "deploy",
+    "examples",
+    "fuzz",
+    "migrations",
+];
+
+#[test]
+fn every_file_a_markdown_file_names_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    markdown_files(root, &mut files);
+    let mut missing = Vec::new();
+    let mut named = 0;
+    for file in &files {
+        let text = fs::read_to_string(file).expect("readable");
+        for (n, line) in text.lines().enumerate() {
+            for (i, span) in line.split('`').enumerate() {
+                // Odd pieces are inside backticks; a path is one word of known top directory.
+                let top = span.split('/').next().unwrap_or("");
+                if i % 2 == 0 || !span.contains('/') || !NAMED_DIRS.contains(&top) {
+                    continue;
+                }
+                if span.contains(char::is_whitespace) || span.contains(['*', '{', '<', '$']) {
+                    continue;
+                }
+                named += 1;
+                let path = span.split([':', '#']).next().unwrap_or(span);
+                if !root.join(path).exists() {
+                    missing.push(format!("{}:{}: `{span}`", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(named > 20, "only {named} paths found: the scan is broken");
+    assert!(
+        missing.is_empty(),
+        "paths named in Markdown that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
 #[test]
 fn the_readme_is_at_most_200_lines() {
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
