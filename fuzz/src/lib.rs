@@ -1,6 +1,6 @@
 //! The fuzzed parsers, one entry point: the first byte of an input picks the parser, the rest
 //! is its input. A panic is a finding; answers are not checked here (the property tests in
-//! `tests/properties/` check them). `parsers` runs it under AFL++, `replay` over files.
+//! `tests/suite/properties/` check them). `parsers` runs it under AFL++, `replay` over files.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
