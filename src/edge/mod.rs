@@ -1,6 +1,7 @@
-//! The Pingora service: routing and the proxy phases. No business rule lives here — the
-//! checkout (`crate::checkout`) decides every buy and settles every forward; this module only
-//! moves bytes between it and the sockets.
+//! The Pingora services: routing and the proxy phases, the admin listener, reload and upgrade.
+//! No business rule lives here — the checkout (`crate::checkout`) decides every buy and settles
+//! every forward, and the composition root (`crate::root`) opens the stores; this module only
+//! moves bytes between them and the sockets.
 //!
 //! - `routes`: which route a request is for.
 //! - `proxy`: the `ProxyHttp` phases (answer at the edge, or forward a winner).
@@ -14,7 +15,9 @@
 //! - `limit_sync`: `scope: cluster` limits' counts exchanged with Redis.
 //! - `slow`: request heads and HTTP/2 prefaces bounded in time (`http.header_timeout`, from
 //!   the accept), slow clients counted; `hello`: the TLS handshake bounded the same way.
-//! - `respond`: writing edge-made answers; `rate_headers`: the headers of a `429`.
+//! - `answer`: each outcome's status and body; `respond`: writing edge-made answers;
+//!   `rate_headers`: the headers of a `429`.
+//! - `queue_sync`: the waiting rooms' ticks (`crate::queue::tick`) every 200 ms.
 //! - `warmup`: the store connected before the public listener opens.
 //! - `upgrade`: handing the listening sockets to a new process (`run --upgrade`).
 //! - `access_log`: one JSON line per request, written by a thread of its own.
