@@ -220,7 +220,11 @@ fn apply(text: &str, edit: &Edit) -> String {
             let values: Vec<(usize, usize)> = text
                 .match_indices(": ")
                 .map(|(i, _)| (i + 2, text[i..].find('\n').map_or(text.len(), |n| i + n)))
-                .filter(|(start, _)| !kept(*start))
+                // A value may run into the url line once a delete took the
+                // newline before it: such a value is not the edit's to replace.
+                .filter(|(start, end)| {
+                    !url.is_some_and(|u| *start < u + URL_LINE.len() && *end > u)
+                })
                 .collect();
             if !values.is_empty() {
                 let (start, end) = values[at.index(values.len())];
