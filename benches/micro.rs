@@ -136,6 +136,7 @@ fn limit(name: &str, key: LimitKey, requests: u64, expected_keys: usize) -> Limi
         dry_run: false,
         expected_keys,
         scope: Scope::Local,
+        buys: true,
     }
 }
 

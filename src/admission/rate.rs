@@ -73,6 +73,8 @@ struct Rule {
     key: LimitKey,
     limit: u64,
     dry_run: bool,
+    /// Whether buys count against it.
+    buys: bool,
     /// The counts; shared with the rule it was carried over from on a reload.
     counts: Counts,
     /// How often a cluster rule syncs.
@@ -182,6 +184,7 @@ impl RateLimiter {
                     key: l.key,
                     limit: l.requests,
                     dry_run: l.dry_run,
+                    buys: l.buys,
                     sync: match l.scope {
                         Scope::Local => None,
                         Scope::Cluster { sync } => Some(sync),
@@ -209,7 +212,7 @@ impl RateLimiter {
     /// anyone is known: a flood from one address is refused without a token being decoded.
     /// The allowlist does not apply (there is no user yet).
     pub fn check_address(&self, ip: IpAddr) -> Result<(), RateLimited> {
-        self.check_rules(ip, "", |key| key == LimitKey::Ip)
+        self.check_rules(ip, "", |rule| rule.buys && rule.key == LimitKey::Ip)
     }
 
     /// Count one request of `uid` against the other rules (`key: uid`, `key: global`).
@@ -218,7 +221,29 @@ impl RateLimiter {
         if self.allowlist.contains(uid) {
             return Ok(());
         }
-        self.check_rules(ip, uid, |key| key != LimitKey::Ip)
+        self.check_rules(ip, uid, |rule| rule.buys && rule.key != LimitKey::Ip)
+    }
+
+    /// Count one request of a shop route against the rules it names (`rules`: indexes of
+    /// `limits:`): those keyed on the address always, those on the UID only with a verified
+    /// login (`uid`), and the global ones. Allowlisted users skip the UID and global rules, as
+    /// on a buy.
+    pub fn check_route(
+        &self,
+        ip: IpAddr,
+        uid: Option<&str>,
+        rules: &[usize],
+    ) -> Result<(), RateLimited> {
+        let listed = uid.is_some_and(|u| self.allowlist.contains(u));
+        let named = |i: usize| rules.contains(&i);
+        self.check_indexed(ip, uid.unwrap_or(""), |i, rule| {
+            named(i)
+                && match rule.key {
+                    LimitKey::Ip => true,
+                    LimitKey::Uid => uid.is_some() && !listed,
+                    LimitKey::Global => !listed,
+                }
+        })
     }
 
     /// Count against the rules whose key `which` picks; refuse at the first (in file order)
@@ -227,10 +252,20 @@ impl RateLimiter {
         &self,
         ip: IpAddr,
         uid: &str,
-        which: impl Fn(LimitKey) -> bool,
+        which: impl Fn(&Rule) -> bool,
+    ) -> Result<(), RateLimited> {
+        self.check_indexed(ip, uid, |_, rule| which(rule))
+    }
+
+    /// Count against the rules (by index and rule) that `which` picks.
+    fn check_indexed(
+        &self,
+        ip: IpAddr,
+        uid: &str,
+        which: impl Fn(usize, &Rule) -> bool,
     ) -> Result<(), RateLimited> {
         for (i, rule) in self.rules.iter().enumerate() {
-            if !which(rule.key) {
+            if !which(i, rule) {
                 continue;
             }
             let (count, reset_ms) = match &rule.counts {
@@ -306,6 +341,7 @@ mod tests {
             dry_run,
             expected_keys,
             scope: crate::config::Scope::Local,
+            buys: true,
         }
     }
 

@@ -32,15 +32,11 @@ impl<'a> Reading<'a> {
     }
 
     /// An error at the value at `path` about the TLS file it names (its cause kept).
-    pub(crate) fn tls_err(
-        &self,
-        path: &'static str,
-        source: super::error::TlsError,
-    ) -> ConfigError {
+    pub(crate) fn tls_err(&self, path: &str, source: super::error::TlsError) -> ConfigError {
         ConfigError::Tls {
             file: self.file.to_path_buf(),
             at: self.loc.find(path),
-            path,
+            path: path.to_string(),
             source: Box::new(source),
         }
     }

@@ -112,7 +112,7 @@ pub enum ConfigError {
         /// Where in it the value naming the bad file stands.
         at: Position,
         /// The value's path, e.g. `tls.key`.
-        path: &'static str,
+        path: String,
         /// What is wrong with the file it names (boxed: the error stays small).
         source: Box<TlsError>,
     },

@@ -213,6 +213,7 @@ pub(super) fn resolve_limits(cx: &Reading, file: &FileConfig) -> Result<Vec<Limi
             dry_run: l.dry_run,
             expected_keys,
             scope,
+            buys: l.buys,
         });
     }
     Ok(limits)

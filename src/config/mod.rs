@@ -6,7 +6,8 @@
 //! the file, the line and the column. The order backend's `conf/orders.yaml` is read with the
 //! same machinery (`read` for the file, `context` for positions, `${ENV}` and secrets, and
 //! `redis_target` for where Redis is). `tls` reads the certificate and key files `tls:` names
-//! and checks that they belong together.
+//! and checks that they belong together (`pem` reads PEM files for it and for the upstreams).
+//! `upstreams` resolves the shop's server pools and `routes` the shop's routes to them.
 
 mod captcha;
 mod catalog;
@@ -14,15 +15,18 @@ pub(crate) mod context;
 mod env;
 mod error;
 mod limits;
+mod pem;
 pub(crate) mod locate;
 mod queue;
 pub(crate) mod read;
 pub(crate) mod redis_target;
 mod schema;
 pub(crate) use schema::FileSentinel;
+mod routes;
 mod showcase;
 mod store;
 mod tls;
+mod upstreams;
 mod validate;
 mod values;
 
@@ -40,10 +44,12 @@ pub use env::{expand as expand_env, Expanded};
 pub use error::TlsError;
 pub use error::{ConfigError, Position};
 pub use queue::QueueSettings;
+pub use routes::{HostMatch, LoginPolicy, PathMatch, Route};
 pub use schema::{Captcha, LimitKey, LimitScope, LogRoute, QueueMode, RateLimitHeaders, StoreKind};
 pub use showcase::{Image, Showcase, MAX_IMAGE_BYTES, MAX_PRICE_CHARS, MAX_TITLE_CHARS};
 pub use store::{Fsync, ReplicaWait, Store, Target};
 pub use tls::{Identity, Tls};
+pub use upstreams::{Eject, HealthCheck, HttpCheck, Selection, Server, Upstream, UpstreamTls};
 pub use validate::{DEV_EDGE_SECRET, DEV_LOGIN_SECRET};
 pub use values::{HumanDuration, IdRange, Timestamp};
 
@@ -98,6 +104,10 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The public listener's limits on what one client sends.
     pub http: HttpLimits,
+    /// The shop's server pools.
+    pub upstreams: Vec<Upstream>,
+    /// The shop's routes, in order (after the sale's own).
+    pub routes: Vec<Route>,
 }
 
 /// `http:` resolved: what the public listener takes from one client.
@@ -222,6 +232,8 @@ pub struct Limit {
     pub expected_keys: usize,
     /// Counted by this edge alone, or by all edges on the Redis store together.
     pub scope: Scope,
+    /// Whether buys count against it (shop routes count against the limits they name).
+    pub buys: bool,
 }
 
 /// `limits[].scope` resolved.

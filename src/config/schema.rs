@@ -59,6 +59,12 @@ pub struct FileConfig {
     /// What the public listener takes from one client: sizes, keep-alive.
     #[serde(default)]
     pub http: FileHttp,
+    /// The shop's server pools, by name.
+    #[serde(default)]
+    pub upstreams: std::collections::BTreeMap<String, super::upstreams::FileUpstream>,
+    /// The rest of the shop: host and path to an upstream, in order.
+    #[serde(default)]
+    pub routes: Vec<super::routes::FileRoute>,
 }
 
 /// `http:` — the public listener's limits on what one client sends (docs/configuration.md, "Limits on the
@@ -407,6 +413,14 @@ pub struct FileLimit {
     /// How often a `scope: cluster` rule sends its counts to Redis and learns the others'.
     #[serde(default)]
     pub sync_interval: Option<HumanDuration>,
+    /// Whether buys count against it (default true); `false` for a limit only shop routes
+    /// name.
+    #[serde(default = "default_true")]
+    pub buys: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `blocklist:`.

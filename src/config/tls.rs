@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rustls::pki_types::pem::{self, PemObject};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
 use super::context::Reading;
 use super::error::{ConfigError, TlsError};
+use super::pem::{read_chain, read_key};
 use super::schema::FileTls;
 use super::Timestamp;
 
@@ -154,42 +153,6 @@ impl TlsError {
             TlsError::NoKey { .. } | TlsError::Key { .. } | TlsError::Mismatch { .. }
         )
     }
-}
-
-fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(file).map_err(|source| TlsError::Read {
-        file: file.to_path_buf(),
-        source,
-    })
-}
-
-fn read_chain(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = read(file)?;
-    let chain = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            file: file.to_path_buf(),
-            source,
-        })?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate {
-            file: file.to_path_buf(),
-        });
-    }
-    Ok(chain)
-}
-
-fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read(file)?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|source| match source {
-        pem::Error::NoItemsFound => TlsError::NoKey {
-            file: file.to_path_buf(),
-        },
-        source => TlsError::Pem {
-            file: file.to_path_buf(),
-            source,
-        },
-    })
 }
 
 /// Resolve `tls:`: both files read and checked; an error points at the value naming the file

@@ -50,11 +50,13 @@ pub fn resolve(
         ));
     }
 
+    let upstreams = super::upstreams::resolve(&cx, &file.upstreams)?;
     let origin = resolve_origin(&cx, &file)?;
     let store = resolve_store(&cx, &file.store)?;
     let catalog = super::catalog::resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
     let limits = super::limits::resolve_limits(&cx, &file)?;
+    let routes = super::routes::resolve(&cx, &file.routes, &upstreams, &limits)?;
     let captcha = CaptchaSettings::resolve(&cx, &file, [&login, &edge])?;
     let access_log = resolve_access_log(&cx, &file)?;
     let http = super::limits::resolve_http(&cx, &file.http)?;
@@ -101,6 +103,8 @@ pub fn resolve(
         admin_token,
         http,
         tls,
+        upstreams,
+        routes,
     })
 }
 
@@ -193,7 +197,30 @@ fn half_configured(cx: &Reading, path: &str, missing: &str, set: &str) -> Config
 }
 
 fn resolve_origin(cx: &Reading, file: &FileConfig) -> Result<Origin, ConfigError> {
-    let url = cx.required("origin.url", &file.origin.url)?;
+    let (url, addr, host) = origin_url(cx, &file.origin.url)?;
+    if file.origin.settle_after.0 <= file.origin.timeout.0 {
+        return Err(cx.err(
+            "origin.settle_after",
+            "origin.settle_after must be longer than origin.timeout: a forward may still be under way until then",
+        ));
+    }
+    if !file.origin.path.starts_with('/') {
+        return Err(cx.err("origin.path", "origin.path must start with /"));
+    }
+    Ok(Origin {
+        url,
+        addr,
+        host,
+        path: file.origin.path.clone(),
+        connect_timeout: file.origin.connect_timeout.0,
+        timeout: file.origin.timeout.0,
+        settle_after: file.origin.settle_after.0,
+    })
+}
+
+/// `origin.url` resolved: the URL as written, the address, and the `Host` it sends.
+fn origin_url(cx: &Reading, url: &str) -> Result<(String, SocketAddr, String), ConfigError> {
+    let url = cx.required("origin.url", url)?;
     let uri: http::Uri = url.parse().map_err(|e| {
         cx.err(
             "origin.url",
@@ -219,27 +246,11 @@ fn resolve_origin(cx: &Reading, file: &FileConfig) -> Result<Origin, ConfigError
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| cx.err("origin.url", format!("cannot resolve origin host {host:?}")))?;
-    if file.origin.settle_after.0 <= file.origin.timeout.0 {
-        return Err(cx.err(
-            "origin.settle_after",
-            "origin.settle_after must be longer than origin.timeout: a forward may still be under way until then",
-        ));
-    }
-    if !file.origin.path.starts_with('/') {
-        return Err(cx.err("origin.path", "origin.path must start with /"));
-    }
-    Ok(Origin {
-        host: uri
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| host.to_string()),
-        url,
-        addr,
-        path: file.origin.path.clone(),
-        connect_timeout: file.origin.connect_timeout.0,
-        timeout: file.origin.timeout.0,
-        settle_after: file.origin.settle_after.0,
-    })
+    let host_header = uri
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| host.to_string());
+    Ok((url, addr, host_header))
 }
 
 fn resolve_store(cx: &Reading, store: &FileStore) -> Result<Store, ConfigError> {

@@ -105,6 +105,7 @@ impl ServeHttp for Admin {
                 let gw = &self.gateway;
                 let live = gw.live();
                 let now = now_ms();
+                live.pools.export_health(&gw.metrics.shop);
                 for sale in live.checkout.sales() {
                     if let Some(bits) = sale.captcha.difficulty(now) {
                         gw.metrics.set_difficulty(sale.product(), bits);

@@ -8,7 +8,7 @@ use crate::ground::Outcome;
 /// one is origin's).
 pub const fn status(outcome: Outcome) -> u16 {
     match outcome {
-        Outcome::Won | Outcome::Served => 200,
+        Outcome::Won | Outcome::Served | Outcome::Proxied => 200,
         Outcome::Pending => 202,
         Outcome::NotModified => 304,
         Outcome::LoginRequired => 401,
@@ -28,7 +28,9 @@ pub const fn status(outcome: Outcome) -> u16 {
         Outcome::Duplicate => 409,
         Outcome::SoldOut => 410,
         Outcome::RateLimited => 429,
-        Outcome::StoreUnavailable | Outcome::OriginUnavailable => 503,
+        Outcome::StoreUnavailable | Outcome::OriginUnavailable | Outcome::NoHealthyUpstream => 503,
+        Outcome::BadGateway => 502,
+        Outcome::GatewayTimeout => 504,
     }
 }
 
@@ -59,6 +61,10 @@ pub const fn body(outcome: Outcome) -> &'static [u8] {
         Outcome::BodyTooLarge => br#"{"outcome":"body_too_large"}"#,
         Outcome::UriTooLong => br#"{"outcome":"uri_too_long"}"#,
         Outcome::HeadersTooLarge => br#"{"outcome":"headers_too_large"}"#,
+        Outcome::Proxied => br#"{"outcome":"proxied"}"#,
+        Outcome::BadGateway => br#"{"outcome":"bad_gateway"}"#,
+        Outcome::GatewayTimeout => br#"{"outcome":"gateway_timeout"}"#,
+        Outcome::NoHealthyUpstream => br#"{"outcome":"no_healthy_upstream"}"#,
     }
 }
 

@@ -23,6 +23,9 @@
 //! - `access_log`: one JSON line per request, written by a thread of its own.
 //! - `live`: what the configuration decides, swapped whole by `reload` (SIGHUP, which
 //!   `hangup` takes over, or `POST /admin/reload`).
+//! - `shop`: the shop's routes (`routes:`) matched after the sale's own, with their policy
+//!   and counters; `upstream`: their pools (`upstreams:`) on Pingora's load balancer, health
+//!   checks and passive ejection.
 //! - `tls`: HTTPS on the public listener (HTTP/2 and HTTP/1.1 by ALPN), presenting the
 //!   certificate of the configuration in place, so a reload renews it.
 
@@ -45,10 +48,12 @@ internal!(mod respond);
 internal!(mod routes);
 internal!(mod sale_info);
 mod settler;
+mod shop;
 internal!(mod slow);
 internal!(mod static_files);
 internal!(mod tls);
 internal!(mod upgrade);
+mod upstream;
 mod warmup;
 
 use std::sync::Arc;
@@ -147,7 +152,7 @@ impl Gateway {
             metrics.queue_sale(sale.product);
         }
         let checkout = Checkout::build(&config, store, single_use, metrics.clone())?;
-        let live = Live::build(config, checkout)?;
+        let live = Live::build(config, checkout, &metrics.shop, None)?;
         Ok(Gateway {
             live: ArcSwap::from_pointee(live),
             metrics,
@@ -290,6 +295,10 @@ pub fn run(prepared: Prepared, gateway: Gateway) -> anyhow::Result<()> {
     server.add_service(GenBackgroundService::new(
         "flashgate queue ticks".to_string(),
         Arc::new(queue_sync::QueueSync::new(gateway.clone())),
+    ));
+    server.add_service(GenBackgroundService::new(
+        "flashgate health checks".to_string(),
+        Arc::new(upstream::HealthChecks::new(gateway.clone())),
     ));
     server.add_service(GenBackgroundService::new(
         "flashgate SIGHUP".to_string(),

@@ -188,6 +188,7 @@ mod tests {
             dry_run: false,
             expected_keys: 16,
             scope: crate::config::Scope::Local,
+            buys: true,
         }
     }
 

@@ -23,6 +23,7 @@ use super::live::Live;
 use super::{Gateway, GatewayError};
 use crate::config::locate::Locations;
 use crate::config::{read, Config, ConfigError, ProcessEnv, Store};
+use crate::ground::metrics::ShopMetrics;
 use crate::stock::SaleKeys;
 
 /// What a reload did.
@@ -95,7 +96,8 @@ impl Gateway {
     async fn reload_now(&self) -> Result<Reloaded, ReloadError> {
         let old = self.live();
         let before = Arc::clone(&old);
-        let prepared = tokio::task::spawn_blocking(move || prepare(&before))
+        let metrics = Arc::clone(&self.metrics);
+        let prepared = tokio::task::spawn_blocking(move || prepare(&before, &metrics.shop))
             .await
             .map_err(|e| ReloadError::Interrupted(e.to_string()))??;
         let warnings = check_sales(&old, &prepared).await?;
@@ -115,14 +117,14 @@ impl Gateway {
 }
 
 /// Read, check and build the new configuration next to `old`.
-fn prepare(old: &Live) -> Result<Staged, ReloadError> {
+fn prepare(old: &Live, metrics: &ShopMetrics) -> Result<Staged, ReloadError> {
     let file = &old.config.file;
     let text = read::text(file)?;
     let mut config = Config::parse(file, &text, &ProcessEnv)?;
     let restart_needed = pin(&old.config, &mut config);
     let changed = changes(&old.config, &config);
     let checkout = old.checkout.rebuild(&config).map_err(GatewayError::from)?;
-    let live = Live::build(config, checkout)?;
+    let live = Live::build(config, checkout, metrics, Some(old))?;
     Ok(Staged {
         live,
         text,
@@ -229,7 +231,7 @@ fn changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.admin_token != new.admin_token {
         changed.push("admin_token");
     }
-    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 11] = [
+    let sections: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 13] = [
         (
             "trusted_proxies",
             &old.trusted_proxies,
@@ -250,6 +252,8 @@ fn changes(old: &Config, new: &Config) -> Vec<&'static str> {
         ),
         // The paths, and the certificate's fingerprint: a renewed certificate is a change.
         ("tls", &old.tls, &new.tls),
+        ("upstreams", &old.upstreams, &new.upstreams),
+        ("routes", &old.routes, &new.routes),
     ];
     for (name, a, b) in sections {
         if differs(a, b) {

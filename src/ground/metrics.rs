@@ -25,19 +25,22 @@ pub enum Route {
     Queue,
     /// `GET /api/buy/status`: whether a pending buy won.
     BuyStatus,
+    /// A shop route of `routes:`, passed to its upstream.
+    Shop,
     /// Anything else.
     Other,
 }
 
 impl Route {
     /// Every route.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Static,
         Route::Button,
         Route::Buy,
         Route::Challenge,
         Route::Queue,
         Route::BuyStatus,
+        Route::Shop,
         Route::Other,
     ];
 
@@ -50,6 +53,7 @@ impl Route {
             Route::Challenge => "challenge",
             Route::Queue => "queue",
             Route::BuyStatus => "buy_status",
+            Route::Shop => "shop",
             Route::Other => "other",
         }
     }
@@ -90,6 +94,8 @@ pub struct Metrics {
     pub slow_clients: SlowCounters,
     /// The waiting rooms' metrics.
     pub queue: QueueMetrics,
+    /// The shop routes' and their upstreams' metrics.
+    pub shop: ShopMetrics,
 }
 
 /// The counters of one rule, exported by the metrics.
@@ -172,6 +178,82 @@ impl QueueMetrics {
             admitted,
             wait,
             abandoned,
+        })
+    }
+}
+
+/// The status classes a shop answer is counted under (`1xx` … `5xx`).
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The metrics of shop routes and their upstreams' servers. Their labels are the configured
+/// route, upstream and server names: bounded by the file.
+pub struct ShopMetrics {
+    /// `flashgate_route_requests_total{route,class}`: answers on each route by status class,
+    /// the upstream's and the edge's own (`502`, `503`, `504`) alike.
+    pub route_requests: IntCounterVec,
+    /// `flashgate_route_seconds{route}`: from a request's arrival to its answer's head.
+    pub route_seconds: HistogramVec,
+    /// `flashgate_upstream_requests_total{upstream,server,class}`: answers of each server by
+    /// status class, and `error` for a connection that failed or broke.
+    pub server_requests: IntCounterVec,
+    /// `flashgate_upstream_healthy{upstream,server}`: 1 when a server may be picked (its
+    /// health checks pass and it is not ejected), read when scraped.
+    pub server_healthy: IntGaugeVec,
+    /// `flashgate_upstream_ejections_total{upstream,server}`: times a server was left out
+    /// after failed connects in a row.
+    pub ejections: IntCounterVec,
+}
+
+impl ShopMetrics {
+    fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let route_requests = IntCounterVec::new(
+            Opts::new(
+                "flashgate_route_requests_total",
+                "Answers on each shop route, by status class (the upstream's and the edge's own).",
+            ),
+            &["route", "class"],
+        )?;
+        registry.register(Box::new(route_requests.clone()))?;
+        let route_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "flashgate_route_seconds",
+                "Time from a shop route's request to its answer's head.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        registry.register(Box::new(route_seconds.clone()))?;
+        let server_requests = IntCounterVec::new(
+            Opts::new(
+                "flashgate_upstream_requests_total",
+                "Answers of each upstream server, by status class; class error: the connection \
+                 failed or broke before an answer.",
+            ),
+            &["upstream", "server", "class"],
+        )?;
+        registry.register(Box::new(server_requests.clone()))?;
+        let server_healthy = IntGaugeVec::new(
+            Opts::new(
+                "flashgate_upstream_healthy",
+                "1 when an upstream server may be picked (health checks pass, not ejected).",
+            ),
+            &["upstream", "server"],
+        )?;
+        registry.register(Box::new(server_healthy.clone()))?;
+        let ejections = IntCounterVec::new(
+            Opts::new(
+                "flashgate_upstream_ejections_total",
+                "Times an upstream server was left out after connects that failed in a row.",
+            ),
+            &["upstream", "server"],
+        )?;
+        registry.register(Box::new(ejections.clone()))?;
+        Ok(ShopMetrics {
+            route_requests,
+            route_seconds,
+            server_requests,
+            server_healthy,
+            ejections,
         })
     }
 }
@@ -341,6 +423,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(slow_clients.clone()))?;
         let queue = QueueMetrics::register(&registry)?;
+        let shop = ShopMetrics::register(&registry)?;
         Ok(Metrics {
             registry,
             requests,
@@ -377,6 +460,7 @@ impl Metrics {
                 tls_handshake: slow_clients.with_label_values(&["tls_handshake"]),
             },
             queue,
+            shop,
         })
     }
 

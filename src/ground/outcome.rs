@@ -57,11 +57,19 @@ pub enum Outcome {
     UriTooLong,
     /// Header fields over `http.max_header_bytes`.
     HeadersTooLarge,
+    /// A shop route's request went to its upstream, whose answer passes through.
+    Proxied,
+    /// A shop route's upstream refused the connection, or broke it before answering.
+    BadGateway,
+    /// A shop route's upstream did not answer within its `read_timeout`.
+    GatewayTimeout,
+    /// A shop route's upstream has no server that is up (health checks, ejection).
+    NoHealthyUpstream,
 }
 
 impl Outcome {
     /// Every outcome, for pre-registering metrics.
-    pub const ALL: [Outcome; 24] = [
+    pub const ALL: [Outcome; 28] = [
         Outcome::Won,
         Outcome::LoginRequired,
         Outcome::Blacklisted,
@@ -86,6 +94,10 @@ impl Outcome {
         Outcome::BodyTooLarge,
         Outcome::UriTooLong,
         Outcome::HeadersTooLarge,
+        Outcome::Proxied,
+        Outcome::BadGateway,
+        Outcome::GatewayTimeout,
+        Outcome::NoHealthyUpstream,
     ];
 
     /// The name used in JSON bodies and metric labels.
@@ -115,6 +127,10 @@ impl Outcome {
             Outcome::BodyTooLarge => "body_too_large",
             Outcome::UriTooLong => "uri_too_long",
             Outcome::HeadersTooLarge => "headers_too_large",
+            Outcome::Proxied => "proxied",
+            Outcome::BadGateway => "bad_gateway",
+            Outcome::GatewayTimeout => "gateway_timeout",
+            Outcome::NoHealthyUpstream => "no_healthy_upstream",
         }
     }
 

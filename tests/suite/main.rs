@@ -18,6 +18,7 @@ mod edge_captcha;
 mod edge_sale;
 mod failover;
 mod faults;
+mod front_door;
 mod h2_hostile;
 mod hostile;
 mod house;

@@ -41,6 +41,7 @@ mod forward;
 mod pages;
 mod queue;
 mod sale_info;
+mod shop;
 mod status;
 
 use super::routes::{classify, Endpoint};
@@ -52,6 +53,7 @@ use crate::ground::metrics::Route;
 use crate::ground::signing::origin_signature;
 use crate::ground::Outcome;
 use forward::Forward;
+use shop::ShopRequest;
 
 /// Per-request state.
 pub struct Ctx {
@@ -70,6 +72,8 @@ pub struct Ctx {
     uid: Option<String>,
     /// A winner's reservation id, kept for the access log (only when it logs buys).
     reservation_id: Option<String>,
+    /// A shop route's request, on its way to its pool.
+    shop: Option<ShopRequest>,
 }
 
 /// The error of a phase that finds no reserved unit where only reserved winners may be: no
@@ -135,7 +139,9 @@ impl Edge {
     async fn answer(&self, session: &mut Session, ctx: &mut Ctx, outcome: Outcome) -> Result<bool> {
         ctx.outcome = outcome;
         let extra: &[(&str, &str)] = match outcome {
-            Outcome::StoreUnavailable | Outcome::OriginUnavailable => &[("retry-after", "1")],
+            Outcome::StoreUnavailable | Outcome::OriginUnavailable | Outcome::NoHealthyUpstream => {
+                &[("retry-after", "1")]
+            }
             _ => &[],
         };
         respond::outcome(session, outcome, extra).await?;
@@ -222,6 +228,7 @@ impl ProxyHttp for Edge {
             started: Instant::now(),
             uid: None,
             reservation_id: None,
+            shop: None,
         }
     }
 
@@ -230,7 +237,21 @@ impl ProxyHttp for Edge {
         let uri = session.req_header().uri.clone();
         let method = session.req_header().method.clone();
         let endpoint = classify(&method, uri.path());
-        let http = ctx.live.config.http;
+        let mut http = ctx.live.config.http;
+        // A path no sale route takes may be a shop route's, whose body limit is its own.
+        let shop = match endpoint {
+            Endpoint::NotFound if !ctx.live.config.routes.is_empty() => {
+                let host = super::shop::request_host(session.req_header());
+                super::shop::find(&ctx.live.config.routes, &method, &host, uri.path())
+                    .map(|i| (i, host))
+            }
+            _ => None,
+        };
+        if let Some((i, _)) = &shop {
+            if let Some(route) = ctx.live.config.routes.get(*i) {
+                http.max_body_bytes = route.max_body_bytes;
+            }
+        }
         // For the next request on this connection: how long it may idle, and that pipelined
         // requests are answered in order (RFC 9112 §9.3.2) rather than dropped.
         session.set_keepalive(Some(http.keepalive_secs));
@@ -252,6 +273,8 @@ impl ProxyHttp for Edge {
         if let Some(refusal) = refusal {
             if buy {
                 ctx.route = Route::Buy;
+            } else if shop.is_some() {
+                ctx.route = Route::Shop;
             }
             // What follows the head (an unread body, a smuggled request) is never read.
             session.set_keepalive(None);
@@ -272,11 +295,27 @@ impl ProxyHttp for Edge {
                 respond::outcome(session, Outcome::MethodNotAllowed, &[("allow", allow)]).await?;
                 Ok(true)
             }
-            Endpoint::NotFound => self.answer(session, ctx, Outcome::NotFound).await,
+            Endpoint::NotFound => match shop {
+                Some((index, host)) => self.serve_shop(session, ctx, index, host).await,
+                None => self.answer(session, ctx, Outcome::NotFound).await,
+            },
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        Self::shop_body(ctx, body)
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        if ctx.shop.is_some() {
+            return Self::shop_peer(ctx);
+        }
         // Called again for every retry; the forward keeps what earlier attempts reached.
         if ctx.forward.reservation().is_none() {
             return Err(unreserved());
@@ -291,6 +330,12 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let live = Arc::clone(&ctx.live);
+        if let Some(shop) = &ctx.shop {
+            let Some(route) = live.config.routes.get(shop.route) else {
+                return Err(unreserved());
+            };
+            return self.shop_request(upstream, ctx, shop, route);
+        }
         let Some(reservation) = ctx.forward.reservation() else {
             return Err(unreserved());
         };
@@ -339,8 +384,22 @@ impl ProxyHttp for Edge {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if ctx.shop.is_some() {
+            Self::shop_connected(ctx);
+            return Ok(());
+        }
         ctx.forward.reached();
         Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        Self::shop_connect_failed(ctx, e)
     }
 
     async fn upstream_response_filter(
@@ -350,6 +409,13 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
+        if ctx.shop.is_some() {
+            // The shop's answer passes through as it is (a 101 switches protocols).
+            if status >= 200 || status == 101 {
+                Self::shop_answered(ctx, status);
+            }
+            return Ok(());
+        }
         if status < 200 {
             return Ok(()); // informational: the answer is still to come
         }
@@ -378,10 +444,13 @@ impl ProxyHttp for Edge {
         peer: &HttpPeer,
         session: &mut Session,
         e: Box<Error>,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
+        if ctx.shop.is_some() {
+            return Self::shop_failed_while_proxying(session, ctx, e, client_reused);
+        }
         // The forwarded POST is idempotent by reservation id, so a stale keepalive connection
         // may be retried on a fresh one, as long as the body can be replayed.
         if session.as_ref().retry_buffer_truncated() {
@@ -393,6 +462,12 @@ impl ProxyHttp for Edge {
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if ctx.shop.is_some() {
+            return FailToProxy {
+                error_code: self.shop_failed(session, ctx, e).await,
+                can_reuse_downstream: false,
+            };
+        }
         if ctx.route != Route::Buy {
             let code = match e.etype() {
                 ErrorType::HTTPStatus(code) => *code,
@@ -458,6 +533,12 @@ impl ProxyHttp for Edge {
             .settle(None, &live.checkout, &self.gw.metrics)
             .await;
         self.gw.metrics.request(ctx.route, ctx.outcome);
+        if ctx.route == Route::Shop {
+            if let Some(route) = ctx.shop.as_ref().map(|s| s.route) {
+                let status = session.response_written().map_or(0, |r| r.status.as_u16());
+                ctx.live.shop.answered(route, status, ctx.started.elapsed());
+            }
+        }
         self.access_log(session, ctx);
     }
 }

@@ -11,6 +11,7 @@ pub mod judge;
 pub mod orders_server;
 pub mod raw;
 pub mod redis_server;
+pub mod shop_server;
 pub mod suite;
 pub mod tcp_proxy;
 

@@ -1,0 +1,98 @@
+//! The shop's routes (`routes:`), as the public listener matches them after the sale's own:
+//! the first route whose host, path and methods match takes the request. Each route's answers
+//! are counted by status class with their latency (`flashgate_route_*`), its counters resolved
+//! when the configuration is built, so counting an answer hashes no label.
+
+use std::time::Duration;
+
+use http::Method;
+use pingora::http::RequestHeader;
+use prometheus::{Histogram, IntCounter};
+
+use crate::config::Route;
+use crate::ground::metrics::{ShopMetrics, STATUS_CLASSES};
+
+/// One route's counters.
+struct Counters {
+    answers: [IntCounter; 5],
+    seconds: Histogram,
+}
+
+/// The routes of one configuration with their counters, in file order.
+pub struct ShopRoutes {
+    counters: Vec<Counters>,
+}
+
+impl ShopRoutes {
+    /// The counters of `routes`.
+    pub fn build(routes: &[Route], metrics: &ShopMetrics) -> Self {
+        let counters = routes
+            .iter()
+            .map(|r| Counters {
+                answers: STATUS_CLASSES
+                    .map(|class| metrics.route_requests.with_label_values(&[&r.name, class])),
+                seconds: metrics.route_seconds.with_label_values(&[&r.name]),
+            })
+            .collect();
+        ShopRoutes { counters }
+    }
+
+    /// Count an answer of route `i` with `status`, `elapsed` after its request arrived.
+    pub fn answered(&self, i: usize, status: u16, elapsed: Duration) {
+        if let Some(c) = self.counters.get(i) {
+            let class = usize::from((status / 100).clamp(1, 5)) - 1;
+            c.answers[class].inc();
+            c.seconds.observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// The index of the first of `routes` that `method`, `host` and `path` match.
+pub fn find(routes: &[Route], method: &Method, host: &str, path: &str) -> Option<usize> {
+    routes.iter().position(|r| r.matches(method, host, path))
+}
+
+/// The host a request is for, lowercase and without its port: the `Host` header (HTTP/1.1)
+/// or the target's authority (HTTP/2). Empty when it names none.
+pub fn request_host(req: &RequestHeader) -> String {
+    let raw = req
+        .uri
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(strip_port)
+        })
+        .unwrap_or_default();
+    raw.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// `host[:port]` without the port (an IPv6 literal keeps its brackets off).
+fn strip_port(host: &str) -> String {
+    let host = host.trim();
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name.to_string(),
+        _ => host.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_is_lowercase_without_its_port() {
+        let mut req = RequestHeader::build("GET", b"/", None).unwrap();
+        req.insert_header("host", "Shop.Example.com:8080").unwrap();
+        assert_eq!(request_host(&req), "shop.example.com");
+        req.insert_header("host", "[::1]:80").unwrap();
+        assert_eq!(request_host(&req), "::1");
+        req.insert_header("host", "example.com.").unwrap();
+        assert_eq!(request_host(&req), "example.com");
+    }
+}
