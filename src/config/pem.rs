@@ -46,4 +46,3 @@ pub(super) fn read_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> 
         },
     })
 }
-

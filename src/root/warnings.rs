@@ -18,7 +18,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::admission::rate::{sketch_bytes, slots_for};
-use crate::config::{Captcha, Config, LimitKey, Store};
+use crate::config::{Captcha, Config, LimitKey, PathMatch, Store};
 use crate::ground::signing::FORWARD_FRESH_MS;
 
 /// Store calls per second one Redis node takes for one sale, when `store.capacity` does not
@@ -53,6 +53,8 @@ pub enum WarningKind {
     SettleTooSoon,
     /// The TLS certificate has expired, is not valid yet, or expires soon.
     Certificate,
+    /// A shop route no request can reach: an earlier route, or the sale page, takes them all.
+    RouteNeverMatches,
 }
 
 /// One warning.
@@ -133,7 +135,34 @@ pub fn warnings(
         }
     }
     certificate(c, now, &mut out);
+    routes_never_matching(c, &mut out);
     out
+}
+
+/// A route every request of which an earlier route takes, or the sale page does (`/` and
+/// `/static/` are the sale's on every host).
+fn routes_never_matching(c: &Config, out: &mut Vec<Warning>) {
+    for (i, route) in c.routes.iter().enumerate() {
+        let by = c.routes[..i].iter().find(|earlier| earlier.shadows(route));
+        let text = match (by, &route.path) {
+            (Some(earlier), _) => format!(
+                "route {:?} never matches: route {:?} comes first and takes every request it                  would",
+                route.name, earlier.name
+            ),
+            (None, PathMatch::Exact(p)) if p == "/" => format!(
+                "route {:?} never matches: / is the sale page's",
+                route.name
+            ),
+            (None, PathMatch::Exact(p) | PathMatch::Prefix(p)) if p.starts_with("/static/") => {
+                format!(
+                    "route {:?} never matches: /static/ is the sale page's",
+                    route.name
+                )
+            }
+            _ => continue,
+        };
+        out.push(warn(WarningKind::RouteNeverMatches, text));
+    }
 }
 
 fn certificate(c: &Config, now: SystemTime, out: &mut Vec<Warning>) {

@@ -1019,3 +1019,93 @@ fn a_sale_queue_resolves_with_defaults_and_its_mistakes_are_placed() {
     let (_, message) = error_at(&queued.replace("      admit_per_second: 50\n", ""));
     assert!(message.contains("admit_per_second"), "{message}");
 }
+
+#[test]
+fn upstreams_and_routes_resolve_and_their_mistakes_are_placed() {
+    let shop = format!(
+        "{GOOD}upstreams:\n  shop:\n    servers: ['127.0.0.1:9000', {{ addr: '127.0.0.1:9001', weight: 3 }}]\n    \
+         health: {{ path: /healthz }}\nroutes:\n  - name: pages\n    path: /products/\n    \
+         upstream: shop\n    limits: [per-uid]\n"
+    );
+    let config = parse(&shop).unwrap();
+    assert_eq!(config.upstreams.len(), 1);
+    let pool = &config.upstreams[0];
+    assert_eq!(pool.servers.len(), 2);
+    assert_eq!(pool.servers[1].weight, 3);
+    let health = pool.health.as_ref().expect("a health check");
+    assert_eq!(health.http.as_ref().map(|h| h.status), Some(200));
+    assert_eq!((health.fall, health.rise), (3, 2));
+    assert_eq!(config.routes[0].upstream, 0);
+    assert_eq!(config.routes[0].limits, vec![0]);
+    assert_eq!(config.routes[0].max_body_bytes, 1024 * 1024);
+    assert_eq!(config.routes[0].retries, 1);
+    assert!(
+        config.limits[0].buys,
+        "a limit counts buys unless it says not"
+    );
+    // (text replaced, replacement, where, what)
+    let cases = [
+        (
+            "upstream: shop",
+            "upstream: shoq",
+            (24, 15),
+            "no upstream named \"shoq\"",
+        ),
+        (
+            "'127.0.0.1:9000'",
+            "'127.0.0.1'",
+            (19, 15),
+            "expected host:port",
+        ),
+        (
+            "'127.0.0.1:9000'",
+            "'http://a:80'",
+            (19, 15),
+            "no scheme or path",
+        ),
+        ("weight: 3", "weight: 0", (19, 33), "weight is 1 to"),
+        (
+            "limits: [per-uid]",
+            "limits: [per-ip]",
+            (25, 14),
+            "no limit named \"per-ip\"",
+        ),
+        ("path: /healthz", "path: healthz", (20, 21), "health.path"),
+        (
+            "path: /products/",
+            "path: /products/\n    exact: /x",
+            (24, 12),
+            "not both",
+        ),
+        ("name: pages", "name: 'a b'", (22, 11), "route name"),
+        (
+            "upstream: shop",
+            "upstream: shop\n    retries: 9",
+            (25, 14),
+            "retries is 0 to 5",
+        ),
+        (
+            "upstream: shop",
+            "upstream: shop\n    login: always",
+            (25, 12),
+            "unknown variant `always`",
+        ),
+        (
+            "upstream: shop",
+            "upstream: shop\n    methods: [FETCH!]",
+            (25, 15),
+            "HTTP method",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (from, to, (line, column), says) in cases {
+        let (at, message) = error_at(&shop.replace(from, to));
+        if (at.line, at.column) != (line, column) || !message.contains(says) {
+            wrong.push(format!(
+                "{to}: expected {line}:{column} {says:?}, got {message}"
+            ));
+        }
+        assert!(message.starts_with("f.yaml:"), "{message}");
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -663,3 +663,94 @@ async fn tls_to_a_server_of_a_private_ca_and_not_under_another() {
         "another name: refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_swaps_the_routes_keeps_the_health_and_fails_no_request() {
+    let origin = Origin::start().await;
+    let a = ShopServer::start("a").await;
+    let pool = format!(
+        "upstreams:\n\
+         \x20 shop: {{ servers: [{}], health: {{ path: /healthz, interval: 200ms, timeout: 200ms, fall: 1, rise: 3 }} }}\n\
+         routes:\n\
+         \x20 - {{ name: p, path: /p/, upstream: shop }}\n",
+        servers(&[&a])
+    );
+    let edge = shop_edge(origin.addr, "  []", "", &pool).await;
+    let c = reqwest::Client::new();
+    let (p, q) = (format!("{}/p/1", edge.base), format!("{}/q/1", edge.base));
+    assert_eq!(get(&c, &p, &[]).await.0, 200);
+    assert_eq!(get(&c, &q, &[]).await.0, 404, "no route for /q/ yet");
+
+    // a fails its checks: no server up.
+    a.set_sick(true);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&c, &p, &[]).await.0 != 503 {
+        assert!(Instant::now() < deadline, "a never went down");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A reload adds a route and leaves the pool as it was: a stays down (a new registry would
+    // start it healthy), and the new route is there at once.
+    let file = edge.dir.path().join("flashgate.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let with_q = text.replace(
+        "  - { name: p, path: /p/, upstream: shop }\n",
+        "  - { name: p, path: /p/, upstream: shop }\n  - { name: q, path: /q/, upstream: shop }\n",
+    );
+    assert_ne!(with_q, text);
+    std::fs::write(&file, &with_q).unwrap();
+    edge.reload().await;
+    let (status, _, body) = get(&c, &q, &[]).await;
+    assert_eq!(
+        (status, outcome(&body).as_str()),
+        (503, "no_healthy_upstream"),
+        "health kept"
+    );
+    a.set_sick(false);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(&c, &q, &[]).await.0 != 200 {
+        assert!(Instant::now() < deadline, "a never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Reloads under a crowd of GETs (4 clients, bounded by time and count) fail none of them.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (c, p) = (c.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut told = BTreeMap::<u16, usize>::new();
+            let mut n = 0;
+            while started.elapsed() < Duration::from_secs(60) && n < 20_000 {
+                *told.entry(get(&c, &p, &[]).await.0).or_default() += 1;
+                n += 1;
+                if STOP.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+            }
+            told
+        }));
+    }
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    for i in 0..5 {
+        let next = if i % 2 == 0 { &text } else { &with_q };
+        std::fs::write(&file, next).unwrap();
+        edge.reload().await;
+    }
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut told = BTreeMap::<u16, usize>::new();
+    for t in tasks {
+        for (k, v) in t.await.unwrap() {
+            *told.entry(k).or_default() += v;
+        }
+    }
+    eprintln!("during 5 reloads: {told:?}");
+    assert_eq!(
+        told.keys().copied().collect::<Vec<_>>(),
+        vec![200],
+        "{told:?}"
+    );
+    assert!(
+        told[&200] > 20,
+        "the crowd ran through the reloads: {told:?}"
+    );
+}

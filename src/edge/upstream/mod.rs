@@ -335,3 +335,94 @@ fn tls_options(peer: &mut HttpPeer, tls: &UpstreamTls) {
         peer.client_cert_key = Some(Arc::new(CertKey::new(chain.clone(), key.clone())));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Eject, HttpCheck, Server};
+    use crate::ground::metrics::Metrics;
+
+    fn upstream(name: &str, ports: &[u16], interval_ms: u64) -> Upstream {
+        Upstream {
+            name: name.to_string(),
+            servers: ports
+                .iter()
+                .map(|p| Server {
+                    addr: ([127, 0, 0, 1], *p).into(),
+                    host: "127.0.0.1".into(),
+                    weight: 1,
+                })
+                .collect(),
+            selection: Selection::RoundRobin,
+            health: Some(crate::config::HealthCheck {
+                http: Some(HttpCheck {
+                    path: "/healthz".into(),
+                    status: 200,
+                    host: None,
+                }),
+                interval: Duration::from_millis(interval_ms),
+                timeout: Duration::from_secs(1),
+                fall: 1,
+                rise: 1,
+            }),
+            eject: Eject {
+                failures: 2,
+                duration: Duration::from_secs(10),
+            },
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(60),
+            h2: false,
+            tls: None,
+        }
+    }
+
+    #[test]
+    fn a_reload_keeps_the_registry_of_a_pool_checked_the_same_way() {
+        let metrics = Metrics::new().unwrap();
+        let first = Pools::build(&[upstream("shop", &[1, 2], 500)], None, &metrics.shop);
+        let registry = |p: &Pools| p.get(0).unwrap().health().registry();
+        // A server added, the check unchanged: the same registry (the servers that stay keep
+        // their health).
+        let same = Pools::build(
+            &[upstream("shop", &[1, 2, 3], 500)],
+            Some(&first),
+            &metrics.shop,
+        );
+        assert!(Arc::ptr_eq(&registry(&first), &registry(&same)));
+        // Another interval, or another name: a registry of its own.
+        let other = Pools::build(
+            &[upstream("shop", &[1, 2], 900)],
+            Some(&first),
+            &metrics.shop,
+        );
+        assert!(!Arc::ptr_eq(&registry(&first), &registry(&other)));
+        let renamed = Pools::build(
+            &[upstream("web", &[1, 2], 500)],
+            Some(&first),
+            &metrics.shop,
+        );
+        assert!(!Arc::ptr_eq(&registry(&first), &registry(&renamed)));
+    }
+
+    #[test]
+    fn an_ejected_server_is_not_picked_until_its_time_is_out() {
+        let metrics = Metrics::new().unwrap();
+        let mut u = upstream("shop", &[1, 2], 500);
+        u.health = None;
+        u.eject.failures = 2;
+        let pools = Pools::build(&[u], None, &metrics.shop);
+        let pool = pools.get(0).unwrap();
+        pool.connect_failed(0);
+        assert!(pool.up(0), "one failure of two");
+        pool.connect_failed(0);
+        assert!(!pool.up(0), "ejected");
+        for _ in 0..10 {
+            assert_eq!(pool.pick(b"", &[]), Some(1));
+        }
+        assert_eq!(pool.pick(b"", &[1]), None, "no other server");
+    }
+}

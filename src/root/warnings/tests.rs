@@ -285,3 +285,25 @@ fn a_certificate_that_expires_soon_and_no_proxy_warning_on_tls() {
         found[0].text
     );
 }
+
+#[test]
+fn a_route_that_can_never_match_is_named() {
+    let shop = format!(
+        "{SAFE}upstreams:\n  shop: {{ servers: ['127.0.0.1:9000'] }}\n\
+         routes:\n\
+         \x20 - {{ name: all, path: /products/, upstream: shop }}\n\
+         \x20 - {{ name: one, exact: /products/1, upstream: shop }}\n\
+         \x20 - {{ name: gets, path: /cart, methods: [GET], upstream: shop }}\n\
+         \x20 - {{ name: posts, path: /cart/x, methods: [POST], upstream: shop }}\n\
+         \x20 - {{ name: css, path: /static/shop/, upstream: shop }}\n\
+         \x20 - {{ name: sub, host: '*.example.com', path: /a, upstream: shop }}\n\
+         \x20 - {{ name: exact-host, host: a.example.com, path: /a/b, upstream: shop }}\n"
+    );
+    let found = warnings(&config(&shop), 3, at("2027-01-01T00:00:00Z"), Some(16 * GIB));
+    let texts: Vec<&str> = found.iter().map(|w| w.text.as_str()).collect();
+    assert!(found.iter().all(|w| w.kind == WarningKind::RouteNeverMatches), "{texts:?}");
+    assert_eq!(found.len(), 3, "{texts:?}");
+    assert!(texts[0].contains("\"one\"") && texts[0].contains("\"all\""), "{texts:?}");
+    assert!(texts[1].contains("\"css\"") && texts[1].contains("/static/"), "{texts:?}");
+    assert!(texts[2].contains("\"exact-host\"") && texts[2].contains("\"sub\""), "{texts:?}");
+}
