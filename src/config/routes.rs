@@ -58,7 +58,7 @@ pub struct FileRoute {
     /// Whether `X-Forwarded-For`, `-Proto` and `-Host` are sent (default true).
     #[serde(default = "default_true")]
     pub forwarded: bool,
-    /// How often an idempotent request (`GET`, `HEAD`, `OPTIONS`) may be tried again, on
+    /// How often a safe request (`GET`, `HEAD`, `OPTIONS`, `TRACE`) may be tried again, on
     /// another server, when nothing was sent (default 1).
     #[serde(default = "default_retries")]
     pub retries: u8,

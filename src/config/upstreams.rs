@@ -80,7 +80,8 @@ pub struct FileHealth {
     pub path: String,
     #[serde(default = "default_health_status")]
     pub status: u16,
-    /// The `Host` of the check's request (default: the server's host).
+    /// The `Host` of the check's request, the same for every server (default: `tls.sni`, else
+    /// the first server's host).
     #[serde(default)]
     pub host: Option<String>,
     #[serde(default = "default_health_interval")]
@@ -144,7 +145,7 @@ pub enum CheckKind {
     /// An HTTP `GET`.
     #[default]
     Http,
-    /// A TCP connect (and TLS handshake, with `tls:`).
+    /// A TCP connect (no TLS handshake, even with `tls:`).
     Tcp,
 }
 
@@ -360,11 +361,7 @@ fn resolve_one(cx: &Reading, name: &str, u: &FileUpstream) -> Result<Upstream, C
         })?,
     };
     let health = u.health.as_ref().map(|h| health(cx, name, h)).transpose()?;
-    let tls = u
-        .tls
-        .as_ref()
-        .map(|t| tls(cx, name, t, &servers))
-        .transpose()?;
+    let tls = u.tls.as_ref().map(|t| tls(cx, name, t)).transpose()?;
     for (field, d) in [
         ("connect_timeout", u.connect_timeout.0),
         ("read_timeout", u.read_timeout.0),
@@ -489,22 +486,13 @@ fn health(cx: &Reading, name: &str, h: &FileHealth) -> Result<HealthCheck, Confi
     })
 }
 
-fn tls(
-    cx: &Reading,
-    name: &str,
-    t: &FileUpstreamTls,
-    servers: &[Server],
-) -> Result<UpstreamTls, ConfigError> {
+fn tls(cx: &Reading, name: &str, t: &FileUpstreamTls) -> Result<UpstreamTls, ConfigError> {
     let at = |field: &str| format!("upstreams.{name}.tls.{field}");
     let sni = t
         .sni
         .as_ref()
         .map(|s| cx.required(&at("sni"), s))
         .transpose()?;
-    // Without a name to verify the certificate against, Pingora would skip verification.
-    if sni.is_none() && servers.iter().any(|s| s.host.is_empty()) {
-        return Err(cx.err(&at("sni"), "tls.sni is needed: a server has no name"));
-    }
     let ca = match &t.ca {
         Some(file) => {
             let path = PathBuf::from(cx.required(&at("ca"), file)?);

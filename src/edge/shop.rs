@@ -3,9 +3,11 @@
 //! are counted by status class with their latency (`flashgate_route_*`), its counters resolved
 //! when the configuration is built, so counting an answer hashes no label.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use http::Method;
+use percent_encoding::percent_decode_str;
 use pingora::http::RequestHeader;
 use prometheus::{Histogram, IntCounter};
 
@@ -47,6 +49,27 @@ impl ShopRoutes {
     }
 }
 
+/// The path a route is matched against: `raw` percent-decoded, as a shop's server will read
+/// it, so no spelling of a path reaches a route other than the one its meaning would. None
+/// (the edge answers `400`) for a path a server could take otherwise than the edge: a `.` or
+/// `..` segment, an empty segment (`//`), a backslash, a control character, an escape that is
+/// not UTF-8 — spelled plainly or percent-encoded.
+pub fn route_path(raw: &str) -> Option<Cow<'_, str>> {
+    let decoded = percent_decode_str(raw).decode_utf8().ok()?;
+    if decoded.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f) {
+        return None;
+    }
+    let segments: Vec<&str> = decoded.split('/').collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        let empty_inside = segment.is_empty() && i != 0 && i != last;
+        if (i == 0 && !segment.is_empty()) || empty_inside || *segment == "." || *segment == ".." {
+            return None;
+        }
+    }
+    Some(decoded)
+}
+
 /// The index of the first of `routes` that `method`, `host` and `path` match.
 pub fn find(routes: &[Route], method: &Method, host: &str, path: &str) -> Option<usize> {
     routes.iter().position(|r| r.matches(method, host, path))
@@ -84,6 +107,31 @@ fn strip_port(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_is_matched_as_a_server_reads_it_or_refused() {
+        assert_eq!(route_path("/account/x").as_deref(), Some("/account/x"));
+        assert_eq!(route_path("/%61ccount/").as_deref(), Some("/account/"));
+        assert_eq!(route_path("/").as_deref(), Some("/"));
+        assert_eq!(route_path("/a/").as_deref(), Some("/a/"));
+        for bad in [
+            "/x/../account/",
+            "/x/%2e%2e/account/",
+            "/x/%2E./a",
+            "/./a",
+            "/a/.",
+            "/a//b",
+            "/a%2f%2fb",
+            "/a\\b",
+            "/a%5cb",
+            "/a%00",
+            "/a%ff",
+            "x/a",
+            "/a/..",
+        ] {
+            assert_eq!(route_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn the_host_is_lowercase_without_its_port() {

@@ -191,7 +191,7 @@ pub struct ShopMetrics {
     /// `flashgate_route_requests_total{route,class}`: answers on each route by status class,
     /// the upstream's and the edge's own (`502`, `503`, `504`) alike.
     pub route_requests: IntCounterVec,
-    /// `flashgate_route_seconds{route}`: from a request's arrival to its answer's head.
+    /// `flashgate_route_seconds{route}`: from a request's arrival to its end.
     pub route_seconds: HistogramVec,
     /// `flashgate_upstream_requests_total{upstream,server,class}`: answers of each server by
     /// status class, and `error` for a connection that failed or broke.
@@ -217,7 +217,7 @@ impl ShopMetrics {
         let route_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "flashgate_route_seconds",
-                "Time from a shop route's request to its answer's head.",
+                "Time from a shop route's request to its end (the answer sent, or the request failed).",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["route"],

@@ -146,7 +146,7 @@ fn routes_never_matching(c: &Config, out: &mut Vec<Warning>) {
         let by = c.routes[..i].iter().find(|earlier| earlier.shadows(route));
         let text = match (by, &route.path) {
             (Some(earlier), _) => format!(
-                "route {:?} never matches: route {:?} comes first and takes every request it                  would",
+                "route {:?} never matches: route {:?} comes first and takes every request it would",
                 route.name, earlier.name
             ),
             (None, PathMatch::Exact(p)) if p == "/" => format!(

@@ -73,6 +73,19 @@ fn exported() -> BTreeSet<String> {
     limit.refused.inc();
     edge.set_difficulty(1, 12);
     edge.queue_sale(1);
+    // The shop's series exist once a route, a pool and a server are configured: one of each.
+    let shop = &edge.shop;
+    shop.route_requests.with_label_values(&["r", "2xx"]).inc();
+    shop.route_seconds.with_label_values(&["r"]).observe(0.001);
+    shop.server_requests
+        .with_label_values(&["u", "127.0.0.1:1", "2xx"])
+        .inc();
+    shop.server_healthy
+        .with_label_values(&["u", "127.0.0.1:1"])
+        .set(1);
+    shop.ejections
+        .with_label_values(&["u", "127.0.0.1:1"])
+        .inc();
     let orders = OrderMetrics::new().unwrap();
     orders.order("forward", "created");
     orders.unauthorized("forged");

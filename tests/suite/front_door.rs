@@ -176,6 +176,21 @@ async fn routes_by_host_and_path_with_each_route_s_policy() {
     assert_eq!((status, server.as_str()), (200, "shop"));
     let last = shop.requests().pop().unwrap();
     assert_eq!(last.header("x-forwarded-for"), None, "forwarded: false");
+    // A route is matched on the path as a server reads it: an escaped spelling reaches the
+    // route its meaning does, and a path a server could read otherwise is refused.
+    assert_eq!(raw_status(&edge.base, "/%70roducts/1").await, 200);
+    assert_eq!(
+        shop.requests().pop().unwrap().path,
+        "/%70roducts/1",
+        "sent as written"
+    );
+    for ambiguous in [
+        "/products/../account/x",
+        "/products/%2e%2e/account/x",
+        "/products//x",
+    ] {
+        assert_eq!(raw_status(&edge.base, ambiguous).await, 400, "{ambiguous}");
+    }
 
     // login: required — without a login 401, with one the UID goes signed.
     let account_url = format!("{}/account/orders", edge.base);
@@ -281,7 +296,24 @@ async fn routes_by_host_and_path_with_each_route_s_policy() {
             &m,
             r#"flashgate_requests_total{outcome="proxied",route="shop"}"#
         ),
-        Some(7.0)
+        Some(8.0),
+        "two product pages, the account page, five cart POSTs"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"flashgate_requests_total{outcome="bad_request",route="shop"}"#
+        ),
+        Some(3.0),
+        "the three ambiguous paths"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"flashgate_route_requests_total{class="4xx",route="cart"}"#
+        ),
+        Some(2.0),
+        "the edge's own 413 and 429 on the cart"
     );
 }
 

@@ -74,6 +74,9 @@ pub struct Ctx {
     reservation_id: Option<String>,
     /// A shop route's request, on its way to its pool.
     shop: Option<ShopRequest>,
+    /// The shop route a request matched (its answers are counted under it, the edge's
+    /// refusals too).
+    shop_route: Option<usize>,
 }
 
 /// The error of a phase that finds no reserved unit where only reserved winners may be: no
@@ -229,6 +232,7 @@ impl ProxyHttp for Edge {
             uid: None,
             reservation_id: None,
             shop: None,
+            shop_route: None,
         }
     }
 
@@ -238,16 +242,28 @@ impl ProxyHttp for Edge {
         let method = session.req_header().method.clone();
         let endpoint = classify(&method, uri.path());
         let mut http = ctx.live.config.http;
-        // A path no sale route takes may be a shop route's, whose body limit is its own.
-        let shop = match endpoint {
+        // A path no sale route takes may be a shop route's, whose body limit is its own. It is
+        // matched as the shop's servers will read it; a path they could read otherwise is
+        // refused.
+        let shop_path = match endpoint {
             Endpoint::NotFound if !ctx.live.config.routes.is_empty() => {
-                let host = super::shop::request_host(session.req_header());
-                super::shop::find(&ctx.live.config.routes, &method, &host, uri.path())
-                    .map(|i| (i, host))
+                match super::shop::route_path(uri.path()) {
+                    Some(path) => Some(path),
+                    None => {
+                        ctx.route = Route::Shop;
+                        session.set_keepalive(None);
+                        return self.answer(session, ctx, Outcome::BadRequest).await;
+                    }
+                }
             }
             _ => None,
         };
+        let shop = shop_path.and_then(|path| {
+            let host = super::shop::request_host(session.req_header());
+            super::shop::find(&ctx.live.config.routes, &method, &host, &path).map(|i| (i, host))
+        });
         if let Some((i, _)) = &shop {
+            ctx.shop_route = Some(*i);
             if let Some(route) = ctx.live.config.routes.get(*i) {
                 http.max_body_bytes = route.max_body_bytes;
             }
@@ -533,9 +549,10 @@ impl ProxyHttp for Edge {
             .settle(None, &live.checkout, &self.gw.metrics)
             .await;
         self.gw.metrics.request(ctx.route, ctx.outcome);
-        if ctx.route == Route::Shop {
-            if let Some(route) = ctx.shop.as_ref().map(|s| s.route) {
-                let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        if let Some(route) = ctx.shop_route {
+            // A request that ended with no answer written is in flashgate_requests_total only.
+            if let Some(answer) = session.response_written() {
+                let status = answer.status.as_u16();
                 ctx.live.shop.answered(route, status, ctx.started.elapsed());
             }
         }

@@ -115,7 +115,7 @@ impl Edge {
             key,
             tried: Vec::new(),
             retries: route.retries,
-            safe: session.req_header().method.is_safe(),
+            safe: is_safe(&session.req_header().method),
             body: 0,
             max_body: route.max_body_bytes,
             host,
@@ -161,10 +161,14 @@ impl Edge {
         shop: &ShopRequest,
         route: &ShopRoute,
     ) -> Result<()> {
+        // What only the edge may say: its own headers, and where the request came from.
         let spoofed: Vec<_> = upstream
             .headers
             .keys()
-            .filter(|k| k.as_str().starts_with("x-flashgate-"))
+            .filter(|k| {
+                let k = k.as_str();
+                k.starts_with("x-flashgate-") || k.starts_with("x-forwarded-") || k == "x-real-ip"
+            })
             .cloned()
             .collect();
         for name in spoofed {
@@ -327,6 +331,17 @@ impl Edge {
             Err(_) => 0,
         }
     }
+}
+
+/// Whether `method` may be sent twice: it changes nothing on the server.
+fn is_safe(method: &http::Method) -> bool {
+    [
+        http::Method::GET,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::TRACE,
+    ]
+    .contains(method)
 }
 
 /// The key a hashing pool picks a server by: the client's address, the UID (the address
