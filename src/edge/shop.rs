@@ -52,11 +52,15 @@ impl ShopRoutes {
 /// The path a route is matched against: `raw` percent-decoded, as a shop's server will read
 /// it, so no spelling of a path reaches a route other than the one its meaning would. None
 /// (the edge answers `400`) for a path a server could take otherwise than the edge: a `.` or
-/// `..` segment, an empty segment (`//`), a backslash, a control character, an escape that is
-/// not UTF-8 — spelled plainly or percent-encoded.
+/// `..` segment, an empty segment (`//`), a backslash, a `;` (a path parameter), a control
+/// character, an escape that is not UTF-8 — spelled plainly or percent-encoded.
 pub fn route_path(raw: &str) -> Option<Cow<'_, str>> {
     let decoded = percent_decode_str(raw).decode_utf8().ok()?;
-    if decoded.bytes().any(|b| b == b'\\' || b < 0x20 || b == 0x7f) {
+    // `;` starts a path parameter some servers drop (`/a;x/` read as `/a/`, `/..;/` as `/../`).
+    if decoded
+        .bytes()
+        .any(|b| b == b'\\' || b == b';' || b < 0x20 || b == 0x7f)
+    {
         return None;
     }
     let segments: Vec<&str> = decoded.split('/').collect();
@@ -82,6 +86,7 @@ pub fn request_host(req: &RequestHeader) -> String {
         .uri
         .authority()
         .map(|a| a.host().to_string())
+        .or_else(|| absolute_form_host(req.raw_path()))
         .or_else(|| {
             req.headers
                 .get(http::header::HOST)
@@ -90,6 +95,19 @@ pub fn request_host(req: &RequestHeader) -> String {
         })
         .unwrap_or_default();
     raw.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The host of an absolute-form request target (`GET http://host/path`), which Pingora keeps
+/// only in the raw target (and sends upstream as the `Host`).
+fn absolute_form_host(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let (scheme, rest) = text.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(strip_port(host))
 }
 
 /// `host[:port]` without the port (an IPv6 literal keeps its brackets off).
@@ -122,6 +140,9 @@ mod tests {
             "/a/.",
             "/a//b",
             "/a%2f%2fb",
+            "/p/..;/a",
+            "/account;x/y",
+            "/a%3bb",
             "/a\\b",
             "/a%5cb",
             "/a%00",
@@ -142,5 +163,12 @@ mod tests {
         assert_eq!(request_host(&req), "::1");
         req.insert_header("host", "example.com.").unwrap();
         assert_eq!(request_host(&req), "example.com");
+        let host = |raw: &[u8]| absolute_form_host(raw);
+        assert_eq!(
+            host(b"http://Admin.Example.com:80/x").as_deref(),
+            Some("Admin.Example.com")
+        );
+        assert_eq!(host(b"https://u@a.test/x").as_deref(), Some("a.test"));
+        assert_eq!(host(b"/x"), None);
     }
 }

@@ -68,6 +68,22 @@ async fn get(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, 
     }
 }
 
+/// Send `head` as it is on a fresh connection; the answer's status.
+async fn raw_request(base: &str, head: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf).await;
+    let text = String::from_utf8_lossy(&buf);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"))
+}
+
 fn outcome(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
@@ -191,6 +207,19 @@ async fn routes_by_host_and_path_with_each_route_s_policy() {
     ] {
         assert_eq!(raw_status(&edge.base, ambiguous).await, 400, "{ambiguous}");
     }
+    // An absolute-form target with no Host is routed by the target's host: the account route,
+    // whose login it lacks (Pingora would send the target's host upstream as the Host).
+    let head = "GET http://shop.test/account/orders HTTP/1.1\r\nConnection: close\r\n\r\n";
+    assert_eq!(
+        raw_request(&edge.base, head).await,
+        401,
+        "no way around the login"
+    );
+    // TRACE would echo the edge's signed headers: the edge refuses it.
+    let trace = "TRACE /products/1 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(&edge.base, trace).await, 405);
+    // A path parameter some servers drop is no way onto another route either.
+    assert_eq!(raw_status(&edge.base, "/products/..;/account/x").await, 400);
 
     // login: required — without a login 401, with one the UID goes signed.
     let account_url = format!("{}/account/orders", edge.base);
@@ -304,8 +333,8 @@ async fn routes_by_host_and_path_with_each_route_s_policy() {
             &m,
             r#"flashgate_requests_total{outcome="bad_request",route="shop"}"#
         ),
-        Some(3.0),
-        "the three ambiguous paths"
+        Some(4.0),
+        "the four ambiguous paths"
     );
     assert_eq!(
         sample(

@@ -73,6 +73,13 @@ impl Edge {
         let Some(route) = live.config.routes.get(index) else {
             return self.answer(session, ctx, Outcome::NotFound).await;
         };
+        if session.req_header().method == http::Method::TRACE {
+            // A server that echoes TRACE would hand the client the edge's signed headers.
+            ctx.outcome = Outcome::MethodNotAllowed;
+            let allow = [("allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")];
+            respond::outcome(session, Outcome::MethodNotAllowed, &allow).await?;
+            return Ok(true);
+        }
         let client = Self::client_ip(session, &live);
         ctx.client_ip = Some(client);
         let admission = live.checkout.admission();
@@ -147,6 +154,8 @@ impl Edge {
             }
         })?;
         shop.tried.push(server);
+        // A retry replays the body through the filter again.
+        shop.body = 0;
         let peer = pool
             .peer(server)
             .ok_or_else(|| Error::explain(ErrorType::Custom(NO_HEALTHY), pool.name.clone()))?;
@@ -167,7 +176,10 @@ impl Edge {
             .keys()
             .filter(|k| {
                 let k = k.as_str();
-                k.starts_with("x-flashgate-") || k.starts_with("x-forwarded-") || k == "x-real-ip"
+                k.starts_with("x-flashgate-")
+                    || k.starts_with("x-forwarded-")
+                    || k == "x-real-ip"
+                    || k == "forwarded"
             })
             .cloned()
             .collect();
@@ -234,6 +246,11 @@ impl Edge {
         mut e: Box<Error>,
         reused: bool,
     ) -> Box<Error> {
+        if matches!(e.etype(), ErrorType::HTTPStatus(413)) {
+            // The client's body ran over the route's limit: not the server's failure.
+            e.set_retry(false);
+            return e;
+        }
         if let Some((pool, server)) = Self::shop_server(ctx) {
             pool.answered(server, None);
         }
@@ -259,11 +276,15 @@ impl Edge {
         e
     }
 
-    /// Count a request body's bytes against the route's limit.
-    pub(super) fn shop_body(ctx: &mut Ctx, body: &Option<Bytes>) -> Result<()> {
+    /// Count a request body's bytes against the route's limit (not the bytes of an upgraded
+    /// connection, a WebSocket's).
+    pub(super) fn shop_body(session: &Session, ctx: &mut Ctx, body: &Option<Bytes>) -> Result<()> {
         let Some(shop) = ctx.shop.as_mut() else {
             return Ok(());
         };
+        if session.was_upgraded() {
+            return Ok(());
+        }
         shop.body += body.as_ref().map_or(0, |b| b.len() as u64);
         if shop.body > shop.max_body {
             return Err(Error::explain(
@@ -335,13 +356,7 @@ impl Edge {
 
 /// Whether `method` may be sent twice: it changes nothing on the server.
 fn is_safe(method: &http::Method) -> bool {
-    [
-        http::Method::GET,
-        http::Method::HEAD,
-        http::Method::OPTIONS,
-        http::Method::TRACE,
-    ]
-    .contains(method)
+    [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS].contains(method)
 }
 
 /// The key a hashing pool picks a server by: the client's address, the UID (the address

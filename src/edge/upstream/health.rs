@@ -33,6 +33,7 @@ pub struct PoolHealth {
     tls: Option<UpstreamTls>,
     servers_host: String,
     interval_ms: u64,
+    timeout_ms: u64,
     next_ms: AtomicU64,
     running: AtomicBool,
 }
@@ -49,9 +50,8 @@ impl PoolHealth {
             check: u.health.clone(),
             tls: u.tls.clone(),
             servers_host: first_host(u),
-            interval_ms: u.health.as_ref().map_or(0, |h| {
-                u64::try_from(h.interval.as_millis()).unwrap_or(u64::MAX)
-            }),
+            interval_ms: u.health.as_ref().map_or(0, |h| millis(h.interval)),
+            timeout_ms: u.health.as_ref().map_or(0, |h| millis(h.timeout)),
             next_ms: AtomicU64::new(0),
             running: AtomicBool::new(false),
         })
@@ -78,11 +78,18 @@ impl PoolHealth {
         self.next_ms
             .store(now.saturating_add(self.interval_ms), Ordering::Relaxed);
         let me = Arc::clone(self);
+        // A pass is bounded: a server that trickles its answer must not hold the pool's health
+        // still (dropping the pass cancels its checks).
+        let bound = Duration::from_millis(self.interval_ms.saturating_add(self.timeout_ms));
         Some(async move {
-            me.registry.run_health_check(true).await;
+            let _ = tokio::time::timeout(bound, me.registry.run_health_check(true)).await;
             me.running.store(false, Ordering::Release);
         })
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The host a check asks for, and its SNI, when `health.host` and `tls.sni` say nothing.
