@@ -179,10 +179,13 @@ pub struct Secrets {
 /// `origin:` resolved.
 #[derive(Debug, Clone)]
 pub struct Origin {
-    /// The URL as written (after `${ENV}` substitution), for messages.
+    /// `origin.url` as written (after `${ENV}` substitution), or `upstream <name>`, for
+    /// messages.
     pub url: String,
-    /// The address connected to.
+    /// The address connected to (with `upstream`: its first server's).
     pub addr: SocketAddr,
+    /// The pool of `Config::upstreams` winners go to, by index (`origin.upstream`).
+    pub upstream: Option<usize>,
     /// The Host header sent.
     pub host: String,
     /// Path winners are POSTed to.

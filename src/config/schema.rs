@@ -238,7 +238,12 @@ pub struct FileSecrets {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileOrigin {
-    pub url: String,
+    /// One server, `http://host:port`; or `upstream`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A pool of `upstreams:` (several order backends on one database), instead of `url`.
+    #[serde(default)]
+    pub upstream: Option<String>,
     #[serde(default = "default_origin_path")]
     pub path: String,
     #[serde(default = "default_connect_timeout")]

@@ -16,7 +16,7 @@ use super::redis_target::RedisKeys;
 use super::schema::{FileConfig, FileStore, LogRoute, StoreKind};
 use super::{
     AccessLogSettings, Catalog, Config, Environment, LogTarget, Origin, ReplicaWait, Sale, Secret,
-    Secrets, Store,
+    Secrets, Store, Upstream,
 };
 use crate::config::Target;
 
@@ -51,7 +51,7 @@ pub fn resolve(
     }
 
     let upstreams = super::upstreams::resolve(&cx, &file.upstreams)?;
-    let origin = resolve_origin(&cx, &file)?;
+    let origin = resolve_origin(&cx, &file, &upstreams)?;
     let store = resolve_store(&cx, &file.store)?;
     let catalog = super::catalog::resolve_catalog(&cx, &file)?;
     let sales = resolve_sales(&cx, &file, &catalog)?;
@@ -196,8 +196,56 @@ fn half_configured(cx: &Reading, path: &str, missing: &str, set: &str) -> Config
     )
 }
 
-fn resolve_origin(cx: &Reading, file: &FileConfig) -> Result<Origin, ConfigError> {
-    let (url, addr, host) = origin_url(cx, &file.origin.url)?;
+fn resolve_origin(
+    cx: &Reading,
+    file: &FileConfig,
+    upstreams: &[Upstream],
+) -> Result<Origin, ConfigError> {
+    let (url, addr, upstream, host) = match (&file.origin.url, &file.origin.upstream) {
+        (Some(url), None) => {
+            let (url, addr, host) = origin_url(cx, url)?;
+            (url, addr, None, host)
+        }
+        (None, Some(name)) => {
+            let index = upstreams
+                .iter()
+                .position(|u| &u.name == name)
+                .ok_or_else(|| {
+                    cx.err(
+                        "origin.upstream",
+                        format!("no upstream named {name:?} in upstreams:"),
+                    )
+                })?;
+            let pool = &upstreams[index];
+            if pool.tls.is_some() || pool.h2 {
+                return Err(cx.err(
+                    "origin.upstream",
+                    format!(
+                        "upstream {name:?} speaks TLS or h2: the origin is plain HTTP/1.1 (its \
+                         settlement questions too)"
+                    ),
+                ));
+            }
+            let first = &pool.servers[0];
+            let host = match first.addr {
+                SocketAddr::V6(_) if first.host.contains(':') => {
+                    format!("[{}]:{}", first.host, first.addr.port())
+                }
+                _ => format!("{}:{}", first.host, first.addr.port()),
+            };
+            (format!("upstream {name}"), first.addr, Some(index), host)
+        }
+        (Some(_), Some(_)) => {
+            return Err(cx.err("origin.upstream", "origin has url or upstream, not both"))
+        }
+        (None, None) => {
+            return Err(cx.err(
+                "origin",
+                "origin needs url (one server, http://host:port) or upstream (a pool of \
+                 upstreams:)",
+            ))
+        }
+    };
     if file.origin.settle_after.0 <= file.origin.timeout.0 {
         return Err(cx.err(
             "origin.settle_after",
@@ -210,6 +258,7 @@ fn resolve_origin(cx: &Reading, file: &FileConfig) -> Result<Origin, ConfigError
     Ok(Origin {
         url,
         addr,
+        upstream,
         host,
         path: file.origin.path.clone(),
         connect_timeout: file.origin.connect_timeout.0,

@@ -64,13 +64,34 @@ impl Settler {
 impl OriginLookup for Settler {
     async fn holds(&self, reservation: &Reservation) -> Result<bool, LookupError> {
         let live = self.gateway.live();
+        // An origin pool: its servers that are up, in turn, until one gives an answer (any of
+        // them can: they share one database).
+        let addrs = match live.config.origin.upstream {
+            Some(i) => live.pools.get(i).map(|p| p.addrs_up()).unwrap_or_default(),
+            None => vec![live.config.origin.addr],
+        };
+        let mut last = LookupError::Unreachable("no origin server is up".to_string());
+        for addr in addrs {
+            match self.ask(&live, addr, reservation).await {
+                Err(LookupError::Unreachable(e)) => last = LookupError::Unreachable(e),
+                answer => return answer,
+            }
+        }
+        Err(last)
+    }
+}
+
+impl Settler {
+    /// Ask the origin server at `addr` whether it holds `reservation`'s order.
+    async fn ask(
+        &self,
+        live: &crate::edge::Live,
+        addr: std::net::SocketAddr,
+        reservation: &Reservation,
+    ) -> Result<bool, LookupError> {
         let origin = &live.config.origin;
         let id = utf8_percent_encode(&reservation.id, SEGMENT);
-        let uri = format!(
-            "http://{}{}/{id}",
-            origin.addr,
-            origin.path.trim_end_matches('/')
-        );
+        let uri = format!("http://{addr}{}/{id}", origin.path.trim_end_matches('/'));
         let timestamp = now_ms();
         let request = http::Request::get(uri)
             .header(http::header::HOST, origin.host.as_str())

@@ -1108,4 +1108,21 @@ fn upstreams_and_routes_resolve_and_their_mistakes_are_placed() {
         assert!(message.starts_with("f.yaml:"), "{message}");
     }
     assert!(wrong.is_empty(), "{wrong:#?}");
+    // The origin may be a pool.
+    let pooled = shop.replace("  url: http://127.0.0.1:8081", "  upstream: shop");
+    let config = parse(&pooled).unwrap();
+    assert_eq!(config.origin.upstream, Some(0));
+    assert_eq!(config.origin.url, "upstream shop");
+    let (at, message) =
+        error_at(&shop.replace("  url: http://127.0.0.1:8081", "  upstream: orders"));
+    assert_eq!((at.line, at.column), (7, 13), "{message}");
+    assert!(
+        message.contains("no upstream named \"orders\""),
+        "{message}"
+    );
+    let (_, message) = error_at(&shop.replace(
+        "  url: http://127.0.0.1:8081",
+        "  url: http://127.0.0.1:8081\n  upstream: shop",
+    ));
+    assert!(message.contains("not both"), "{message}");
 }

@@ -815,3 +815,169 @@ async fn a_reload_swaps_the_routes_keeps_the_health_and_fails_no_request() {
         "the crowd ran through the reloads: {told:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn winners_go_to_an_origin_pool_and_a_dead_server_loses_none() {
+    let live = Origin::start().await;
+    let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "listen: 127.0.0.1:{listen}\n\
+         admin_listen: 127.0.0.1:{admin}\n\
+         secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
+         upstreams:\n\
+         \x20 orders: {{ servers: ['{dead}', '{live}'], eject: {{ failures: 0 }} }}\n\
+         origin: {{ upstream: orders, path: /orders, connect_timeout: 500ms }}\n\
+         store: {{ kind: memory }}\n\
+         static_dir: {static_dir}\n\
+         catalog: {{ products: [1-1000] }}\n\
+         sales:\n{sale}\n\
+         limits: []\n",
+        live = live.addr,
+        static_dir = static_dir().display(),
+        sale = sale(),
+    );
+    let edge = Edge::start(&yaml, dir, "127.0.0.1", listen, admin).await;
+    let url = edge.buy_url(7).await;
+    let c = reqwest::Client::new();
+    let mut told = BTreeMap::<(u16, String), usize>::new();
+    for i in 0..5 {
+        *told
+            .entry(buy_outcome(&c, &url, &format!("p{i}")).await)
+            .or_default() += 1;
+    }
+    // Round robin sends every other forward to the dead server first: its refused connect
+    // reached nothing, so the next server takes the forward.
+    assert_eq!(
+        told,
+        BTreeMap::from([((200, "won".to_string()), 5)]),
+        "{told:?}"
+    );
+    let forwards = live.forwards();
+    let mut reservations: Vec<String> = forwards
+        .iter()
+        .map(|f| f.header("x-flashgate-reservation"))
+        .collect();
+    reservations.sort();
+    reservations.dedup();
+    assert_eq!(
+        (forwards.len(), reservations.len()),
+        (5, 5),
+        "each forward reached the live server once"
+    );
+    let m = edge.metrics().await;
+    let errors = format!(
+        r#"flashgate_upstream_requests_total{{class="error",server="{dead}",upstream="orders"}}"#
+    );
+    assert!(sample(&m, &errors).unwrap_or(0.0) >= 2.0, "{m}");
+}
+
+/// Two `flashgate-orders` on one PostgreSQL and one Redis as the origin pool of an edge selling
+/// to a crowd; one is SIGKILLed mid-sale. Forwards that could not connect go to the other; a
+/// forward that reached the killed one and got no answer is pending and settled by the ledger.
+/// The sale is judged as every fault test judges it: exactly the stock sold, exactly that many
+/// orders, nobody twice, every winner with an order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_pool_of_two_order_backends_survives_one_killed_mid_sale() {
+    use crate::common::crowd::{Crowd, Pace};
+    use crate::common::judge::{self, SaleUnderTest};
+    use crate::common::orders_server::{Database, OrdersServer};
+    use crate::common::redis_server::RedisServer;
+    use flashgate::config::Target;
+
+    const STOCK: u64 = 150;
+    let redis = RedisServer::start();
+    let db = Database::postgres();
+    let mut first = OrdersServer::start(&db, &redis.url(), "15m").await;
+    let second = OrdersServer::start(&db, &redis.url(), "15m").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (listen, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "listen: 127.0.0.1:{listen}\n\
+         admin_listen: 127.0.0.1:{admin}\n\
+         threads: 2\n\
+         secrets: {{ login: '${{FLASHGATE_LOGIN_SECRET}}', edge: '${{FLASHGATE_EDGE_SECRET}}' }}\n\
+         upstreams:\n\
+         \x20 orders:\n\
+         \x20   servers: ['127.0.0.1:{a}', '127.0.0.1:{b}']\n\
+         \x20   health: {{ path: /healthz, interval: 300ms, timeout: 1s, fall: 2 }}\n\
+         origin: {{ upstream: orders, path: /orders, connect_timeout: 500ms }}\n\
+         store: {{ kind: redis, url: '{redis}', timeout: 500ms }}\n\
+         static_dir: {static_dir}\n\
+         catalog: {{ products: [1-1000] }}\n\
+         sales:\n  - {{ product: 7, stock: {STOCK}, starts_at: '{start}', ends_at: '{end}' }}\n\
+         limits: []\n",
+        a = first.port,
+        b = second.port,
+        redis = redis.url(),
+        static_dir = static_dir().display(),
+        start = at(-60),
+        end = at(3600),
+    );
+    let config = dir.path().join("flashgate.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let out = flashgate(&["stock", "load", "--config", &config.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "stock load: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let edge = Edge::start(&yaml, dir, "127.0.0.1", listen, admin).await;
+    let pace = Pace {
+        users: 800,
+        arrivals_per_s: 10.0,
+        workers: 2,
+        pause: Duration::from_millis(20),
+        max_duration: Duration::from_secs(25),
+        max_requests: 30_000,
+    };
+    let crowd = Crowd::start(&edge.buy_url(7).await, "o", pace);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    first.kill();
+    let answers = crowd.finish().await;
+    eprintln!("told {:?}", judge::histogram(&answers));
+    for line in edge
+        .log()
+        .lines()
+        .filter(|l| l.contains("forward failed"))
+        .take(5)
+    {
+        eprintln!("edge: {line}");
+    }
+    // No client need see the kill: a forward that could not connect went to the other server.
+    judge::answers(&answers, false);
+    let target = Target::Single(redis.url());
+    let sale = SaleUnderTest {
+        target: &target,
+        database_url: &db.url(),
+        product: 7,
+        stock: STOCK,
+    };
+    judge::sale(&sale, &answers, || {
+        format!("{}\n{}", first.log(), second.log())
+    })
+    .await;
+    let m = edge.metrics().await;
+    for port in [first.port, second.port] {
+        let series = format!(
+            r#"flashgate_upstream_requests_total{{class="2xx",server="127.0.0.1:{port}",upstream="orders"}}"#
+        );
+        assert!(
+            sample(&m, &series).unwrap_or(0.0) > 0.0,
+            "both took forwards: {series}\n{m}"
+        );
+    }
+    // The edge saw the kill (the sale was still selling then: the check found it down).
+    let down = format!(
+        r#"flashgate_upstream_healthy{{server="127.0.0.1:{}",upstream="orders"}}"#,
+        first.port
+    );
+    assert_eq!(sample(&m, &down), Some(0.0), "{m}");
+    let after_kill = answers
+        .iter()
+        .filter(|a| a.status == 201 && a.at > Duration::from_secs(5))
+        .count();
+    eprintln!("won after the kill: {after_kill}");
+    assert!(after_kill > 0, "units were still selling after the kill");
+}

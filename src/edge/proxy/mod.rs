@@ -38,6 +38,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 mod body;
 mod facts;
 mod forward;
+mod origin;
 mod pages;
 mod queue;
 mod sale_info;
@@ -74,9 +75,18 @@ pub struct Ctx {
     reservation_id: Option<String>,
     /// A shop route's request, on its way to its pool.
     shop: Option<ShopRequest>,
+    /// The servers of an origin pool a forward tried, in order (`origin.upstream`).
+    origin_tried: Vec<usize>,
     /// The shop route a request matched (its answers are counted under it, the edge's
     /// refusals too).
     shop_route: Option<usize>,
+}
+
+impl Ctx {
+    /// The key a hashing origin pool picks a server by: the reservation id.
+    fn origin_key(&self) -> &[u8] {
+        self.forward.reservation().map_or(&[], |r| r.id.as_bytes())
+    }
 }
 
 /// The error of a phase that finds no reserved unit where only reserved winners may be: no
@@ -233,6 +243,7 @@ impl ProxyHttp for Edge {
             reservation_id: None,
             shop: None,
             shop_route: None,
+            origin_tried: Vec::new(),
         }
     }
 
@@ -336,6 +347,9 @@ impl ProxyHttp for Edge {
         if ctx.forward.reservation().is_none() {
             return Err(unreserved());
         }
+        if let Some(pool) = ctx.live.config.origin.upstream {
+            return origin::peer(ctx, pool);
+        }
         Ok(Box::new(ctx.live.origin.clone()))
     }
 
@@ -404,6 +418,7 @@ impl ProxyHttp for Edge {
             Self::shop_connected(ctx);
             return Ok(());
         }
+        origin::connected(ctx);
         ctx.forward.reached();
         Ok(())
     }
@@ -415,7 +430,10 @@ impl ProxyHttp for Edge {
         ctx: &mut Ctx,
         e: Box<Error>,
     ) -> Box<Error> {
-        Self::shop_connect_failed(ctx, e)
+        if ctx.shop.is_some() {
+            return Self::shop_connect_failed(ctx, e);
+        }
+        origin::connect_failed(ctx, e)
     }
 
     async fn upstream_response_filter(
@@ -435,6 +453,7 @@ impl ProxyHttp for Edge {
         if status < 200 {
             return Ok(()); // informational: the answer is still to come
         }
+        origin::answered(ctx, status);
         // The origin has spoken: settle before the buyer sees the answer, so a returned unit
         // is back on sale by then.
         let live = Arc::clone(&ctx.live);

@@ -104,6 +104,8 @@ struct ServerState {
     ejections: IntCounter,
     /// Its peer: the address with the pool's settings.
     peer: HttpPeer,
+    /// Its address.
+    addr: Option<std::net::SocketAddr>,
 }
 
 /// One upstream pool.
@@ -176,6 +178,7 @@ impl Pool {
                     ejected_until_ms: AtomicU64::new(0),
                     answers,
                     peer: peer(u, s),
+                    addr: Some(s.addr),
                 }
             })
             .collect();
@@ -207,6 +210,19 @@ impl Pool {
             Balancer::Hashing(lb) => lb.select_with(key, MAX_ITERATIONS, accept),
         };
         picked.as_ref().and_then(index)
+    }
+
+    /// How many servers the pool has.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// The addresses of the servers that may be picked now, in the pool's order.
+    pub fn addrs_up(&self) -> Vec<std::net::SocketAddr> {
+        (0..self.servers.len())
+            .filter(|i| self.up(*i))
+            .filter_map(|i| self.servers[i].addr)
+            .collect()
     }
 
     /// The peer of server `i`.

@@ -29,12 +29,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub const LOGIN_SECRET: &str = "test-login-secret-0123456789abcdef-0123";
 pub const EDGE_SECRET: &str = "test-edge-secret-0123456789abcdef-01234";
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and one this test process has not handed out before
+/// (the kernel may give a just-closed ephemeral port again: two calls in a row, or two tests at
+/// once, would then get the same one).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind an ephemeral port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn now_secs() -> u64 {
