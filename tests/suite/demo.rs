@@ -75,6 +75,8 @@ fn demo(extra: &[&str]) -> (String, String) {
     let url = page.split_whitespace().nth(2).unwrap().to_string();
     assert!(url.starts_with("http://127.0.0.1:") && url.contains("/?product=42#token="));
     assert!(line("metrics:").ends_with("/metrics"));
+    // The rest of the shop, behind the edge's route.
+    assert!(line("shop page:").contains("/shop/42 (200:"), "{stdout}");
     // Nothing is left listening.
     let addr = url.trim_start_matches("http://").split('/').next().unwrap();
     assert!(

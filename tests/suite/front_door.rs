@@ -981,3 +981,56 @@ async fn an_origin_pool_of_two_order_backends_survives_one_killed_mid_sale() {
     eprintln!("won after the kill: {after_kill}");
     assert!(after_kill > 0, "units were still selling after the kill");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_upgrade_passes_through_and_its_bytes_are_no_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let shop = ShopServer::start("ws").await;
+    let extra = format!(
+        "upstreams:\n\
+         \x20 live: {{ servers: [{}] }}\n\
+         routes:\n\
+         \x20 - {{ path: /ws, upstream: live, max_body_bytes: 16 }}\n",
+        servers(&[&shop])
+    );
+    let edge = shop_edge(origin.addr, "  []", "", &extra).await;
+    let mut stream = tokio::net::TcpStream::connect(edge.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "the connection closed: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // More bytes than the route's body limit, both ways: an upgraded stream is not a body.
+    let message = vec![b'w'; 4096];
+    stream.write_all(&message).await.unwrap();
+    let mut echoed = vec![0u8; message.len()];
+    tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut echoed))
+        .await
+        .expect("the echo")
+        .unwrap();
+    assert_eq!(echoed, message);
+    let seen = shop.requests().pop().unwrap();
+    assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
+}

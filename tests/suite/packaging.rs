@@ -436,10 +436,16 @@ fn the_compose_file_names_only_what_exists() {
         ("FLASHGATE_LOGIN_SECRET", LOGIN_SECRET),
         ("FLASHGATE_EDGE_SECRET", EDGE_SECRET),
     ]));
-    let edge =
-        read("conf/compose/flashgate.yaml").replace("http://orders:8081", "http://127.0.0.1:8081");
+    let edge = read("conf/compose/flashgate.yaml")
+        .replace("http://orders:8081", "http://127.0.0.1:8081")
+        .replace("[shop:80]", "['127.0.0.1:80']");
     let config = flashgate::config::Config::parse(Path::new("compose.yaml"), &edge, &env).unwrap();
     assert!(config.secrets.development.is_empty());
+    assert_eq!(
+        (config.upstreams.len(), config.routes.len()),
+        (1, 1),
+        "the shop behind the edge"
+    );
     let orders = flashgate::orders::settings::parse(
         Path::new("conf/compose/orders.yaml"),
         &read("conf/compose/orders.yaml"),

@@ -8,10 +8,12 @@
 //! The order backend is `flashgate-orders` on SQLite when that binary sits next to this one and
 //! `redis-server` is installed (it confirms orders against the sale in Redis, so the edge then
 //! sells from a private redis-server); otherwise the edge sells from the embedded store and a
-//! stand-in origin in this process takes the orders (see `backend`).
+//! stand-in origin in this process takes the orders (see `backend`). A stand-in shop (`shop`)
+//! stands behind the edge's one route, `/shop/`, as the rest of a shop would.
 
 mod backend;
 mod origin;
+mod shop;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -103,6 +105,8 @@ pub async fn run(demo: Demo) -> anyhow::Result<()> {
         Backend::start(tmp.path(), &login, &edge, &http).await?
     };
 
+    let shop = shop::start().await?;
+
     // The edge, with a sale opening in a few seconds.
     let (listen, listen_guard) = reserve(demo.listen)?;
     let (admin, admin_guard) = reserve(demo.admin)?;
@@ -122,7 +126,9 @@ pub async fn run(demo: Demo) -> anyhow::Result<()> {
              limits:\n\
              \x20 - {{ name: per-uid, key: uid, requests: 5, per: 10s, expected_keys: 100000 }}\n\
              \x20 - {{ name: global, key: global, requests: 100000, per: 1s }}\n\
-             captcha: {{ difficulty: {bits}, max_difficulty: {max}, raise_above: 5000 }}\n",
+             captcha: {{ difficulty: {bits}, max_difficulty: {max}, raise_above: 5000 }}\n\
+             upstreams:\n  shop: {{ servers: ['{shop}'], health: {{ path: /shop/health }} }}\n\
+             routes:\n  - {{ name: shop, path: /shop/, upstream: shop }}\n",
             origin = backend.origin(),
             store = backend.store(),
             static_dir = static_dir().display(),
@@ -132,6 +138,7 @@ pub async fn run(demo: Demo) -> anyhow::Result<()> {
             captcha = demo.captcha,
             bits = demo.difficulty,
             max = demo.difficulty.saturating_add(4).min(32),
+            shop = shop,
         ),
     )?;
     if backend.needs_stock_load() {
@@ -199,6 +206,18 @@ pub async fn run(demo: Demo) -> anyhow::Result<()> {
     println!(
         "live page:    http://{listen}/?product=42#token={}",
         visitor[0]
+    );
+    let shop_url = format!("http://{listen}/shop/42");
+    let shop_answer = match shop_url.parse() {
+        Ok(uri) => http
+            .send(http::Method::GET, uri, &[])
+            .await
+            .map(|a| a.status.as_u16().to_string())
+            .unwrap_or_else(|e| format!("no answer: {e}")),
+        Err(e) => format!("bad URL: {e}"),
+    };
+    println!(
+        "shop page:    {shop_url} ({shop_answer}: the shop's server, through the edge's routes:)"
     );
     println!("metrics:      http://{admin}/metrics");
     if report.won_twice > 0 {

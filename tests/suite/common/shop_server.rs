@@ -1,6 +1,7 @@
 //! A stand-in shop server for the front-door tests: HTTP/1.1 on a free port, every request
 //! recorded (method, path, headers), `GET /healthz` answering `200` (or `503` once told it is
-//! sick), `/slow` answering after three seconds, anything else `200` with `server=<id>`. [`ShopServer::kill`] stops it whole: the
+//! sick), `/slow` answering after three seconds, `/ws` with `Upgrade:` switching protocols and
+//! echoing every byte after, anything else `200` with `server=<id>`. [`ShopServer::kill`] stops it whole: the
 //! listener and every open connection, as a process dying would.
 
 use std::convert::Infallible;
@@ -140,7 +141,25 @@ async fn handle(req: Request<Incoming>, state: Arc<State>, id: String) -> Answer
             .collect(),
     };
     let path = seen.path.clone();
+    let upgrade = seen.header("upgrade").is_some();
     state.seen.lock().unwrap().push(seen);
+    if path == "/ws" && upgrade {
+        let mut req = req;
+        let upgraded = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgraded.await {
+                let mut io = hyper_util::rt::TokioIo::new(upgraded);
+                let (mut r, mut w) = tokio::io::split(&mut io);
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(Full::new(Bytes::new()))
+            .unwrap());
+    }
     let status = match path.as_str() {
         "/healthz" if state.sick.load(Ordering::SeqCst) => 503,
         "/slow" => {
