@@ -1034,3 +1034,59 @@ async fn a_websocket_upgrade_passes_through_and_its_bytes_are_no_body() {
     let seen = shop.requests().pop().unwrap();
     assert_eq!(seen.header("upgrade").as_deref(), Some("websocket"));
 }
+
+/// An HTTP/2 server with prior knowledge (h2c) on a free port: every request answered `200`
+/// with `h2 <path>`; returns its address and how many requests it took.
+async fn h2c_server() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let body = format!("h2 {}", req.uri().path());
+                    let resp = http::Response::builder().status(200).body(()).unwrap();
+                    if let Ok(mut send) = respond.send_response(resp, false) {
+                        let _ = send.send_data(bytes::Bytes::from(body), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_pool_is_spoken_to_in_http2() {
+    use std::sync::atomic::Ordering;
+    let origin = Origin::start().await;
+    let (h2, taken) = h2c_server().await;
+    let extra = format!(
+        "upstreams:\n\
+         \x20 h2: {{ servers: ['{h2}'], protocol: h2 }}\n\
+         routes:\n\
+         \x20 - {{ path: /h2/, upstream: h2 }}\n"
+    );
+    let edge = shop_edge(origin.addr, "  []", "", &extra).await;
+    let c = reqwest::Client::new();
+    for i in 0..3 {
+        let (status, _, body) = get(&c, &format!("{}/h2/{i}", edge.base), &[]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("h2 /h2/{i}").as_str())
+        );
+    }
+    assert_eq!(
+        taken.load(Ordering::SeqCst),
+        3,
+        "the HTTP/2 server took each request"
+    );
+}
