@@ -161,17 +161,20 @@ pub enum LogRoute {
     Challenge,
     /// `POST /buy/{product}/{token}`.
     Buy,
+    /// A request a route of `routes:` matched.
+    Shop,
     /// Anything else.
     Other,
 }
 
 impl LogRoute {
     /// Every route.
-    pub const ALL: [LogRoute; 5] = [
+    pub const ALL: [LogRoute; 6] = [
         LogRoute::Static,
         LogRoute::Button,
         LogRoute::Challenge,
         LogRoute::Buy,
+        LogRoute::Shop,
         LogRoute::Other,
     ];
 }

@@ -108,6 +108,7 @@ fn route_of(r: LogRoute) -> Route {
         LogRoute::Button => Route::Button,
         LogRoute::Challenge => Route::Challenge,
         LogRoute::Buy => Route::Buy,
+        LogRoute::Shop => Route::Shop,
         LogRoute::Other => Route::Other,
     }
 }

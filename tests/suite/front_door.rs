@@ -1090,3 +1090,44 @@ async fn an_h2_pool_is_spoken_to_in_http2() {
         "the HTTP/2 server took each request"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_log_writes_shop_requests_under_route_shop() {
+    let origin = Origin::start().await;
+    let shop = ShopServer::start("logged").await;
+    let logs = tempfile::tempdir().unwrap();
+    let file = logs.path().join("access.log");
+    let extra = format!(
+        "upstreams:\n\
+         \x20 shop: {{ servers: [{}] }}\n\
+         routes:\n\
+         \x20 - {{ path: /p/, upstream: shop }}\n\
+         access_log: {{ path: '{}', routes: [shop] }}\n",
+        servers(&[&shop]),
+        file.display()
+    );
+    let edge = shop_edge(origin.addr, "  []", "", &extra).await;
+    let c = reqwest::Client::new();
+    assert_eq!(get(&c, &format!("{}/p/1", edge.base), &[]).await.0, 200);
+    assert_eq!(
+        get(&c, &format!("{}/", edge.base), &[]).await.0,
+        200,
+        "the page: not logged"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if !text.is_empty() || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let lines: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["route"], "shop");
+    assert_eq!(lines[0]["outcome"], "proxied");
+    assert_eq!(lines[0]["status"], 200);
+}
