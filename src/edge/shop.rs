@@ -12,7 +12,7 @@ use pingora::http::RequestHeader;
 use prometheus::{Histogram, IntCounter};
 
 use crate::config::Route;
-use crate::ground::metrics::{ShopMetrics, STATUS_CLASSES};
+use crate::ground::metrics::{status_class, ShopMetrics, STATUS_CLASSES};
 
 /// One route's counters.
 struct Counters {
@@ -42,8 +42,7 @@ impl ShopRoutes {
     /// Count an answer of route `i` with `status`, `elapsed` after its request arrived.
     pub fn answered(&self, i: usize, status: u16, elapsed: Duration) {
         if let Some(c) = self.counters.get(i) {
-            let class = usize::from((status / 100).clamp(1, 5)) - 1;
-            c.answers[class].inc();
+            c.answers[status_class(status)].inc();
             c.seconds.observe(elapsed.as_secs_f64());
         }
     }

@@ -185,6 +185,11 @@ impl QueueMetrics {
 /// The status classes a shop answer is counted under (`1xx` … `5xx`).
 pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
+/// The index in [`STATUS_CLASSES`] of `status` (below 100 counts as `1xx`, above 599 as `5xx`).
+pub fn status_class(status: u16) -> usize {
+    usize::from((status / 100).clamp(1, 5)) - 1
+}
+
 /// The metrics of shop routes and their upstreams' servers. Their labels are the configured
 /// route, upstream and server names: bounded by the file.
 pub struct ShopMetrics {

@@ -68,22 +68,6 @@ async fn get(c: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> (u16, 
     }
 }
 
-/// Send `head` as it is on a fresh connection; the answer's status.
-async fn raw_request(base: &str, head: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
-        .await
-        .unwrap();
-    stream.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf).await;
-    let text = String::from_utf8_lossy(&buf);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"))
-}
-
 fn outcome(body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()

@@ -220,6 +220,20 @@ impl Edge {
     }
 }
 
+/// Remove every header of `upstream` whose (lowercase) name `spoofed` picks: what a client
+/// wrote where only the edge may speak.
+fn remove_headers(upstream: &mut RequestHeader, spoofed: impl Fn(&str) -> bool) {
+    let names: Vec<_> = upstream
+        .headers
+        .keys()
+        .filter(|k| spoofed(k.as_str()))
+        .cloned()
+        .collect();
+    for name in names {
+        upstream.remove_header(&name);
+    }
+}
+
 fn header_err(e: impl std::fmt::Display) -> Box<Error> {
     Error::explain(
         ErrorType::InternalError,
@@ -372,15 +386,7 @@ impl ProxyHttp for Edge {
         let origin = &live.config.origin;
         upstream.set_method(Method::POST);
         upstream.set_uri(origin.path.parse::<http::Uri>().map_err(header_err)?);
-        let spoofed: Vec<_> = upstream
-            .headers
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-flashgate-"))
-            .cloned()
-            .collect();
-        for name in spoofed {
-            upstream.remove_header(&name);
-        }
+        remove_headers(upstream, |name| name.starts_with("x-flashgate-"));
         let timestamp = now_ms();
         let signature = origin_signature(
             &live.config.secrets.edge,

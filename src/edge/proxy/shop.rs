@@ -16,7 +16,7 @@ use pingora::http::RequestHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-use super::{login_token, Ctx, Edge};
+use super::{login_token, remove_headers, Ctx, Edge};
 use crate::admission::Reject;
 use crate::config::{LoginPolicy, Route as ShopRoute, Selection};
 use crate::edge::respond;
@@ -171,21 +171,12 @@ impl Edge {
         route: &ShopRoute,
     ) -> Result<()> {
         // What only the edge may say: its own headers, and where the request came from.
-        let spoofed: Vec<_> = upstream
-            .headers
-            .keys()
-            .filter(|k| {
-                let k = k.as_str();
-                k.starts_with("x-flashgate-")
-                    || k.starts_with("x-forwarded-")
-                    || k == "x-real-ip"
-                    || k == "forwarded"
-            })
-            .cloned()
-            .collect();
-        for name in spoofed {
-            upstream.remove_header(&name);
-        }
+        remove_headers(upstream, |k| {
+            k.starts_with("x-flashgate-")
+                || k.starts_with("x-forwarded-")
+                || k == "x-real-ip"
+                || k == "forwarded"
+        });
         if route.forwarded {
             // The edge is the first hop it trusts: the address it resolved, never a chain a
             // client wrote.

@@ -28,7 +28,7 @@ use prometheus::IntCounter;
 
 use crate::config::{Selection, Upstream, UpstreamTls};
 use crate::ground::clock::now_ms;
-use crate::ground::metrics::{ShopMetrics, STATUS_CLASSES};
+use crate::ground::metrics::{status_class, ShopMetrics, STATUS_CLASSES};
 
 pub use health::HealthChecks;
 use health::PoolHealth;
@@ -267,7 +267,8 @@ impl Pool {
     /// Count an answer of server `i`: its status, or None for a connection that failed.
     pub fn answered(&self, i: usize, status: Option<u16>) {
         if let Some(s) = self.servers.get(i) {
-            let class = status.map_or(5, |code| usize::from((code / 100).clamp(1, 5)) - 1);
+            // The sixth counter, after the status classes, is `error`.
+            let class = status.map_or(STATUS_CLASSES.len(), status_class);
             s.answers[class].inc();
         }
     }

@@ -398,13 +398,18 @@ pub fn client_from(ip: &str) -> reqwest::Client {
         .unwrap()
 }
 
-/// Send raw request bytes and return the status code of the answer.
+/// `GET request_line_path` sent as written (no client's normalising): the answer's status.
 pub async fn raw_status(base: &str, request_line_path: &str) -> u16 {
+    let head =
+        format!("GET {request_line_path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    raw_request(base, &head).await
+}
+
+/// Send `head` as it is on a fresh connection to `base`; the answer's status.
+pub async fn raw_request(base: &str, head: &str) -> u16 {
     let addr = base.trim_start_matches("http://");
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req =
-        format!("GET {request_line_path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf);
